@@ -1,0 +1,133 @@
+"""SQLAlchemy 2.0 typed ORM: Sweep, Job, Attempt, Result, Host.
+
+Job states: pending -> running -> succeeded | failed (failed jobs may be rerun).
+Attempt outcomes: running, succeeded, failed, timeout, lost (the worker or coordinator
+vanished), cancelled (Ctrl-C). A job's state is the latest attempt's, kept on the job row
+because the scheduler and the dashboard filter on it constantly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JOB_STATES = ("pending", "running", "succeeded", "failed")
+ATTEMPT_OUTCOMES = ("running", "succeeded", "failed", "timeout", "lost", "cancelled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, datetime: DateTime(timezone=True)}
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    spec_yaml: Mapped[str] = mapped_column(Text)
+    baseline: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The coordinator that drives the sweep now: "host:pid", refreshed by heartbeat.
+    owner: Mapped[str | None] = mapped_column(String(300))
+    heartbeat_at: Mapped[datetime | None]
+    last_started_at: Mapped[datetime | None]
+    last_finished_at: Mapped[datetime | None]
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="sweep", cascade="all, delete-orphan")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_sweep_key", "sweep_id", "key", unique=True),
+        Index("ix_jobs_sweep_state", "sweep_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    ordinal: Mapped[int] = mapped_column(Integer)  # position in the expanded sweep
+    variant: Mapped[str] = mapped_column(String(200))
+    engine: Mapped[str] = mapped_column(String(50))
+    options: Mapped[dict]
+    model: Mapped[str] = mapped_column(String(500))
+    workload: Mapped[str] = mapped_column(String(100))
+    workload_fingerprint: Mapped[str] = mapped_column(String(64))
+    max_num_seqs: Mapped[int]
+    gpu_memory_utilization: Mapped[float] = mapped_column(Float)
+    repeat: Mapped[int]
+    timeout_s: Mapped[float] = mapped_column(Float)
+    spec: Mapped[str] = mapped_column(Text)  # the BenchJob JSON the worker runs
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sweep: Mapped[Sweep] = relationship(back_populates="jobs")
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="Attempt.number"
+    )
+    result: Mapped[Result | None] = relationship(back_populates="job", cascade="all, delete-orphan")
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_outcome", "outcome"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    host: Mapped[str] = mapped_column(String(200))
+    gpu: Mapped[str] = mapped_column(String(200))  # slot name: GPU index/uuid or "cpu0"
+    outcome: Mapped[str] = mapped_column(String(20), default="running")
+    error: Mapped[str | None] = mapped_column(Text)  # one line
+    error_kind: Mapped[str | None] = mapped_column(String(30))
+    log_tail: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    job: Mapped[Job] = relationship(back_populates="attempts")
+
+
+class Result(Base):
+    """One succeeded job's BenchResult: the figures as columns for querying, the whole
+    record as JSON for everything else."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(200))
+    gpu_name: Mapped[str] = mapped_column(String(200))
+    output_tokens: Mapped[int]
+    elapsed_s: Mapped[float] = mapped_column(Float)
+    output_tok_s: Mapped[float] = mapped_column(Float)
+    total_tok_s: Mapped[float] = mapped_column(Float)
+    start_s: Mapped[float] = mapped_column(Float)
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    record: Mapped[dict]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="result")
+
+
+class Host(Base):
+    """A remote GPU box of the SSH inventory. Secrets never live here: key file paths only."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    address: Mapped[str] = mapped_column(String(300))
+    port: Mapped[int] = mapped_column(default=22)
+    user: Mapped[str] = mapped_column(String(100))
+    key_file: Mapped[str | None] = mapped_column(String(500))
+    setup: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), default="unknown")
+    last_check: Mapped[dict | None]
+    last_check_at: Mapped[datetime | None]

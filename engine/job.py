@@ -1,0 +1,47 @@
+"""BenchJob: what the coordinator hands a worker. Plain data, JSON on the wire."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from engine.workload import WorkloadSpec
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A checkpoint: a local HF-format directory, or a named architecture with random
+    weights that the worker writes once into its cache (engine/checkpoints.py)."""
+
+    path: str | None = None
+    arch: str | None = None
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.path if self.path else f"random:{self.arch}:s{self.seed}"
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    engine: str  # kind, a key of engine.variants.KINDS
+    variant: str  # the sweep's name for this engine configuration
+    model: ModelRef
+    workload: WorkloadSpec
+    max_num_seqs: int
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    options: dict = field(default_factory=dict)  # engine options, validated by variants.py
+    repeat: int = 0
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["workload"] = self.workload.to_dict()
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchJob:
+        d = json.loads(text)
+        d["model"] = ModelRef(**d["model"])
+        d["workload"] = WorkloadSpec.from_dict(d["workload"])
+        return cls(**d)

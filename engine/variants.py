@@ -1,0 +1,109 @@
+"""Engine variant registry: which engine kinds exist, which options each accepts.
+
+This module is imported by the coordinator, so it must not import torch or any engine:
+`start()` imports the engine's adapter module only in the worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Engine(Protocol):
+    """What engine.bench needs from an engine adapter (engine/engines/*.py)."""
+
+    timings: dict[str, float]  # startup split: load_s, profile_s, compile_s, capture_s
+
+    def generate(
+        self, prompts: list[list[int]], max_tokens: list[int], temperature: float, ignore_eos: bool
+    ) -> list[list[int]]:
+        """Generate for every prompt; return each request's output token ids, in order."""
+
+    def stats(self) -> dict[str, Any]:
+        """Figures of the last generate and of the engine: any of kv_blocks, block_size,
+        kv_tokens, prefill_s, decode_s."""
+
+    def synchronize(self) -> None:
+        """Wait for the device to finish queued work."""
+
+    def peak_memory_bytes(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Option:
+    type: type
+    default: Any
+    choices: tuple = ()
+    help: str = ""
+
+    def coerce(self, name: str, value: Any) -> Any:
+        ok = isinstance(value, self.type) and not (self.type is not bool and isinstance(value, bool))
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ValueError(f"option {name!r} must be {self.type.__name__}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"option {name!r} must be one of {list(self.choices)}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    name: str
+    module: str  # adapter module exposing start(job, model_dir) -> Engine
+    description: str
+    options: dict[str, Option] = field(default_factory=dict)
+    free_form: bool = False  # unknown options are passed through to the engine as they are
+
+    def normalize(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Validate options; return them with values equal to the default dropped, so that
+        spelling out a default does not change a job's key."""
+        out = {}
+        for name, value in sorted(options.items()):
+            opt = self.options.get(name)
+            if opt is None:
+                if not self.free_form:
+                    known = ", ".join(sorted(self.options)) or "none"
+                    raise ValueError(
+                        f"engine {self.name!r} has no option {name!r} (known: {known})"
+                    )
+                out[name] = value
+            elif (value := opt.coerce(name, value)) != opt.default:
+                out[name] = value
+        return out
+
+    def resolved(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Every option with its effective value (defaults filled in)."""
+        return {name: o.default for name, o in self.options.items()} | options
+
+
+KINDS: dict[str, EngineKind] = {
+    k.name: k
+    for k in [
+        EngineKind(
+            name="hf",
+            module="engine.engines.hf",
+            description="Hugging Face transformers generate(), static batches of max_num_seqs",
+            options={
+                "attn_implementation": Option(str, "sdpa", ("sdpa", "eager")),
+                "dtype": Option(str, "auto", ("auto", "float32", "bfloat16", "float16"),
+                                "auto: bfloat16 on CUDA, float32 on CPU"),
+            },
+        ),
+    ]
+}
+
+
+def kind(name: str) -> EngineKind:
+    if name not in KINDS:
+        raise ValueError(f"unknown engine kind {name!r}; known: {', '.join(sorted(KINDS))}")
+    return KINDS[name]
+
+
+def start(job, model_dir) -> Engine:
+    """Import the engine's adapter (worker side only) and start it for this job."""
+    return importlib.import_module(kind(job.engine).module).start(job, model_dir)

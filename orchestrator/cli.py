@@ -1,0 +1,354 @@
+"""`orchestrate`: the command line. Every error a user can cause ends in one line on
+stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(help="Benchmark sweeps of LLM inference engines.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+model_app = typer.Typer(help="Checkpoints with random weights of named architectures.",
+                        no_args_is_help=True)
+app.add_typer(model_app, name="model")
+out = Console()
+err = Console(stderr=True)
+
+DbOpt = Annotated[str | None, typer.Option("--db", envvar="BENCHSWEEP_DB",
+                                           help="Database URL or SQLite path "
+                                                "[default: ./benchsweep.db]")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def open_store(db: str | None):
+    from sqlalchemy.exc import OperationalError
+
+    from db.store import SchemaError, Store
+
+    try:
+        return Store(db)
+    except SchemaError as e:
+        raise fail(str(e)) from None
+    except OperationalError as e:
+        raise fail(f"cannot open database: {str(e.orig).splitlines()[0]}") from None
+
+
+@app.command()
+def sweep(
+    file: Annotated[Path, typer.Argument(help="Sweep file (YAML)")],
+    db: DbOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the jobs; write nothing")]
+    = False,
+    rerun_failed: Annotated[bool, typer.Option("--rerun-failed")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rerun every job, succeeded too")]
+    = False,
+    slots: Annotated[int | None, typer.Option(min=1, help="Concurrent jobs on a machine "
+                                                        "without GPUs")] = None,
+) -> None:
+    """Run a sweep: every job not yet succeeded, resuming where the last run stopped."""
+    from orchestrator.spec import SpecError, load
+
+    try:
+        spec = load(file)
+        planned = spec.expand()
+    except SpecError as e:
+        raise fail(str(e), 2) from None
+    if dry_run:
+        _print_plan(spec, planned)
+        return
+    store = open_store(db)
+    executor = _executor(spec, slots)
+    try:
+        summary = _run(spec, store, executor, rerun_failed, force)
+    finally:
+        executor.shutdown()
+    outcomes = ", ".join(f"{n} {o}" for o, n in sorted(summary.outcomes.items())) or "none"
+    out.print(f"sweep [bold]{spec.name}[/]: {summary.total} jobs, {summary.skipped} already "
+              f"done, attempts this run: {outcomes}"
+              + (f"; {summary.recovered} attempts of a stopped run marked lost"
+                 if summary.recovered else ""))
+    if summary.interrupted:
+        raise fail("interrupted; run the same command again to resume", 130)
+    if summary.failed_jobs:
+        raise fail(f"{summary.failed_jobs} job(s) failed; `orchestrate status {spec.name}` "
+                   f"shows them, --rerun-failed runs them again")
+
+
+def _executor(spec, slots: int | None):
+    kind = spec.file.executor.kind
+    if kind != "local":
+        raise fail(f"executor {kind!r} is not available yet; use kind: local", 2)
+    from orchestrator.executors.local import LocalExecutor
+
+    return LocalExecutor(cpu_slots=slots or spec.file.executor.slots)
+
+
+def _run(spec, store, executor, rerun_failed: bool, force: bool):
+    from orchestrator.run import run_sweep
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[state]}"), TimeRemainingColumn())
+    with Progress(*columns, console=out, transient=False) as progress:
+        task = progress.add_task(spec.name, total=None, state="")
+
+        def on_change(s, running: int) -> None:
+            done = s.outcomes.get("succeeded", 0) + s.failed_jobs
+            progress.update(task, total=s.total - s.skipped, completed=done,
+                            state=f"running {running}, failed {s.failed_jobs}")
+
+        try:
+            return run_sweep(spec, store, executor, rerun_failed=rerun_failed, force=force,
+                             on_change=on_change)
+        except RuntimeError as e:
+            raise fail(str(e)) from None
+
+
+def _print_plan(spec, planned) -> None:
+    table = Table(title=f"{spec.name}: {len(planned)} jobs (dry run, nothing written)")
+    for col in ("#", "variant", "engine", "options", "max_num_seqs", "gpu_mem", "repeat", "key"):
+        table.add_column(col)
+    for p in planned:
+        j = p.job
+        table.add_row(str(p.ordinal), j.variant, j.engine, json.dumps(j.options) if j.options
+                      else "", str(j.max_num_seqs), f"{j.gpu_memory_utilization:g}",
+                      str(j.repeat), p.key)
+    out.print(table)
+    out.print(f"model {spec.model.label}, workload {spec.workload.name} "
+              f"(fingerprint {spec.fingerprint}), baseline {spec.baseline}")
+
+
+@app.command()
+def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = None) -> None:
+    """Sweeps, their jobs by state, and the jobs running now."""
+    from db.status import running_attempts, sweep_rows
+
+    store = open_store(db)
+    rows = sweep_rows(store, sweep)
+    if sweep and not rows:
+        raise fail(f"no sweep named {sweep!r}")
+    table = Table(title="sweeps")
+    for col in ("sweep", "jobs", "pending", "running", "succeeded", "failed", "coordinator",
+                "last run"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.name, str(r.counts.total), str(r.counts.pending), str(r.counts.running),
+                      str(r.counts.succeeded), f"[red]{r.counts.failed}[/]" if r.counts.failed
+                      else "0", r.owner or "", _when(r.last_started_at))
+    out.print(table)
+    running = running_attempts(store, sweep)
+    if running:
+        t = Table(title="running")
+        for col in ("sweep", "variant", "max_num_seqs", "gpu_mem", "repeat", "attempt", "host",
+                    "gpu", "elapsed"):
+            t.add_column(col)
+        now = datetime.now(UTC)
+        for a in running:
+            t.add_row(a.sweep, a.variant, str(a.max_num_seqs), f"{a.gpu_memory_utilization:g}",
+                      str(a.repeat), str(a.number), a.host, a.gpu,
+                      f"{(now - a.started_at).total_seconds():.0f} s")
+        out.print(t)
+    if sweep:
+        from db.status import failed_jobs
+
+        for f in failed_jobs(store, sweep):
+            out.print(f"[red]failed[/] {f.variant} max_num_seqs={f.max_num_seqs} "
+                      f"gpu_mem={f.gpu_memory_utilization:g} repeat={f.repeat}: "
+                      f"{f.error_kind}: {f.error}", highlight=False)
+
+
+def _when(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+@app.command()
+def results(
+    sweep: Annotated[str, typer.Argument()],
+    db: DbOpt = None,
+    baseline: Annotated[str | None, typer.Option(help="Variant the speedups are against "
+                                                      "[default: the sweep's baseline]")] = None,
+) -> None:
+    """One row per configuration: mean ± std over repeats, n, tok/s, speedup."""
+    import math
+
+    from db.results import results_frame, summarize
+
+    store = open_store(db)
+    if store.sweep_id(sweep) is None:
+        raise fail(f"no sweep named {sweep!r}")
+    baseline = baseline or _sweep_baseline(store, sweep)
+    summary = summarize(results_frame(store, sweep), baseline)
+    if summary.empty:
+        out.print(f"sweep {sweep}: no results yet")
+        return
+    table = Table(title=f"{sweep}: output tokens/s, speedup vs {baseline}")
+    for col in ("variant", "options", "max_num_seqs", "gpu_mem", "card", "n", "tok/s",
+                "± std", "95% CI", "CV", "elapsed s", "speedup"):
+        table.add_column(col, justify="right" if col not in ("variant", "options", "card")
+                         else "left")
+    for _, r in summary.iterrows():
+        opts = "" if r["options"] == "{}" else r["options"]
+        ci = "" if math.isnan(r["ci95"]) else f"±{r['ci95']:,.0f}"
+        cv = f"{r['cv'] * 100:.1f}%" + (" [yellow]noisy[/]" if r["noisy"] else "")
+        sp = r["speedup_note"] if math.isnan(r["speedup"]) else f"{r['speedup']:.2f}×"
+        table.add_row(r["variant"], opts, str(r["max_num_seqs"]),
+                      f"{r['gpu_memory_utilization']:g}", str(r["gpu_name"]), str(r["n"]),
+                      f"{r['tok_s_mean']:,.1f}", f"{r['tok_s_std']:,.1f}", ci, cv,
+                      f"{r['elapsed_s_mean']:.2f}", sp)
+    out.print(table)
+
+
+def _sweep_baseline(store, sweep: str) -> str | None:
+    from sqlalchemy import select
+
+    from db.models import Sweep
+
+    with store.session() as s:
+        return s.scalar(select(Sweep.baseline).where(Sweep.name == sweep))
+
+
+@app.command()
+def export(
+    sweep: Annotated[str, typer.Argument()],
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write")],
+    fmt: Annotated[str, typer.Option("--format", help="csv | json | parquet")] = "csv",
+    db: DbOpt = None,
+) -> None:
+    """Every measurement of a sweep, one row per result."""
+    from db.results import results_frame
+
+    if fmt not in ("csv", "json", "parquet"):
+        raise fail(f"--format must be csv, json or parquet, not {fmt!r}", 2)
+    store = open_store(db)
+    if store.sweep_id(sweep) is None:
+        raise fail(f"no sweep named {sweep!r}")
+    df = results_frame(store, sweep)
+    try:
+        if fmt == "csv":
+            df.to_csv(output, index=False)
+        elif fmt == "json":
+            df.to_json(output, orient="records", date_format="iso", indent=1)
+        else:
+            df.to_parquet(output, index=False)
+    except OSError as e:
+        raise fail(f"cannot write {output}: {e.strerror}") from None
+    out.print(f"wrote {len(df)} results of {sweep} to {output}")
+
+
+@model_app.command("init")
+def model_init(
+    arch: Annotated[str, typer.Option(help="qwen2-1.5b | qwen2-0.5b | qwen3-0.6b | tiny | ...")],
+    output: Annotated[Path, typer.Option("--out", help="Directory to write")],
+    seed: int = 0,
+    dtype: str = "bfloat16",
+) -> None:
+    """Write an HF-format checkpoint (config.json + safetensors) with random weights."""
+    code = subprocess.call([sys.executable, "-m", "engine.checkpoints", "--arch", arch,
+                            "--out", str(output), "--seed", str(seed), "--dtype", dtype])
+    raise typer.Exit(code)
+
+
+@app.command()
+def bench(
+    engine: Annotated[str, typer.Option(help="Engine kind: hf, nano, vllm")] = "hf",
+    model: Annotated[str | None, typer.Option(help="HF-format checkpoint directory")] = None,
+    arch: Annotated[str | None, typer.Option(help="Or a named architecture, random weights")]
+    = None,
+    workload: str = "standard",
+    num_seqs: Annotated[int | None, typer.Option(min=1)] = None,
+    input_len: Annotated[str | None, typer.Option(help="MIN,MAX")] = None,
+    output_len: Annotated[str | None, typer.Option(help="MIN,MAX")] = None,
+    temperature: Annotated[float | None, typer.Option(min=0)] = None,
+    max_num_seqs: Annotated[int, typer.Option(min=1)] = 256,
+    gpu_memory_utilization: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.9,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o",
+                                                     help="Engine option NAME=VALUE")] = None,
+    timeout: float = 3600,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run one job on this machine, without a sweep, and print its BenchResult."""
+    from engine import variants
+    from engine.job import BenchJob, ModelRef
+    from engine.workload import RECIPES, WorkloadSpec
+    from orchestrator.executors.local import visible_gpus
+    from orchestrator.executors.process import run_job
+
+    if (model is None) == (arch is None):
+        raise fail("give exactly one of --model DIR or --arch NAME", 2)
+    if workload not in RECIPES:
+        raise fail(f"unknown workload {workload!r}; known: {', '.join(sorted(RECIPES))}", 2)
+    try:
+        kind = variants.kind(engine)
+        opts = dict(_parse_option(o) for o in option or [])
+        opts = kind.normalize(opts)
+        w = {"name": workload}
+        if num_seqs:
+            w["num_seqs"] = num_seqs
+        for name, value in (("input_len", input_len), ("output_len", output_len)):
+            if value:
+                w[name] = _parse_range(name, value)
+        if temperature is not None:
+            w["temperature"] = temperature
+        job = BenchJob(engine=engine, variant=engine, model=ModelRef(path=model, arch=arch),
+                       workload=WorkloadSpec(**w), max_num_seqs=max_num_seqs,
+                       gpu_memory_utilization=gpu_memory_utilization, options=opts)
+    except ValueError as e:
+        raise fail(str(e), 2) from None
+    gpus = visible_gpus()
+    outcome = run_job(job.to_json(), gpu=gpus[0] if gpus else "cpu",
+                      cuda_visible_devices=gpus[0] if gpus else "", timeout_s=timeout)
+    if outcome.outcome != "succeeded":
+        if outcome.error_kind == "crash":
+            err.print(outcome.log_tail, markup=False, highlight=False)
+        raise fail(f"{outcome.error_kind}: {outcome.error}")
+    r = outcome.result
+    if as_json:
+        print(json.dumps(r, sort_keys=True))
+        return
+    table = Table(title=f"{engine} on {job.model.label}, workload {workload}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k in ("output_tokens", "requested_output_tokens", "prompt_tokens", "elapsed_s",
+              "output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "load_s",
+              "profile_s", "compile_s", "capture_s", "warmup_s", "start_s", "kv_blocks",
+              "block_size", "kv_tokens", "peak_memory_bytes", "device",
+              "workload_fingerprint"):
+        v = r.get(k)
+        table.add_row(k, "" if v is None else f"{v:,.2f}" if isinstance(v, float) else str(v))
+    out.print(table)
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    name, eq, value = text.partition("=")
+    if not eq or not name:
+        raise ValueError(f"--option takes NAME=VALUE, got {text!r}")
+    return name, yaml.safe_load(value)
+
+
+def _parse_range(name: str, text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')} takes MIN,MAX, got {text!r}") from None
+    return lo, hi
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The embedded default: Ray started on this machine, one slot per visible GPU, or CPU
+slots when there is none. Each slot is a custom Ray resource, so the coordinator knows
+where every job runs before it starts and one slot never runs two jobs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from typing import Any
+
+import ray
+
+from orchestrator.executors.base import Slot
+from orchestrator.executors.process import Outcome, run_job
+
+
+def visible_gpus() -> list[str]:
+    """GPU indices this process may use, read without torch: CUDA_VISIBLE_DEVICES if set,
+    else nvidia-smi's list, else none."""
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        return [g.strip() for g in cvd.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _run_on_slot(slot: Slot, job_json: str, timeout_s: float) -> dict:
+    return run_job(job_json, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
+                   timeout_s=timeout_s, threads=slot.threads).to_dict()
+
+
+class LocalExecutor:
+    def __init__(self, cpu_slots: int | None = None, object_store_mb: int = 256):
+        host = socket.gethostname()
+        gpus = visible_gpus()
+        if gpus:
+            self.slots = [Slot(f"gpu{g}", host, g, g) for g in gpus]
+        else:
+            n = cpu_slots or 1
+            threads = max(1, (os.cpu_count() or 1) // n)
+            self.slots = [Slot(f"cpu{i}", host, "cpu", "", threads) for i in range(n)]
+        ray.init(
+            num_cpus=len(self.slots), num_gpus=0,
+            resources={s.name: 1 for s in self.slots},
+            object_store_memory=object_store_mb * 1024 * 1024,
+            include_dashboard=False, log_to_driver=False, configure_logging=False,
+        )
+
+    def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
+        return _run_on_slot.options(resources={slot.name: 1}).remote(slot, job_json, timeout_s)
+
+    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
+        if not handles:
+            return []
+        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
+        done = []
+        for ref in ready:
+            try:
+                done.append((ref, Outcome(**ray.get(ref))))
+            except (ray.exceptions.RayError, OSError) as e:
+                # The worker process died under the job (OOM killer, a crash in Ray).
+                done.append((ref, Outcome("lost", socket.gethostname(), "", error_kind="lost",
+                                          error=f"worker lost: {type(e).__name__}")))
+        return done
+
+    def cancel(self, handle: Any) -> None:
+        ray.cancel(handle, force=True)
+
+    def shutdown(self) -> None:
+        ray.shutdown()

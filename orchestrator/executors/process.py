@@ -1,0 +1,116 @@
+"""Run one benchmark job as a fresh process: its own process group, a hard timeout that
+kills the whole group, the log tail kept. Executors call this wherever the GPU is."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+LOG_TAIL_BYTES = 8192
+KILL_GRACE_S = 5.0
+
+
+@dataclass
+class Outcome:
+    outcome: str  # succeeded | failed | timeout | lost | cancelled
+    host: str
+    gpu: str
+    result: dict | None = None
+    error: str | None = None  # one line
+    error_kind: str | None = None  # oom | bad_input | engine | timeout | crash | lost
+    log_tail: str = ""
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _die_with_parent() -> None:
+    # If the process that started the job dies (a Ray worker killed, the coordinator
+    # SIGKILLed), the job dies too instead of holding the GPU as an orphan.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _kill_group(pgid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + KILL_GRACE_S
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+
+def _tail(path: Path) -> str:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - LOG_TAIL_BYTES))
+        return f.read().decode(errors="replace")
+
+
+def run_job(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
+            threads: int | None = None, python: str = sys.executable) -> Outcome:
+    """Run `python -m engine.bench` for one job; never raises for a job's own failure."""
+    host = socket.gethostname()
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_visible_devices, PYTHONUNBUFFERED="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="benchsweep-job-") as tmp:
+        job_path, out_path, log_path = (Path(tmp) / n for n in ("job.json", "out.json", "log"))
+        job_path.write_text(job_json)
+        started = time.monotonic()
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [python, "-m", "engine.bench", "--job", str(job_path), "--out", str(out_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+            try:
+                code = proc.wait(timeout=timeout_s)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out, code = True, None
+            finally:
+                _kill_group(proc.pid)  # stragglers of the job (engine subprocesses) too
+                proc.wait()
+        elapsed = time.monotonic() - started
+        tail = _tail(log_path)
+        out = Outcome("failed", host, gpu, log_tail=tail, elapsed_s=elapsed)
+        if timed_out:
+            out.outcome, out.error_kind = "timeout", "timeout"
+            out.error = f"timed out after {timeout_s:g} s; the job's process group was killed"
+            return out
+        record = _read_json(out_path)
+        if code == 0 and record and "error" not in record:
+            out.outcome, out.result = "succeeded", record
+        elif record and "error" in record:
+            out.error, out.error_kind = record["error"], record.get("error_kind", "engine")
+        elif code is not None and code < 0:
+            out.error_kind = "crash"
+            out.error = f"killed by signal {signal.Signals(-code).name}"
+        else:
+            out.error_kind = "crash"
+            last = [ln for ln in tail.splitlines() if ln.strip()]
+            out.error = f"exit code {code}: {last[-1] if last else 'no output'}"
+        return out
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,168 @@
+"""Drive one sweep: record its jobs, resume, place pending jobs on free slots, collect
+outcomes, retry, enforce timeouts, record every attempt. Only this process writes the
+database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from db.models import Job
+from db.store import Store
+from orchestrator.executors.base import Executor, Slot
+from orchestrator.executors.process import Outcome
+from orchestrator.spec import SweepSpec
+
+HEARTBEAT_S = 5.0
+STALE_AFTER = timedelta(seconds=60)
+# Beyond a job's own timeout (enforced beside the job), how long the coordinator waits for
+# its executor to answer before it gives the attempt up.
+ANSWER_GRACE_S = 60.0
+MAX_LOST = 3  # attempts lost to infrastructure (a worker died) before the job fails
+
+
+@dataclass
+class RunSummary:
+    sweep_id: int
+    total: int
+    skipped: int  # already succeeded under the same key
+    recovered: int  # attempts left running by a dead coordinator, now marked lost
+    outcomes: dict[str, int] = field(default_factory=dict)
+    failed_jobs: int = 0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_jobs and not self.interrupted
+
+
+@dataclass
+class _Running:
+    job: Job
+    attempt_id: int
+    slot: Slot
+    deadline: float
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # another machine: only its heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, list[str]]:
+    planned = spec.expand()
+    sweep_id = store.upsert_sweep(spec.name, spec.text, spec.baseline)
+    store.add_jobs(sweep_id, [
+        dict(key=p.key, ordinal=p.ordinal, variant=p.job.variant, engine=p.job.engine,
+             options=p.job.options, model=p.job.model.label, workload=p.job.workload.name,
+             workload_fingerprint=spec.fingerprint, max_num_seqs=p.job.max_num_seqs,
+             gpu_memory_utilization=p.job.gpu_memory_utilization, repeat=p.job.repeat,
+             timeout_s=spec.file.timeout_s, spec=p.job.to_json())
+        for p in planned
+    ])
+    return sweep_id, [p.key for p in planned]
+
+
+def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed: bool = False,
+              force: bool = False, on_change: Callable[[RunSummary, int], None] | None = None,
+              ) -> RunSummary:
+    sweep_id, keys = record_jobs(spec, store)
+    owner = owner_id()
+    recovered = store.acquire(sweep_id, owner, stale_after=STALE_AFTER, owner_alive=owner_alive)
+    try:
+        if force:
+            store.reset_jobs(sweep_id, keys, states=("succeeded", "failed"))
+        elif rerun_failed:
+            store.reset_jobs(sweep_id, keys, states=("failed",))
+        queue = deque(store.pending_jobs(sweep_id, keys))
+        summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
+        _drive(spec, store, executor, queue, summary, owner, on_change)
+        return summary
+    finally:
+        store.release(sweep_id, owner)
+
+
+def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
+           summary: RunSummary, owner: str, on_change) -> None:
+    free = list(executor.slots)
+    running: dict[object, _Running] = {}
+    failures: dict[int, int] = {}  # job id -> failed attempts this run
+    lost: dict[int, int] = {}
+    last_beat = time.monotonic()
+
+    def notify() -> None:
+        if on_change:
+            on_change(summary, len(running))
+
+    def settle(r: _Running, out: Outcome) -> None:
+        summary.outcomes[out.outcome] = summary.outcomes.get(out.outcome, 0) + 1
+        job_state = "succeeded" if out.outcome == "succeeded" else "failed"
+        if out.outcome == "lost":
+            lost[r.job.id] = lost.get(r.job.id, 0) + 1
+            if lost[r.job.id] < MAX_LOST:
+                job_state = "pending"
+        elif out.outcome != "succeeded":
+            failures[r.job.id] = failures.get(r.job.id, 0) + 1
+            if failures[r.job.id] <= spec.file.retries:
+                job_state = "pending"
+        gpu_name = (out.result or {}).get("env", {}).get("gpu", {}) or {}
+        store.finish_attempt(
+            r.attempt_id, out.outcome, job_state=job_state, error=out.error,
+            error_kind=out.error_kind, log_tail=out.log_tail, result=out.result,
+            gpu_name=gpu_name.get("name") if isinstance(gpu_name, dict) else None,
+        )
+        if job_state == "pending":
+            queue.append(r.job)
+        elif job_state == "failed":
+            summary.failed_jobs += 1
+        free.append(r.slot)
+
+    try:
+        notify()
+        while queue or running:
+            while free and queue:
+                job, slot = queue.popleft(), free.pop(0)
+                attempt_id = store.start_attempt(job.id, slot.host, slot.gpu)
+                handle = executor.submit(slot, job.spec, job.timeout_s)
+                running[handle] = _Running(job, attempt_id, slot,
+                                           time.monotonic() + job.timeout_s + ANSWER_GRACE_S)
+                notify()
+            for handle, out in executor.wait(list(running), timeout_s=0.5):
+                settle(running.pop(handle), out)
+                notify()
+            now = time.monotonic()
+            for handle, r in list(running.items()):
+                if now > r.deadline:
+                    executor.cancel(handle)
+                    del running[handle]
+                    settle(r, Outcome("lost", r.slot.host, r.slot.gpu, error_kind="lost",
+                                      error="the executor did not answer within the job's "
+                                            "timeout; the attempt was given up"))
+                    notify()
+            if now - last_beat > HEARTBEAT_S:
+                store.heartbeat(summary.sweep_id, owner)
+                last_beat = now
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for handle, r in running.items():
+            executor.cancel(handle)
+            store.finish_attempt(r.attempt_id, "cancelled", job_state="pending",
+                                 error="interrupted (Ctrl-C)", error_kind="cancelled")
+        running.clear()
