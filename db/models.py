@@ -62,7 +62,6 @@ class Job(Base):
     max_num_seqs: Mapped[int]
     gpu_memory_utilization: Mapped[float] = mapped_column(Float)
     repeat: Mapped[int]
-    timeout_s: Mapped[float] = mapped_column(Float)
     spec: Mapped[str] = mapped_column(Text)  # the BenchJob JSON the worker runs
     state: Mapped[str] = mapped_column(String(20), default="pending")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -87,6 +86,7 @@ class Attempt(Base):
     error: Mapped[str | None] = mapped_column(Text)  # one line
     error_kind: Mapped[str | None] = mapped_column(String(30))
     log_tail: Mapped[str | None] = mapped_column(Text)
+    elapsed_s: Mapped[float | None] = mapped_column(Float)  # the job process's own wall time
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

@@ -230,11 +230,13 @@ class Store:
     def finish_attempt(self, attempt_id: int, outcome: str, *, job_state: str,
                        error: str | None = None, error_kind: str | None = None,
                        log_tail: str | None = None, result: dict | None = None,
+                       elapsed_s: float | None = None,
                        host: str | None = None, gpu_name: str | None = None) -> None:
         with self.session() as s:
             attempt = s.get(Attempt, attempt_id)
             attempt.outcome, attempt.finished_at = outcome, utcnow()
             attempt.error, attempt.error_kind, attempt.log_tail = error, error_kind, log_tail
+            attempt.elapsed_s = elapsed_s
             if host:
                 attempt.host = host
             s.execute(update(Job).where(Job.id == attempt.job_id).values(state=job_state))

@@ -41,8 +41,9 @@ class Option:
     help: str = ""
 
     def coerce(self, name: str, value: Any) -> Any:
-        ok = isinstance(value, self.type) and not (self.type is not bool and isinstance(value, bool))
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+        is_bool = isinstance(value, bool)
+        ok = isinstance(value, self.type) and (self.type is bool or not is_bool)
+        if self.type is float and isinstance(value, int) and not is_bool:
             value, ok = float(value), True
         if not ok:
             raise ValueError(f"option {name!r} must be {self.type.__name__}, got {value!r}")

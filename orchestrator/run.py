@@ -66,7 +66,8 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
-def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, list[str]]:
+def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, dict[str, float]]:
+    """Upsert the sweep and its jobs; return the sweep id and each job key's timeout."""
     planned = spec.expand()
     sweep_id = store.upsert_sweep(spec.name, spec.text, spec.baseline)
     store.add_jobs(sweep_id, [
@@ -74,16 +75,17 @@ def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, list[str]]:
              options=p.job.options, model=p.job.model.label, workload=p.job.workload.name,
              workload_fingerprint=spec.fingerprint, max_num_seqs=p.job.max_num_seqs,
              gpu_memory_utilization=p.job.gpu_memory_utilization, repeat=p.job.repeat,
-             timeout_s=spec.file.timeout_s, spec=p.job.to_json())
+             spec=p.job.to_json())
         for p in planned
     ])
-    return sweep_id, [p.key for p in planned]
+    return sweep_id, {p.key: p.timeout_s for p in planned}
 
 
 def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed: bool = False,
               force: bool = False, on_change: Callable[[RunSummary, int], None] | None = None,
               ) -> RunSummary:
-    sweep_id, keys = record_jobs(spec, store)
+    sweep_id, timeouts = record_jobs(spec, store)
+    keys = list(timeouts)
     owner = owner_id()
     recovered = store.acquire(sweep_id, owner, stale_after=STALE_AFTER, owner_alive=owner_alive)
     try:
@@ -93,14 +95,14 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
             store.reset_jobs(sweep_id, keys, states=("failed",))
         queue = deque(store.pending_jobs(sweep_id, keys))
         summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
-        _drive(spec, store, executor, queue, summary, owner, on_change)
+        _drive(spec, store, executor, queue, timeouts, summary, owner, on_change)
         return summary
     finally:
         store.release(sweep_id, owner)
 
 
 def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
-           summary: RunSummary, owner: str, on_change) -> None:
+           timeouts: dict[str, float], summary: RunSummary, owner: str, on_change) -> None:
     free = list(executor.slots)
     running: dict[object, _Running] = {}
     failures: dict[int, int] = {}  # job id -> failed attempts this run
@@ -126,6 +128,7 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
         store.finish_attempt(
             r.attempt_id, out.outcome, job_state=job_state, error=out.error,
             error_kind=out.error_kind, log_tail=out.log_tail, result=out.result,
+            elapsed_s=out.elapsed_s or None,
             gpu_name=gpu_name.get("name") if isinstance(gpu_name, dict) else None,
         )
         if job_state == "pending":
@@ -140,9 +143,10 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
             while free and queue:
                 job, slot = queue.popleft(), free.pop(0)
                 attempt_id = store.start_attempt(job.id, slot.host, slot.gpu)
-                handle = executor.submit(slot, job.spec, job.timeout_s)
+                timeout = timeouts[job.key]
+                handle = executor.submit(slot, job.spec, timeout)
                 running[handle] = _Running(job, attempt_id, slot,
-                                           time.monotonic() + job.timeout_s + ANSWER_GRACE_S)
+                                           time.monotonic() + timeout + ANSWER_GRACE_S)
                 notify()
             for handle, out in executor.wait(list(running), timeout_s=0.5):
                 settle(running.pop(handle), out)

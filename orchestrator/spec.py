@@ -85,6 +85,7 @@ class WorkloadSection(_Strict):
 class VariantSection(_Strict):
     kind: str
     options: dict[str, Any] = {}
+    timeout_s: float | None = Field(None, gt=0)  # overrides the sweep's per-job timeout
 
     @field_validator("kind")
     @classmethod
@@ -121,6 +122,7 @@ class PlannedJob:
     key: str
     ordinal: int
     job: BenchJob
+    timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,8 @@ class SweepSpec:
         for repeat in range(f.repeats):
             for _point, job in configs.values():
                 job = BenchJob(**{**job.__dict__, "repeat": repeat})
-                planned.append(PlannedJob(_key(job, fingerprint, repeat), ordinal, job))
+                timeout = f.variants[job.variant].timeout_s or f.timeout_s
+                planned.append(PlannedJob(_key(job, fingerprint, repeat), ordinal, job, timeout))
                 ordinal += 1
         return planned
 

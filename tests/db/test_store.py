@@ -9,7 +9,7 @@ from db.store import SchemaError, Store, head_revision, resolve_url, schema_revi
 def _job(key: str, ordinal: int = 0, **kw) -> dict:
     return dict(key=key, ordinal=ordinal, variant="hf", engine="hf", options={}, model="m",
                 workload="standard", workload_fingerprint="f", max_num_seqs=4,
-                gpu_memory_utilization=0.9, repeat=0, timeout_s=60.0, spec="{}") | kw
+                gpu_memory_utilization=0.9, repeat=0, spec="{}") | kw
 
 
 RESULT = {"output_tokens": 10, "elapsed_s": 2.0, "output_tok_s": 5.0, "total_tok_s": 9.0,
