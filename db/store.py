@@ -257,6 +257,8 @@ class Store:
                                   .order_by(Attempt.number)))
 
 
-def as_utc(t: datetime) -> datetime:
+def as_utc(t: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything is stored in UTC.
-    return t if t.tzinfo else t.replace(tzinfo=utcnow().tzinfo)
+    if t is None or t.tzinfo:
+        return t
+    return t.replace(tzinfo=utcnow().tzinfo)

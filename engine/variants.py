@@ -86,6 +86,19 @@ KINDS: dict[str, EngineKind] = {
     k.name: k
     for k in [
         EngineKind(
+            name="nano",
+            module="engine.engines.nano",
+            description="nano: our engine (paged KV, prefix cache, Triton kernels, CUDA graphs)",
+            options={
+                "enforce_eager": Option(bool, False, help="no CUDA graphs for decode"),
+                "block_size": Option(int, 256, help="tokens per KV-cache block"),
+                "attention_backend": Option(str, "auto", ("auto", "triton", "torch"),
+                                            "auto: triton on CUDA, torch on CPU"),
+                "max_num_batched_tokens": Option(int, 16384, help="prefill tokens per step"),
+                "enable_prefix_caching": Option(bool, True),
+            },
+        ),
+        EngineKind(
             name="hf",
             module="engine.engines.hf",
             description="Hugging Face transformers generate(), static batches of max_num_seqs",

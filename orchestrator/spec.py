@@ -273,11 +273,16 @@ def _pydantic_message(err: dict) -> str:
 def _check(f: SweepFile) -> None:
     """What pydantic cannot see field by field: names that refer to each other, options
     that must exist on the variants' engines."""
+    seen: dict[str, str] = {}
     for name, v in f.variants.items():
         try:
-            variants.kind(v.kind).normalize(v.options)
+            options = variants.kind(v.kind).normalize(v.options)
         except ValueError as e:
             raise SpecError(str(e), ("variants", name, "options")) from None
+        same = seen.setdefault(json.dumps([v.kind, options], sort_keys=True), name)
+        if same != name:
+            raise SpecError(f"the same engine configuration as variant {same!r}",
+                            ("variants", name))
     if "max_num_seqs" not in f.matrix:
         raise SpecError("required axis missing (a list of batch sizes)",
                         ("matrix", "max_num_seqs"))

@@ -66,7 +66,9 @@ def run_job(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: fl
             threads: int | None = None, python: str = sys.executable) -> Outcome:
     """Run `python -m engine.bench` for one job; never raises for a job's own failure."""
     host = socket.gethostname()
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_visible_devices, PYTHONUNBUFFERED="1")
+    # PCI bus order, so CUDA and NVML (envinfo) mean the same GPU by the same index.
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_visible_devices, PYTHONUNBUFFERED="1",
+               CUDA_DEVICE_ORDER="PCI_BUS_ID")
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory(prefix="benchsweep-job-") as tmp:
@@ -114,3 +116,28 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m orchestrator.executors.process`: run_job on a worker host (SSH or a Ray
+    node), Outcome JSON written to --out. Only the standard library is needed there."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m orchestrator.executors.process")
+    p.add_argument("--job", required=True, type=Path, help="job JSON file")
+    p.add_argument("--out", required=True, type=Path, help="where the Outcome JSON goes")
+    p.add_argument("--gpu", default="cpu")
+    p.add_argument("--cuda-visible-devices", default="")
+    p.add_argument("--timeout", type=float, required=True)
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args(argv)
+    out = run_job(a.job.read_text(), gpu=a.gpu, cuda_visible_devices=a.cuda_visible_devices,
+                  timeout_s=a.timeout, threads=a.threads)
+    tmp = a.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out.to_dict()))
+    tmp.replace(a.out)  # the reader never sees half a file
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -91,6 +91,8 @@ def test_exclude_include_and_option_axes():
                                                                  "engine kind 'vllmx'"),
     ("attn_implementation: eager", "attn_implementation: flash", "13: variants.hf-eager.options: "
                                                                   "option 'attn_implementation'"),
+    ("attn_implementation: eager", "attn_implementation: sdpa", "11: variants.hf-eager: the "
+                                                                "same engine configuration"),
     ("arch: tiny", "arch: gpt5", "3: model.arch: unknown arch 'gpt5'"),
     ("input_len: [8, 16]", "input_len: [16, 8]", "6: workload.input_len: must be [min, max]"),
     ("name: t", "name: 'bad name'", "1: name: String should match pattern"),

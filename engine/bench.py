@@ -1,0 +1,243 @@
+"""`python -m engine.bench`: run exactly one BenchJob and report one BenchResult.
+
+    python -m engine.bench --job job.json --out result.json   (--job - reads stdin)
+    python -m engine.bench --self-check
+
+The result (or {"error", "error_kind"}) is written to --out and printed as the last line of
+stdout. Exit status: 0 ok, 1 the job failed, 2 bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import checkpoints, envinfo, variants
+from engine.job import BenchJob, ModelRef
+from engine.result import BenchResult
+from engine.workload import WorkloadSpec, build
+
+# The untimed warm-up: this many of the workload's prompts, cut to this length, few tokens.
+WARMUP_SEQS = 4
+WARMUP_PROMPT_LEN = 32
+WARMUP_TOKENS = 8
+
+
+class BadInput(Exception):
+    """The job cannot run as given: bad job JSON, model, engine kind, options or workload."""
+
+
+@dataclass
+class Failure:
+    error: str
+    error_kind: str  # oom | bad_input | engine
+
+    def to_json(self) -> str:
+        return json.dumps({"error": self.error, "error_kind": self.error_kind})
+
+
+def _set_threads() -> None:
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def run_job(job: BenchJob) -> BenchResult:
+    """Run one job in this process. Raises BadInput for problems of the job itself."""
+    try:
+        kind = variants.kind(job.engine)
+        options = kind.resolved(kind.normalize(job.options))
+        workload = build(job.workload)
+        model_dir = checkpoints.resolve(job.model)
+        if job.max_num_seqs < 1:
+            raise ValueError(f"max_num_seqs must be at least 1, got {job.max_num_seqs}")
+        if job.max_model_len:
+            longest = max(len(p) + n for p, n in zip(workload.prompts, workload.max_tokens,
+                                                     strict=True))
+            if longest > job.max_model_len:
+                raise ValueError(f"a request needs {longest} tokens (prompt + max_tokens), "
+                                 f"more than max_model_len {job.max_model_len}")
+    except ValueError as e:
+        raise BadInput(str(e)) from e
+    _set_threads()
+    import torch
+
+    env = envinfo.collect()  # before the engine starts: clocks at start, an idle GPU
+    engine = variants.start(job, model_dir)
+    try:
+        warm = workload.prompts[:WARMUP_SEQS]
+        engine.synchronize()
+        t0 = time.monotonic()
+        engine.generate(
+            [p[:WARMUP_PROMPT_LEN] for p in warm],
+            [WARMUP_TOKENS] * len(warm),
+            job.workload.temperature,
+            True,
+        )
+        engine.synchronize()
+        warmup_s = time.monotonic() - t0
+
+        t0 = time.monotonic()
+        outputs = engine.generate(
+            workload.prompts, workload.max_tokens, job.workload.temperature, job.workload.ignore_eos
+        )
+        engine.synchronize()
+        elapsed = time.monotonic() - t0
+        if len(outputs) != len(workload.prompts):
+            raise RuntimeError(
+                f"engine returned {len(outputs)} outputs for {len(workload.prompts)} prompts"
+            )
+        stats = engine.stats()
+        gpu = envinfo.gpu_info()  # now CUDA has started, torch names the GPU by UUID
+        if gpu and gpu["uuid"] != env.get("gpu", {}).get("uuid"):
+            env["gpu"] = gpu
+        device = getattr(engine, "device", None)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return BenchResult(
+            engine=job.engine,
+            variant=job.variant,
+            model=job.model.label,
+            workload=job.workload.name,
+            workload_fingerprint=workload.fingerprint,
+            num_seqs=len(workload.prompts),
+            max_num_seqs=job.max_num_seqs,
+            gpu_memory_utilization=job.gpu_memory_utilization,
+            prompt_tokens=workload.prompt_tokens,
+            requested_output_tokens=workload.requested_output_tokens,
+            output_tokens=sum(len(o) for o in outputs),
+            elapsed_s=elapsed,
+            load_s=engine.timings.get("load_s", 0.0),
+            profile_s=engine.timings.get("profile_s", 0.0),
+            compile_s=engine.timings.get("compile_s", 0.0),
+            capture_s=engine.timings.get("capture_s", 0.0),
+            warmup_s=warmup_s,
+            prefill_s=stats.get("prefill_s"),
+            decode_s=stats.get("decode_s"),
+            kv_blocks=stats.get("kv_blocks"),
+            block_size=stats.get("block_size"),
+            kv_tokens=stats.get("kv_tokens"),
+            peak_memory_bytes=engine.peak_memory_bytes(),
+            device=getattr(device, "type", str(device)),
+            options=options,
+            env=env,
+        )
+    finally:
+        engine.close()
+
+
+def classify(e: BaseException) -> str:
+    if isinstance(e, BadInput):
+        return "bad_input"
+    if isinstance(e, MemoryError):
+        return "oom"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(e, torch.OutOfMemoryError):
+        return "oom"
+    # CUDA OOM raised outside the caching allocator (cuBLAS, Triton) is a plain RuntimeError.
+    if isinstance(e, RuntimeError) and "out of memory" in str(e).lower():
+        return "oom"
+    return "engine"
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or "(no message)"
+    return f"{type(e).__name__}: {text}"[:1000]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+
+
+def _report(out: Path, text: str) -> None:
+    _write_atomic(out, text)
+    sys.stdout.flush()
+    print(text, flush=True)
+
+
+def _load_job(source: str) -> BenchJob:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        return BenchJob.from_json(text)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise BadInput(f"cannot read job {source}: {one_line(e)}") from e
+
+
+def self_check() -> str:
+    """Run a tiny job with every engine kind whose adapter imports here; return a summary.
+    A kind whose third-party package is not installed is skipped, not failed."""
+    model = ModelRef(arch="tiny")
+    checkpoints.resolve(model)
+    ran, skipped = [], []
+    for name, kind in variants.KINDS.items():
+        try:
+            importlib.import_module(kind.module)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.split(".")[0] != "engine":
+                skipped.append(f"{name} (no {e.name})")
+                continue
+            raise
+        job = BenchJob(
+            engine=name,
+            variant=f"self-check-{name}",
+            model=model,
+            workload=WorkloadSpec(
+                num_seqs=2, input_len=(8, 16), output_len=(4, 8), temperature=0.0
+            ),
+            max_num_seqs=2,
+            gpu_memory_utilization=0.5,
+            max_model_len=256,
+        )
+        r = run_job(job)
+        if r.output_tokens != r.requested_output_tokens:
+            raise RuntimeError(
+                f"{name}: {r.output_tokens} tokens, expected {r.requested_output_tokens}"
+            )
+        ran.append(f"{name} {r.output_tokens} tok in {r.elapsed_s:.2f}s on {r.device}")
+    if not ran:
+        raise RuntimeError(f"no engine could run (skipped: {', '.join(skipped)})")
+    line = "; ".join(ran)
+    return line + (f"; skipped {', '.join(skipped)}" if skipped else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--job", help="job JSON file, or - for stdin")
+    p.add_argument("--out", help="where to write the result JSON")
+    p.add_argument("--self-check", action="store_true", help="run a tiny job with each engine")
+    args = p.parse_args(argv)
+    if args.self_check:
+        try:
+            print(f"self-check ok: {self_check()}", flush=True)
+            return 0
+        except Exception as e:
+            traceback.print_exc()
+            print(f"self-check failed: {one_line(e)}", flush=True)
+            return 1
+    if not args.job or not args.out:
+        p.error("--job and --out are required (or --self-check)")
+    out = Path(args.out)
+    try:
+        result = run_job(_load_job(args.job))
+    except Exception as e:
+        traceback.print_exc()
+        _report(out, Failure(one_line(e), classify(e)).to_json())
+        return 1
+    _report(out, result.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Adapter: engine.bench drives the nano engine (engine/nano) through this."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import variants
+from engine.job import BenchJob
+from engine.nano import LLM, SamplingParams
+
+
+class NanoEngine:
+    def __init__(self, llm: LLM):
+        self.llm = llm
+        self.device = torch.device(llm.config.device)
+        self.timings: dict[str, float] = dict(llm.timings)
+
+    def generate(
+        self, prompts: list[list[int]], max_tokens: list[int], temperature: float, ignore_eos: bool
+    ) -> list[list[int]]:
+        if len(prompts) != len(max_tokens):
+            raise ValueError(f"{len(prompts)} prompts but {len(max_tokens)} max_tokens")
+        params = [SamplingParams(temperature, n, ignore_eos) for n in max_tokens]
+        return self.llm.generate(prompts, params)
+
+    def stats(self) -> dict[str, Any]:
+        bs = self.llm.config.block_size
+        return dict(self.llm.last_stats) | {
+            "kv_blocks": self.llm.num_kv_blocks,
+            "block_size": bs,
+            "kv_tokens": self.llm.num_kv_blocks * bs,
+        }
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def peak_memory_bytes(self) -> int | None:
+        return self.llm.runner.peak_memory_bytes()
+
+    def close(self) -> None:
+        self.llm = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def start(job: BenchJob, model_dir: str | Path) -> NanoEngine:
+    kind = variants.kind(job.engine)
+    o = kind.resolved(kind.normalize(job.options))
+    llm = LLM(
+        str(model_dir),
+        max_num_seqs=job.max_num_seqs,
+        max_model_len=job.max_model_len,
+        gpu_memory_utilization=job.gpu_memory_utilization,
+        max_num_batched_tokens=o["max_num_batched_tokens"],
+        enforce_eager=o["enforce_eager"],
+        block_size=o["block_size"],
+        enable_prefix_caching=o["enable_prefix_caching"],
+        attention_backend=None if o["attention_backend"] == "auto" else o["attention_backend"],
+    )
+    return NanoEngine(llm)

@@ -1,0 +1,119 @@
+"""Configuration: the model's (read from config.json) and the engine's (given by the caller)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+SUPPORTED_ARCHS = {"qwen2", "qwen3"}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture fields nano reads from an HF config.json."""
+
+    model_type: str  # qwen2 | qwen3
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    rope_theta: float
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    qkv_bias: bool  # Qwen2: always; Qwen3: config.attention_bias
+    o_bias: bool  # Qwen2: never; Qwen3: config.attention_bias
+    qk_norm: bool  # Qwen3's per-head RMSNorm on q and k
+    torch_dtype: str | None = None
+    eos_token_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path) -> ModelConfig:
+        path = Path(model_dir) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no config.json in {model_dir}")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        mt = d.get("model_type")
+        if mt not in SUPPORTED_ARCHS:
+            raise ValueError(
+                f"model_type {mt!r} is not supported by nano (supported: {sorted(SUPPORTED_ARCHS)})"
+            )
+        if d.get("use_sliding_window"):
+            raise ValueError("sliding-window attention (use_sliding_window: true) is not supported")
+        if d.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"hidden_act {d.get('hidden_act')!r} is not supported (only silu)")
+        # transformers >= 5 writes rope_parameters; older versions rope_theta (+ rope_scaling).
+        rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type != "default":
+            raise ValueError(f"rope type {rope_type!r} is not supported (only default)")
+        rope_theta = rope.get("rope_theta", d.get("rope_theta", 10000.0))
+        heads = d["num_attention_heads"]
+        head_dim = d.get("head_dim") or d["hidden_size"] // heads
+        eos = d.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        bias = bool(d.get("attention_bias", False))
+        qwen2 = mt == "qwen2"
+        return cls(
+            model_type=mt,
+            vocab_size=d["vocab_size"],
+            hidden_size=d["hidden_size"],
+            intermediate_size=d["intermediate_size"],
+            num_hidden_layers=d["num_hidden_layers"],
+            num_attention_heads=heads,
+            num_key_value_heads=d.get("num_key_value_heads") or heads,
+            head_dim=head_dim,
+            rms_norm_eps=d.get("rms_norm_eps", 1e-6),
+            rope_theta=float(rope_theta),
+            max_position_embeddings=d.get("max_position_embeddings", 32768),
+            tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+            qkv_bias=True if qwen2 else bias,
+            o_bias=False if qwen2 else bias,
+            qk_norm=not qwen2,
+            torch_dtype=d.get("torch_dtype") or d.get("dtype"),
+            eos_token_ids=eos_ids,
+        )
+
+
+@dataclass
+class EngineConfig:
+    """What the caller chooses. Values of None are filled in by LLM from the model and device."""
+
+    model_dir: str
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 16384  # prefill token budget of one step
+    max_model_len: int | None = None  # default: min(config max_position_embeddings, 4096)
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = False  # no CUDA graphs
+    block_size: int = 256
+    enable_prefix_caching: bool = True
+    attention_backend: str | None = None  # triton | torch; default triton on CUDA, torch on CPU
+    device: str | None = None  # default cuda when available
+    dtype: str | None = None  # default bfloat16 on CUDA, float32 on CPU
+    # On CPU gpu_memory_utilization means nothing: the KV cache takes this many bytes at most
+    # (and never more than a quarter of the RAM available at start, nor more than
+    # max_num_seqs full-length sequences need).
+    cpu_kv_cache_bytes: int = 2 << 30
+    num_kv_blocks: int | None = None  # fixed KV-cache size in blocks (tests); skips profiling
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_num_seqs < 1:
+            raise ValueError("max_num_seqs must be >= 1")
+        if self.max_num_batched_tokens < 1:
+            raise ValueError("max_num_batched_tokens must be >= 1")
+        if self.block_size < 1:
+            raise ValueError("block_size must be >= 1")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+        if self.attention_backend not in (None, "triton", "torch"):
+            raise ValueError(
+                f"attention_backend must be 'triton' or 'torch', got {self.attention_backend!r}"
+            )

@@ -1,0 +1,153 @@
+"""Paged decode attention (one query token per sequence), split over the context.
+
+Grid (batch, kv_head, split): a program takes all query heads of one KV head (GQA), and
+one of `num_splits` equal parts of the sequence's context, walking it BLOCK_N tokens at a
+time through the block table. Each part writes its partial output and log-sum-exp; a second
+kernel combines the parts. The split count is a launch parameter, not a function of the
+lengths, so one launch can be captured in a CUDA graph and replayed for any lengths.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+# NUM_SPLITS is a runtime value (not specialised) so that the graphs of every batch-size
+# bucket share one compiled kernel.
+@triton.jit(do_not_specialize=["NUM_SPLITS"])
+def _decode_split_kernel(
+    q_ptr, kc_ptr, vc_ptr, bt_ptr, ctx_ptr, o_ptr, lse_ptr,
+    stride_qb, stride_qh,
+    stride_kb, stride_ks, stride_kh,
+    stride_vb, stride_vs, stride_vh,
+    stride_bt,
+    scale, NUM_SPLITS,
+    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
+    s = tl.program_id(2)
+    ctx = tl.load(ctx_ptr + b)
+    part = tl.cdiv(tl.cdiv(ctx, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    start = s * part
+    end = tl.minimum(start + part, ctx)
+
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_d = tl.arange(0, BLOCK_D)
+    hmask = offs_h < GROUP
+    dmask = offs_d < HEAD_DIM
+    heads = kvh * GROUP + offs_h
+    q = tl.load(
+        q_ptr + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
+        mask=hmask[:, None] & dmask[None, :], other=0.0,
+    )
+
+    m = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    l_sum = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+    bt_row = bt_ptr + b.to(tl.int64) * stride_bt
+    for n0 in range(start, end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        nmask = offs_n < end
+        blk = tl.load(bt_row + offs_n // BLOCK_SIZE, mask=nmask, other=0).to(tl.int64)
+        within = offs_n % BLOCK_SIZE
+        kv_mask = nmask[:, None] & dmask[None, :]
+        k = tl.load(
+            kc_ptr + blk[:, None] * stride_kb + within[:, None] * stride_ks + kvh * stride_kh
+            + offs_d[None, :], mask=kv_mask, other=0.0,
+        )
+        v = tl.load(
+            vc_ptr + blk[:, None] * stride_vb + within[:, None] * stride_vs + kvh * stride_vh
+            + offs_d[None, :], mask=kv_mask, other=0.0,
+        )
+        scores = tl.dot(q, tl.trans(k)) * scale  # [BLOCK_H, BLOCK_N], fp32
+        scores = tl.where(nmask[None, :], scores, float("-inf"))
+        m_new = tl.maximum(m, tl.max(scores, axis=1))
+        p = tl.exp(scores - m_new[:, None])
+        alpha = tl.exp(m - m_new)
+        l_sum = l_sum * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m = m_new
+
+    empty = l_sum == 0.0
+    out = acc / tl.where(empty, 1.0, l_sum)[:, None]
+    lse = tl.where(empty, float("-inf"), m + tl.log(tl.where(empty, 1.0, l_sum)))
+    row = (b * tl.num_programs(1) * GROUP + heads) * NUM_SPLITS + s  # [B, H, S] flattened
+    tl.store(o_ptr + row[:, None] * HEAD_DIM + offs_d[None, :], out,
+             mask=hmask[:, None] & dmask[None, :])
+    tl.store(lse_ptr + row, lse, mask=hmask)
+
+
+@triton.jit(do_not_specialize=["NUM_SPLITS"])
+def _decode_combine_kernel(
+    o_part_ptr, lse_ptr, out_ptr, stride_ob, stride_oh, NUM_HEADS, NUM_SPLITS,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    smask = offs_s < NUM_SPLITS
+    dmask = offs_d < HEAD_DIM
+    row = (b * NUM_HEADS + h) * NUM_SPLITS + offs_s
+    lse = tl.load(lse_ptr + row, mask=smask, other=float("-inf"))
+    mx = tl.max(lse, axis=0)
+    mx = tl.where(mx == float("-inf"), 0.0, mx)
+    w = tl.exp(lse - mx)  # 0 for empty parts
+    parts = tl.load(o_part_ptr + row[:, None] * HEAD_DIM + offs_d[None, :],
+                    mask=smask[:, None] & dmask[None, :], other=0.0)
+    total = tl.sum(w, axis=0)
+    o = tl.sum(parts * w[:, None], axis=0) / tl.where(total == 0.0, 1.0, total)
+    tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d,
+             o.to(out_ptr.dtype.element_ty), mask=dmask)
+
+
+MAX_SPLITS = 32
+
+
+def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms: int = 132) -> int:
+    """Enough programs to fill the GPU twice over, parts of at least 256 tokens, at most 32."""
+    want = triton.cdiv(2 * num_sms, max(1, batch * num_kv_heads))
+    return max(1, min(want, triton.cdiv(max_context, 256), MAX_SPLITS))
+
+
+def paged_decode_attention(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+    block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float, num_splits: int,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """q [B, H, D]; caches [num_blocks, block_size, KVH, D]; block_tables [B, max_blocks];
+    context_lens [B] (0 for padding rows: their output is 0). Returns [B, H, D]."""
+    b, h, d = q.shape
+    _, block_size, kvh, _ = k_cache.shape
+    group = h // kvh
+    assert q.stride(2) == 1 and k_cache.stride(3) == 1 and v_cache.stride(3) == 1
+    assert 1 <= num_splits <= MAX_SPLITS
+    if out is None:
+        out = torch.empty_like(q)
+    if b == 0:
+        return out
+    o_part = torch.empty(b, h, num_splits, d, dtype=torch.float32, device=q.device)
+    lse = torch.empty(b, h, num_splits, dtype=torch.float32, device=q.device)
+    block_d = triton.next_power_of_2(d)
+    _decode_split_kernel[(b, kvh, num_splits)](
+        q, k_cache, v_cache, block_tables, context_lens, o_part, lse,
+        q.stride(0), q.stride(1),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        block_tables.stride(0),
+        scale, num_splits,
+        GROUP=group, HEAD_DIM=d, BLOCK_SIZE=block_size,
+        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_D=block_d, BLOCK_N=32,
+        num_warps=4,
+    )
+    _decode_combine_kernel[(b, h)](
+        o_part, lse, out, out.stride(0), out.stride(1), h, num_splits,
+        HEAD_DIM=d, BLOCK_S=MAX_SPLITS, BLOCK_D=block_d,
+        num_warps=1 if d <= 64 else 2,
+    )
+    return out

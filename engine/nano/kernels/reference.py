@@ -1,0 +1,90 @@
+"""Torch references of the kernels; also the `torch` attention backend and the CPU path.
+
+Shapes: q [T, H, D]; k, v [T, KVH, D]; caches [num_blocks, block_size, KVH, D];
+block_tables [N, max_blocks] int32; context_lens [N] int32 (tokens in the cache, new ones
+included); cu_seqlens_q [N + 1] int32 (prefill: where each sequence's new tokens start in q).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def store_kv_ref(
+    k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Write token t's K/V to slot slot_mapping[t] (block * block_size + offset); -1 skips."""
+    keep = slot_mapping >= 0
+    slots = slot_mapping.clamp_min(0).long()
+    kc = k_cache.view(-1, *k_cache.shape[2:])
+    vc = v_cache.view(-1, *v_cache.shape[2:])
+    if bool(keep.all()):
+        kc.index_copy_(0, slots, k.to(kc.dtype))
+        vc.index_copy_(0, slots, v.to(vc.dtype))
+    else:
+        kc[slots[keep]] = k[keep].to(kc.dtype)
+        vc[slots[keep]] = v[keep].to(vc.dtype)
+
+
+def add_rmsnorm_ref(
+    x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rmsnorm(x + residual), x + residual), as transformers computes them: the sum in the
+    input dtype, the norm in fp32, the weight applied in the input dtype."""
+    h = x if residual is None else x + residual
+    hf = h.float()
+    y = hf * torch.rsqrt(hf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * y.to(x.dtype), h
+
+
+def _gather(cache: torch.Tensor, blocks: torch.Tensor, n: int) -> torch.Tensor:
+    return cache[blocks.long()].reshape(-1, *cache.shape[2:])[:n]
+
+
+def prefill_attention_ref(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+    block_tables: torch.Tensor, cu_seqlens_q: list[int], context_lens: list[int], scale: float,
+) -> torch.Tensor:
+    """Causal attention of each sequence's new tokens over its whole cached context (the
+    new tokens' K/V already stored). cu_seqlens_q and context_lens are host lists here."""
+    out = torch.empty_like(q)
+    bs = k_cache.shape[1]
+    group = q.shape[1] // k_cache.shape[2]
+    for i, ctx in enumerate(context_lens):
+        qs, qe = cu_seqlens_q[i], cu_seqlens_q[i + 1]
+        n_q = qe - qs
+        blocks = block_tables[i, : (ctx + bs - 1) // bs]
+        k = _gather(k_cache, blocks, ctx).transpose(0, 1).repeat_interleave(group, 0)
+        v = _gather(v_cache, blocks, ctx).transpose(0, 1).repeat_interleave(group, 0)
+        qq = q[qs:qe].transpose(0, 1)
+        if n_q == ctx:
+            o = F.scaled_dot_product_attention(qq, k, v, is_causal=True, scale=scale)
+        else:
+            rows = torch.arange(n_q, device=q.device)[:, None] + (ctx - n_q)
+            mask = torch.arange(ctx, device=q.device)[None, :] <= rows
+            o = F.scaled_dot_product_attention(qq, k, v, attn_mask=mask, scale=scale)
+        out[qs:qe] = o.transpose(0, 1)
+    return out
+
+
+def decode_attention_ref(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+    block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float,
+) -> torch.Tensor:
+    """One query token per sequence over its cached context; tensors only (no host sync),
+    so it can be captured in a CUDA graph. A row with context 0 (graph padding) gives
+    garbage, not NaN."""
+    b, h, d = q.shape
+    kvh = k_cache.shape[2]
+    k = k_cache[block_tables.long()].reshape(b, -1, kvh, d)  # [B, L, KVH, D]
+    v = v_cache[block_tables.long()].reshape(b, -1, kvh, d)
+    pos = torch.arange(k.shape[1], device=q.device)
+    mask = (pos[None, :] < context_lens[:, None]) | (pos[None, :] == 0)
+    k = k.transpose(1, 2).repeat_interleave(h // kvh, 1)  # [B, H, L, D]
+    v = v.transpose(1, 2).repeat_interleave(h // kvh, 1)
+    o = F.scaled_dot_product_attention(
+        q[:, :, None, :], k, v, attn_mask=mask[:, None, None, :], scale=scale
+    )
+    return o[:, :, 0, :]

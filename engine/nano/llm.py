@@ -1,0 +1,112 @@
+"""LLM: the offline engine. LLM(model_dir, **options).generate(prompts, sampling_params)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import fields
+
+import torch
+
+from engine.nano.block_manager import BlockManager
+from engine.nano.config import EngineConfig, ModelConfig
+from engine.nano.model_runner import ModelRunner
+from engine.nano.sampling import SamplingParams
+from engine.nano.scheduler import Scheduler
+from engine.nano.sequence import Sequence
+
+DEFAULT_MAX_MODEL_LEN = 4096
+
+
+def _resolve(cfg: EngineConfig) -> None:
+    """Fill in device, dtype and attention backend."""
+    if cfg.device is None:
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_cuda = torch.device(cfg.device).type == "cuda"
+    if cfg.dtype is None:
+        cfg.dtype = "bfloat16" if on_cuda else "float32"
+    if not isinstance(getattr(torch, cfg.dtype, None), torch.dtype):
+        raise ValueError(f"unknown dtype {cfg.dtype!r}")
+    if cfg.attention_backend is None:
+        cfg.attention_backend = "triton" if on_cuda else "torch"
+    if cfg.attention_backend == "triton" and not on_cuda and os.environ.get(
+        "TRITON_INTERPRET"
+    ) != "1":
+        raise ValueError("attention_backend 'triton' on CPU runs only under TRITON_INTERPRET=1")
+    if not on_cuda:
+        cfg.enforce_eager = True
+
+
+class LLM:
+    def __init__(self, model_dir: str, **options):
+        known = {f.name for f in fields(EngineConfig)} - {"model_dir"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown nano options {unknown} (known: {sorted(known)})")
+        self.config = cfg = EngineConfig(model_dir=str(model_dir), **options)
+        self.model_config = mcfg = ModelConfig.from_dir(model_dir)
+        _resolve(cfg)
+        self.max_model_len = min(cfg.max_model_len or DEFAULT_MAX_MODEL_LEN,
+                                 mcfg.max_position_embeddings)
+        self.runner = ModelRunner(cfg, mcfg, self.max_model_len)
+        capacity = self.runner.num_blocks * cfg.block_size
+        if capacity < self.max_model_len:
+            raise ValueError(
+                f"the KV cache holds {capacity} tokens ({self.runner.num_blocks} blocks of "
+                f"{cfg.block_size}), less than one sequence of max_model_len "
+                f"{self.max_model_len}: give it more memory or lower max_model_len"
+            )
+        self.block_manager = BlockManager(
+            self.runner.num_blocks, cfg.block_size, cfg.enable_prefix_caching
+        )
+        self.scheduler = Scheduler(
+            self.block_manager, cfg.max_num_seqs, cfg.max_num_batched_tokens,
+            self.max_model_len, mcfg.eos_token_ids,
+        )
+        self.timings = dict(self.runner.timings)
+        self.last_stats: dict = {}
+
+    @property
+    def num_kv_blocks(self) -> int:
+        return self.runner.num_blocks
+
+    def generate(
+        self,
+        prompt_token_ids: list[list[int]],
+        sampling_params: SamplingParams | list[SamplingParams],
+    ) -> list[list[int]]:
+        """Run every prompt to completion; return each one's generated token ids, in order.
+        A prompt that can never run (empty, longer than max_model_len) raises ValueError
+        naming its index, before any work starts."""
+        if isinstance(sampling_params, SamplingParams):
+            sampling_params = [sampling_params] * len(prompt_token_ids)
+        if len(sampling_params) != len(prompt_token_ids):
+            raise ValueError("one SamplingParams per prompt, or a single one for all")
+        seqs = [
+            Sequence(p, sp, self.config.block_size)
+            for p, sp in zip(prompt_token_ids, sampling_params, strict=True)
+        ]
+        for i, seq in enumerate(seqs):
+            try:
+                self.scheduler.check(seq)
+            except ValueError as e:
+                raise ValueError(f"request {i}: {e}") from None
+        for seq in seqs:
+            self.scheduler.add(seq)
+        stats = {"prefill_s": 0.0, "decode_s": 0.0, "prefill_steps": 0, "decode_steps": 0,
+                 "prefill_tokens": 0, "decode_tokens": 0}
+        preempt0 = self.scheduler.num_preemptions
+        hits0 = self.block_manager.num_hit_tokens
+        while not self.scheduler.is_finished():
+            t = time.perf_counter()
+            batch = self.scheduler.schedule()
+            tokens = self.runner.run(batch)  # .tolist() inside waits for the device
+            self.scheduler.postprocess(batch, tokens)
+            kind = "prefill" if batch.is_prefill else "decode"
+            stats[f"{kind}_s"] += time.perf_counter() - t
+            stats[f"{kind}_steps"] += 1
+            stats[f"{kind}_tokens"] += batch.num_tokens
+        stats["preemptions"] = self.scheduler.num_preemptions - preempt0
+        stats["prefix_hit_tokens"] = self.block_manager.num_hit_tokens - hits0
+        self.last_stats = stats
+        return [s.completion_token_ids for s in seqs]

@@ -1,0 +1,336 @@
+"""ModelRunner: the model on its device, the paged KV cache, and one forward step.
+
+KV-cache size: on CUDA, a profiling pass runs the largest prefill a step can schedule (and
+samples for max_num_seqs rows) over a temporary cache; the blocks then take what is left of
+gpu_memory_utilization * total memory after the weights, that pass's activation peak and
+whatever other processes hold. On CPU, gpu_memory_utilization has no meaning: the cache
+takes cpu_kv_cache_bytes, at most a quarter of the RAM available at start, and never more
+than max_num_seqs sequences of max_model_len need. num_kv_blocks, when given, wins.
+
+Decode steps on CUDA replay CUDA graphs captured for batch-size buckets up to max_num_seqs
+(unless enforce_eager); prefill steps run eagerly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import torch
+
+from engine.nano.config import EngineConfig, ModelConfig
+from engine.nano.layers.attention import AttentionMetadata
+from engine.nano.layers.sampler import Sampler
+from engine.nano.loader import load_weights
+from engine.nano.models import model_class
+from engine.nano.scheduler import Batch
+from engine.nano.sequence import Sequence
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def available_ram_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class ModelRunner:
+    def __init__(self, cfg: EngineConfig, mcfg: ModelConfig, max_model_len: int):
+        self.cfg = cfg
+        self.mcfg = mcfg
+        self.max_model_len = max_model_len
+        self.device = torch.device(cfg.device)
+        self.is_cuda = self.device.type == "cuda"
+        self.dtype = getattr(torch, cfg.dtype)
+        self.block_size = cfg.block_size
+        self.backend = cfg.attention_backend
+        self.timings: dict[str, float] = {"load_s": 0.0, "profile_s": 0.0, "capture_s": 0.0}
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.sampler = Sampler()
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.num_sms = (
+            torch.cuda.get_device_properties(self.device).multi_processor_count
+            if self.is_cuda else 1
+        )
+
+        t = time.perf_counter()
+        with torch.device(self.device), _default_dtype(self.dtype):
+            self.model = model_class(mcfg.model_type)(
+                mcfg, max_model_len, self.backend, triton=self.backend == "triton"
+            )
+        self.model.eval()
+        load_weights(self.model, cfg.model_dir)
+        self._sync()
+        self.timings["load_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        self.num_blocks = self._size_kv_cache()
+        self.kv_cache = torch.zeros(
+            2, mcfg.num_hidden_layers, self.num_blocks, self.block_size,
+            mcfg.num_key_value_heads, mcfg.head_dim, dtype=self.dtype, device=self.device,
+        )
+        self._bind_cache(self.kv_cache)
+        self._sync()
+        self.timings["profile_s"] = time.perf_counter() - t
+
+        if self.is_cuda and not cfg.enforce_eager:
+            t = time.perf_counter()
+            self._capture_graphs()
+            self.timings["capture_s"] = time.perf_counter() - t
+
+    # -- memory -------------------------------------------------------------------------
+
+    @property
+    def block_bytes(self) -> int:
+        m = self.mcfg
+        return (2 * m.num_hidden_layers * self.block_size * m.num_key_value_heads * m.head_dim
+                * self.dtype.itemsize)
+
+    def _bind_cache(self, cache: torch.Tensor) -> None:
+        for i, attn in enumerate(self.model.attention_layers()):
+            attn.k_cache, attn.v_cache = cache[0, i], cache[1, i]
+
+    def _sync(self) -> None:
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
+
+    def _size_kv_cache(self) -> int:
+        if self.cfg.num_kv_blocks is not None:
+            return self.cfg.num_kv_blocks
+        if not self.is_cuda:
+            budget = min(self.cfg.cpu_kv_cache_bytes, available_ram_bytes() // 4)
+            cap = self.cfg.max_num_seqs * _cdiv(self.max_model_len, self.block_size)
+            return min(budget // self.block_bytes, cap)
+        return self._profile()
+
+    @torch.inference_mode()
+    def _profile(self) -> int:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        budget = self.cfg.max_num_batched_tokens
+        n_seqs = max(1, min(self.cfg.max_num_seqs, budget // self.max_model_len))
+        seq_len = min(self.max_model_len, budget // n_seqs)
+        blocks_per_seq = _cdiv(seq_len, self.block_size)
+        m = self.mcfg
+        tmp = torch.zeros(2, m.num_hidden_layers, n_seqs * blocks_per_seq, self.block_size,
+                          m.num_key_value_heads, m.head_dim, dtype=self.dtype, device=self.device)
+        self._bind_cache(tmp)
+        tables = [list(range(i * blocks_per_seq, (i + 1) * blocks_per_seq)) for i in range(n_seqs)]
+        ids = torch.zeros(n_seqs * seq_len, dtype=torch.long, device=self.device)
+        pos = torch.arange(seq_len, device=self.device).repeat(n_seqs)
+        slots = torch.tensor(
+            [t[p // self.block_size] * self.block_size + p % self.block_size
+             for t in tables for p in range(seq_len)], device=self.device,
+        )
+        cu = [i * seq_len for i in range(n_seqs + 1)]
+        meta = AttentionMetadata(
+            True, slots, torch.tensor(tables, dtype=torch.int32, device=self.device),
+            torch.full((n_seqs,), seq_len, dtype=torch.int32, device=self.device),
+            torch.tensor(cu, dtype=torch.int32, device=self.device), seq_len,
+            cu_seqlens_q_host=cu, context_lens_host=[seq_len] * n_seqs,
+        )
+        hidden = self.model(ids, pos, meta)
+        del hidden
+        # The largest sampling a decode step does, top-k/top-p included.
+        rows = self.cfg.max_num_seqs
+        logits = self.model.compute_logits(
+            torch.zeros(rows, m.hidden_size, dtype=self.dtype, device=self.device)
+        )
+        ones = torch.ones(rows, device=self.device)
+        self.sampler(logits, ones, torch.ones(rows, dtype=torch.long, device=self.device),
+                     ones * 0.9, self.generator)
+        del logits
+        torch.cuda.synchronize(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device)
+        tmp_bytes = tmp.numel() * tmp.element_size()
+        del tmp
+        self._bind_cache(torch.empty(2, m.num_hidden_layers, 0, device=self.device))
+        torch.cuda.empty_cache()
+        current = torch.cuda.memory_allocated(self.device)
+        free, total = torch.cuda.mem_get_info(self.device)
+        used = total - free  # weights, this process's cached blocks, other processes
+        activations = max(0, peak - tmp_bytes - current)
+        available = int(total * self.cfg.gpu_memory_utilization) - used - activations
+        n = available // self.block_bytes
+        if n < 1:
+            raise RuntimeError(
+                f"no memory left for the KV cache: {used / 2**30:.2f} GiB in use, "
+                f"{activations / 2**30:.2f} GiB activation peak, gpu_memory_utilization "
+                f"{self.cfg.gpu_memory_utilization} of {total / 2**30:.2f} GiB"
+            )
+        return n
+
+    def peak_memory_bytes(self) -> int | None:
+        if self.is_cuda:
+            return torch.cuda.max_memory_allocated(self.device)
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    # -- one step -----------------------------------------------------------------------
+
+    def _tensor(self, data, dtype: torch.dtype) -> torch.Tensor:
+        t = torch.tensor(data, dtype=dtype, pin_memory=self.is_cuda)
+        return t.to(self.device, non_blocking=True)
+
+    def _slots(self, seq: Sequence, start: int, end: int, out: list[int]) -> None:
+        bs, p = self.block_size, start
+        while p < end:
+            off = p % bs
+            take = min(bs - off, end - p)
+            base = seq.block_table[p // bs] * bs + off
+            out.extend(range(base, base + take))
+            p += take
+
+    def _block_tables(self, seqs: list[Sequence]) -> list[list[int]]:
+        width = max(len(s.block_table) for s in seqs)
+        return [s.block_table + [0] * (width - len(s.block_table)) for s in seqs]
+
+    def _prepare_prefill(self, batch: Batch):
+        ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        cu = [0]
+        ctx: list[int] = []
+        sample_rows: list[int] = []
+        for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_new_tokens, strict=True)):
+            start, end = seq.num_computed_tokens, seq.num_computed_tokens + n
+            ids.extend(seq.token_ids[start:end])
+            positions.extend(range(start, end))
+            self._slots(seq, start, end, slots)
+            cu.append(cu[-1] + n)
+            ctx.append(end)
+            if batch.samples(i):
+                sample_rows.append(cu[-1] - 1)
+        meta = AttentionMetadata(
+            True, self._tensor(slots, torch.long),
+            self._tensor(self._block_tables(batch.seqs), torch.int32),
+            self._tensor(ctx, torch.int32), self._tensor(cu, torch.int32),
+            max(batch.num_new_tokens), cu_seqlens_q_host=cu, context_lens_host=ctx,
+        )
+        return self._tensor(ids, torch.long), self._tensor(positions, torch.long), meta, sample_rows
+
+    def num_splits(self, batch: int, max_context: int) -> int:
+        if self.backend != "triton":
+            return 1
+        from engine.nano.kernels.decode_attention import default_num_splits
+
+        return default_num_splits(batch, self.mcfg.num_key_value_heads, max_context, self.num_sms)
+
+    def _run_decode(self, seqs: list[Sequence]) -> torch.Tensor:
+        ids = [s.last_token for s in seqs]
+        positions = [len(s) - 1 for s in seqs]
+        ctx = [len(s) for s in seqs]
+        slots: list[int] = []
+        for s in seqs:
+            self._slots(s, len(s) - 1, len(s), slots)
+        tables = self._block_tables(seqs)
+        b = len(seqs)
+        bucket = next((g for g in sorted(self.graphs) if g >= b), None)
+        if bucket is None:
+            meta = AttentionMetadata(
+                False, self._tensor(slots, torch.long), self._tensor(tables, torch.int32),
+                self._tensor(ctx, torch.int32), num_splits=self.num_splits(b, max(ctx)),
+            )
+            return self.model(self._tensor(ids, torch.long), self._tensor(positions, torch.long),
+                              meta)
+        g = self.graph_inputs
+        g["ids"][:b] = self._tensor(ids, torch.long)
+        g["positions"][:b] = self._tensor(positions, torch.long)
+        g["slots"][b:bucket].fill_(-1)
+        g["slots"][:b] = self._tensor(slots, torch.long)
+        g["ctx"][b:bucket].zero_()
+        g["ctx"][:b] = self._tensor(ctx, torch.int32)
+        g["tables"][:b, : len(tables[0])] = self._tensor(tables, torch.int32)
+        self.graphs[bucket].replay()
+        return g["out"][:b]
+
+    @torch.inference_mode()
+    def run(self, batch: Batch) -> list[int]:
+        """One forward step; return the sampled token of each sampling sequence, in order."""
+        if batch.is_prefill:
+            ids, positions, meta, rows = self._prepare_prefill(batch)
+            hidden = self.model(ids, positions, meta)
+            if not rows:
+                return []
+            hidden = hidden[self._tensor(rows, torch.long)]
+            seqs = [s for i, s in enumerate(batch.seqs) if batch.samples(i)]
+        else:
+            hidden = self._run_decode(batch.seqs)
+            seqs = batch.seqs
+        logits = self.model.compute_logits(hidden)
+        params = [s.params for s in seqs]
+        temps = self._tensor([p.temperature for p in params], torch.float32)
+        top_ks = top_ps = None
+        if any(p.top_k for p in params):
+            top_ks = self._tensor([p.top_k for p in params], torch.long)
+        if any(p.top_p < 1 for p in params):
+            top_ps = self._tensor([p.top_p for p in params], torch.float32)
+        return self.sampler(logits, temps, top_ks, top_ps, self.generator).tolist()
+
+    # -- CUDA graphs --------------------------------------------------------------------
+
+    def graph_buckets(self) -> list[int]:
+        n = self.cfg.max_num_seqs
+        buckets = [b for b in (1, 2, 4, 8) if b < n] + list(range(16, n, 16))
+        return buckets + [n]
+
+    @staticmethod
+    def _capture_one(fn, pool):
+        fn()  # warm-up: compiles kernels, settles the allocator
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool):
+            fn()
+        return graph
+
+    @torch.inference_mode()
+    def _capture_graphs(self, capture=None) -> None:
+        """Capture the decode forward for each batch-size bucket, largest first, sharing one
+        memory pool. `capture(fn, pool) -> graph with replay()` defaults to CUDA graphs; a
+        test can pass one that simply calls fn, to check the static-buffer path on CPU."""
+        capture = capture or self._capture_one
+        n = self.cfg.max_num_seqs
+        width = _cdiv(self.max_model_len, self.block_size)
+        dev = self.device
+        g = self.graph_inputs = {
+            "ids": torch.zeros(n, dtype=torch.long, device=dev),
+            "positions": torch.zeros(n, dtype=torch.long, device=dev),
+            "slots": torch.full((n,), -1, dtype=torch.long, device=dev),
+            "ctx": torch.zeros(n, dtype=torch.int32, device=dev),
+            "tables": torch.zeros(n, width, dtype=torch.int32, device=dev),
+            "out": torch.zeros(n, self.mcfg.hidden_size, dtype=self.dtype, device=dev),
+        }
+        pool = None
+        for b in reversed(self.graph_buckets()):
+            meta = AttentionMetadata(
+                False, g["slots"][:b], g["tables"][:b], g["ctx"][:b],
+                num_splits=self.num_splits(b, self.max_model_len),
+            )
+
+            def fn(b=b, meta=meta):
+                g["out"][:b] = self.model(g["ids"][:b], g["positions"][:b], meta)
+
+            graph = capture(fn, pool)
+            if pool is None and hasattr(graph, "pool"):
+                pool = graph.pool()
+            self.graphs[b] = graph
+            self._sync()

@@ -1,0 +1,131 @@
+"""Qwen2 (and, with q/k norm and optional attention bias, Qwen3) decoder.
+
+Module names follow the HF checkpoint, except the merged projections: qkv_proj holds
+q_proj/k_proj/v_proj and gate_up_proj holds gate_proj/up_proj (see packed_modules).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engine.nano.config import ModelConfig
+from engine.nano.layers.activation import SiluAndMul
+from engine.nano.layers.attention import Attention, AttentionMetadata
+from engine.nano.layers.embed_head import Embedding, LMHead
+from engine.nano.layers.linear import Linear, MergedLinear
+from engine.nano.layers.norm import RMSNorm
+from engine.nano.layers.rotary import RotaryEmbedding
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, backend: str, triton: bool):
+        super().__init__()
+        self.h, self.kvh, self.d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.qkv_proj = MergedLinear(
+            cfg.hidden_size, [self.h * self.d, self.kvh * self.d, self.kvh * self.d], cfg.qkv_bias
+        )
+        self.o_proj = Linear(self.h * self.d, cfg.hidden_size, cfg.o_bias)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(self.d, cfg.rms_norm_eps, triton)
+            self.k_norm = RMSNorm(self.d, cfg.rms_norm_eps, triton)
+        self.qk_norm = cfg.qk_norm
+        self.rotary = rotary
+        self.attn = Attention(self.h, self.kvh, self.d, backend)
+
+    def forward(
+        self, positions: torch.Tensor, x: torch.Tensor, meta: AttentionMetadata
+    ) -> torch.Tensor:
+        t = x.shape[0]
+        q, k, v = self.qkv_proj(x).split(
+            [self.h * self.d, self.kvh * self.d, self.kvh * self.d], dim=-1
+        )
+        q = q.view(t, self.h, self.d)
+        k = k.view(t, self.kvh, self.d)
+        v = v.view(t, self.kvh, self.d)
+        if self.qk_norm:
+            q = self.q_norm(q)[0]
+            k = self.k_norm(k)[0]
+        q, k = self.rotary(positions, q, k)
+        o = self.attn(q, k, v, meta)
+        return self.o_proj(o.reshape(t, self.h * self.d))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_up_proj = MergedLinear(cfg.hidden_size, [cfg.intermediate_size] * 2)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.act = SiluAndMul()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_up_proj(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, backend: str, triton: bool):
+        super().__init__()
+        self.self_attn = SelfAttention(cfg, rotary, backend, triton)
+        self.mlp = MLP(cfg)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, triton)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, triton)
+
+    def forward(
+        self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None,
+        meta: AttentionMetadata,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, residual = self.input_layernorm(x, residual)
+        x = self.self_attn(positions, x, meta)
+        x, residual = self.post_attention_layernorm(x, residual)
+        return self.mlp(x), residual
+
+
+class Qwen2Model(nn.Module):
+    def __init__(self, cfg: ModelConfig, max_positions: int, backend: str, triton: bool):
+        super().__init__()
+        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size)
+        rotary = RotaryEmbedding(cfg.head_dim, max_positions, cfg.rope_theta)
+        self.layers = nn.ModuleList(
+            DecoderLayer(cfg, rotary, backend, triton) for _ in range(cfg.num_hidden_layers)
+        )
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, triton)
+
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata
+    ) -> torch.Tensor:
+        x = self.embed_tokens(input_ids)
+        residual = None
+        for layer in self.layers:
+            x, residual = layer(positions, x, residual, meta)
+        return self.norm(x, residual)[0]
+
+
+class Qwen2ForCausalLM(nn.Module):
+    # checkpoint module name -> (our module name, shard index)
+    packed_modules = {
+        "q_proj": ("qkv_proj", 0),
+        "k_proj": ("qkv_proj", 1),
+        "v_proj": ("qkv_proj", 2),
+        "gate_proj": ("gate_up_proj", 0),
+        "up_proj": ("gate_up_proj", 1),
+    }
+
+    def __init__(
+        self, cfg: ModelConfig, max_positions: int, backend: str = "torch", triton: bool = False
+    ):
+        super().__init__()
+        self.config = cfg
+        self.model = Qwen2Model(cfg, max_positions, backend, triton)
+        tied = self.model.embed_tokens if cfg.tie_word_embeddings else None
+        self.lm_head = LMHead(cfg.vocab_size, cfg.hidden_size, tied)
+
+    def forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata
+    ) -> torch.Tensor:
+        return self.model(input_ids, positions, meta)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)
+
+    def attention_layers(self) -> list[Attention]:
+        return [layer.self_attn.attn for layer in self.model.layers]

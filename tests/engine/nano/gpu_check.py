@@ -1,0 +1,187 @@
+"""Device check of nano (not a pytest module): bf16 logits and greedy tokens against
+transformers, then the standard workload through engine.bench at several max_num_seqs and
+gpu_memory_utilization values. Writes JSON lines to --out as it goes.
+
+    python -m tests.engine.nano.gpu_check --arch qwen2-1.5b --out $OUT/check.jsonl
+    python -m tests.engine.nano.gpu_check --arch tiny --num-seqs 8 --budget-s 60   (CPU try)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def log(out: Path, **rec) -> None:
+    line = json.dumps(rec, sort_keys=True)
+    print(line, flush=True)
+    with out.open("a") as f:
+        f.write(line + "\n")
+
+
+def checkpoint(arch: str, dtype: str) -> str:
+    from engine.checkpoints import write_checkpoint
+
+    d = Path(f"/tmp/nano-check/{arch}-{dtype}")
+    if not (d / "config.json").is_file():
+        write_checkpoint(arch, d, seed=0, dtype=dtype)
+    return str(d)
+
+
+def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path):
+    """nano's greedy tokens and the logits of every step, per prompt. Everything the engine
+    holds is freed on return, so the next engine sees the memory free."""
+    from engine.nano import LLM, SamplingParams
+
+    t0 = time.monotonic()
+    llm = LLM(model_dir, max_num_seqs=8, gpu_memory_utilization=0.3, max_model_len=1024,
+              attention_backend=backend, block_size=16)
+    start_s = time.monotonic() - t0
+    model, runner = llm.runner.model, llm.runner
+    rows: list[torch.Tensor] = []
+    per_seq: dict[int, list[torch.Tensor]] = {}
+    orig_logits, orig_run = model.compute_logits, runner.run
+
+    def compute(h):
+        x = orig_logits(h)
+        rows.append(x.float().cpu())
+        return x
+
+    def run(batch):
+        seqs = [s for i, s in enumerate(batch.seqs) if batch.samples(i)]
+        n0 = len(rows)
+        toks = orig_run(batch)
+        if len(rows) > n0:
+            for s, r in zip(seqs, rows[-1], strict=True):
+                per_seq.setdefault(s.seq_id, []).append(r)
+        return toks
+
+    model.compute_logits, runner.run = compute, run
+    toks = llm.generate(prompts, SamplingParams(0, n_tok, True))
+    log(out, phase="nano", backend=backend, start_s=round(start_s, 2),
+        timings=llm.timings, kv_blocks=llm.num_kv_blocks)
+    return toks, [torch.stack(per_seq[i]) for i in sorted(per_seq)]
+
+
+def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_tok: int) -> None:
+    import gc
+
+    from transformers import AutoModelForCausalLM
+
+    g = torch.Generator().manual_seed(0)
+    lens = [7, 20, 64, 100, 150, 257, 300, 513]
+    prompts = [torch.randint(0, 10000, (n,), generator=g).tolist() for n in lens]
+    results = {}
+    for backend in ("triton", "torch") if device == "cuda" else ("torch",):
+        results[backend] = nano_greedy(model_dir, backend, prompts, n_tok, out)
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+    hf = {}
+    for name, dt in (("hf", dtype), ("hf32", torch.float32)):
+        hf[name] = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt).to(device).eval()
+    toks, nano_logits = results["triton" if device == "cuda" else "torch"]
+    for i, p in enumerate(prompts):
+        full = torch.tensor([p + toks[i][:-1]], device=device)
+        with torch.inference_mode():
+            ref = {k: m(full).logits[0, len(p) - 1 :].float().cpu() for k, m in hf.items()}
+            gen = hf["hf"].generate(torch.tensor([p], device=device), max_new_tokens=n_tok,
+                                    min_new_tokens=n_tok, do_sample=False, eos_token_id=None,
+                                    pad_token_id=0)[0, len(p):].tolist()
+        mine = nano_logits[i]
+        first_diff = next((j for j, (a, b) in enumerate(zip(gen, toks[i], strict=True))
+                           if a != b), None)
+        rec = dict(
+            phase="logits", prompt_len=len(p),
+            logit_absmax=round(ref["hf32"].abs().max().item(), 4),
+            nano_vs_hf32=round((mine - ref["hf32"]).abs().max().item(), 5),
+            hfbf16_vs_hf32=round((ref["hf"] - ref["hf32"]).abs().max().item(), 5),
+            nano_vs_hfbf16=round((mine - ref["hf"]).abs().max().item(), 5),
+            greedy_match=first_diff is None, first_diff=first_diff,
+        )
+        if "torch" in results and device == "cuda":
+            other = results["torch"][1][i]
+            rec["triton_vs_torch"] = round((mine - other).abs().max().item(), 5)
+            rec["torch_backend_tokens_equal"] = results["torch"][0][i] == toks[i]
+        log(out, **rec)
+    del hf
+
+
+def bench(model_dir: str, num_seqs: int, ms: int, util: float, out: Path, timeout: float,
+          extra: dict) -> None:
+    from engine.job import BenchJob, ModelRef
+    from engine.workload import WorkloadSpec
+
+    job = BenchJob(engine="nano", variant="nano", model=ModelRef(path=model_dir),
+                   workload=WorkloadSpec(num_seqs=num_seqs), max_num_seqs=ms,
+                   gpu_memory_utilization=util, options=extra)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([sys.executable, "-m", "engine.bench", "--job", "-", "--out",
+                            "/tmp/nano-check/result.json"], input=job.to_json(), text=True,
+                           capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(out, phase="bench", max_num_seqs=ms, util=util, error="timeout")
+        return
+    wall = time.monotonic() - t0
+    try:
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+    except Exception:
+        log(out, phase="bench", max_num_seqs=ms, util=util, error=p.stderr[-3000:])
+        return
+    keep = ("output_tokens", "requested_output_tokens", "elapsed_s", "output_tok_s",
+            "load_s", "profile_s", "capture_s", "warmup_s", "start_s", "prefill_s",
+            "decode_s", "kv_blocks", "kv_tokens", "peak_memory_bytes", "error")
+    log(out, phase="bench", max_num_seqs=ms, util=util, wall_s=round(wall, 1), options=extra,
+        **{k: r.get(k) for k in keep}, stderr_tail=p.stderr[-800:] if "error" in r else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="qwen2-1.5b")
+    ap.add_argument("--out", default="/tmp/nano-check/check.jsonl")
+    ap.add_argument("--num-seqs", type=int, default=256)
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--budget-s", type=float, default=300)
+    ap.add_argument("--skip-logits", action="store_true")
+    ap.add_argument("--skip-bench", action="store_true")
+    args = ap.parse_args()
+    t_end = time.monotonic() + args.budget_s
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    t0 = time.monotonic()
+    d = checkpoint(args.arch, "bfloat16" if device == "cuda" else "float32")
+    log(out, phase="checkpoint", s=round(time.monotonic() - t0, 1), device=device,
+        torch=torch.__version__, cuda_name=torch.cuda.get_device_name() if device == "cuda" else "")
+    if not args.skip_logits:
+        t0 = time.monotonic()
+        try:
+            logits_check(d, device, dtype, out, args.tokens)
+        except Exception as e:  # keep going to the benchmarks
+            import traceback
+
+            log(out, phase="logits", error=traceback.format_exc()[-3000:], what=str(e))
+        log(out, phase="logits-done", s=round(time.monotonic() - t0, 1))
+    runs = [(256, 0.9, {}), (128, 0.9, {}), (64, 0.5, {}), (256, 0.5, {}), (64, 0.9, {}),
+            (128, 0.5, {}), (256, 0.9, {"enforce_eager": True})]
+    for ms, util, extra in [] if args.skip_bench else runs:
+        left = t_end - time.monotonic()
+        if left < 45:
+            log(out, phase="bench", skipped=[ms, util, extra], reason="time budget")
+            continue
+        bench(d, args.num_seqs, ms, util, out, left - 10, extra)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

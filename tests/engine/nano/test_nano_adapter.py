@@ -1,0 +1,38 @@
+"""engine/engines/nano.py through engine.bench.run_job, and the registry entry."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import variants
+from engine.bench import run_job
+from engine.job import BenchJob, ModelRef
+from engine.workload import WorkloadSpec
+
+
+def test_registry_options():
+    kind = variants.kind("nano")
+    assert kind.module == "engine.engines.nano"
+    assert kind.normalize({"block_size": 256, "enforce_eager": True}) == {"enforce_eager": True}
+    with pytest.raises(ValueError, match="attention_backend"):
+        kind.normalize({"attention_backend": "flash"})
+    assert set(kind.resolved({})) >= {
+        "enforce_eager", "block_size", "attention_backend", "max_num_batched_tokens",
+        "enable_prefix_caching",
+    }
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.6])
+def test_run_job_generates_exactly_the_requested_tokens(checkpoints, temperature):
+    job = BenchJob(
+        engine="nano", variant="nano-test", model=ModelRef(path=checkpoints["tiny"]),
+        workload=WorkloadSpec(num_seqs=6, input_len=(10, 60), output_len=(5, 20),
+                              temperature=temperature),
+        max_num_seqs=4, max_model_len=128,
+        options={"block_size": 16, "max_num_batched_tokens": 64},
+    )
+    r = run_job(job)
+    assert r.output_tokens == r.requested_output_tokens
+    assert r.kv_blocks and r.block_size == 16 and r.kv_tokens == r.kv_blocks * 16
+    assert r.prefill_s and r.decode_s and r.load_s > 0
+    assert r.peak_memory_bytes and r.device == "cpu"

@@ -1,0 +1,173 @@
+"""The whole engine on CPU fp32: greedy tokens identical to transformers' generate."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from engine.nano import LLM as _LLM
+from engine.nano import SamplingParams
+from tests.engine.nano.conftest import needs_triton
+
+MAX_TOKENS = 12
+LENS = [1, 7, 16, 29, 45, 64, 3]
+GREEDY = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=True)
+
+
+def prompts(lens=LENS, seed=0) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 10000, (n,), generator=g).tolist() for n in lens]
+
+
+def shared_prefix_prompts() -> list[list[int]]:
+    base = prompts([40], seed=7)[0]
+    tails = prompts([3, 9, 1, 17], seed=8)
+    return [base + t for t in tails] + [base[:24]]
+
+
+def LLM(model_dir, **options):  # noqa: N802
+    """These tests compare with transformers in fp32 on CPU, also on a machine with CUDA."""
+    return _LLM(model_dir, device="cpu", **options)
+
+
+_hf_cache: dict = {}
+
+
+def hf_greedy(model_dir: str, ps: list[list[int]], n: int = MAX_TOKENS) -> list[list[int]]:
+    """transformers' generate, one prompt at a time (no padding), fp32."""
+    from transformers import AutoModelForCausalLM
+
+    if model_dir not in _hf_cache:
+        _hf_cache[model_dir] = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.float32
+        ).eval()
+    model = _hf_cache[model_dir]
+    out = []
+    with torch.inference_mode():
+        for p in ps:
+            ids = model.generate(torch.tensor([p]), max_new_tokens=n, min_new_tokens=n,
+                                 do_sample=False, eos_token_id=None, pad_token_id=0)
+            out.append(ids[0, len(p):].tolist())
+    return out
+
+
+ARCHS = ["tiny", "tiny-qwen3", "qwen2-tied"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_greedy_matches_transformers(checkpoints, arch):
+    d = checkpoints[arch]
+    llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=128)
+    ps = prompts()
+    assert llm.generate(ps, GREEDY) == hf_greedy(d, ps)
+    assert llm.last_stats["preemptions"] == 0
+
+
+@pytest.mark.parametrize("arch", ["tiny", "tiny-qwen3"])
+def test_greedy_matches_with_preemption(checkpoints, arch):
+    d = checkpoints[arch]
+    # 12 blocks of 8 = 96 tokens for 7 prompts of 165 tokens + 84 generated: must preempt.
+    llm = LLM(d, block_size=8, max_num_seqs=8, max_model_len=96, num_kv_blocks=12)
+    ps = prompts()
+    assert llm.generate(ps, GREEDY) == hf_greedy(d, ps)
+    assert llm.last_stats["preemptions"] > 0
+
+
+@pytest.mark.parametrize("arch", ["tiny", "tiny-qwen3"])
+def test_greedy_matches_with_prefix_cache_hits(checkpoints, arch):
+    d = checkpoints[arch]
+    ps = shared_prefix_prompts()
+    want = hf_greedy(d, ps)
+    # max_num_seqs 1: each prompt runs after the previous one computed the shared blocks.
+    llm = LLM(d, block_size=8, max_num_seqs=1, max_model_len=128)
+    assert llm.generate(ps, GREEDY) == want
+    assert llm.last_stats["prefix_hit_tokens"] == 3 * 40 + 16  # 5 shared blocks, 2 for the last
+    # A second call hits the blocks the first one left cached (freed, not yet reused).
+    assert llm.generate(ps[:2], GREEDY) == want[:2]
+    assert llm.last_stats["prefix_hit_tokens"] >= 80
+
+
+def test_greedy_matches_with_chunked_prefill(checkpoints):
+    d = checkpoints["tiny"]
+    llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=128, max_num_batched_tokens=13)
+    ps = prompts()
+    assert llm.generate(ps, GREEDY) == hf_greedy(d, ps)
+    assert llm.last_stats["prefill_steps"] >= sum(LENS) // 13
+
+
+def test_prefix_caching_off_gives_the_same_tokens(checkpoints):
+    d = checkpoints["tiny-qwen3"]
+    ps = shared_prefix_prompts()
+    llm = LLM(d, block_size=8, max_num_seqs=1, max_model_len=128, enable_prefix_caching=False)
+    assert llm.generate(ps, GREEDY) == hf_greedy(d, ps)
+    assert llm.last_stats["prefix_hit_tokens"] == 0
+
+
+@needs_triton
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs the interpreter")
+def test_triton_backend_under_the_interpreter(checkpoints):
+    d = checkpoints["tiny-qwen3"]
+    ps = prompts([5, 19, 2], seed=3)
+    llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=64, attention_backend="triton",
+              max_num_batched_tokens=16)
+    assert llm.generate(ps, SamplingParams(0, 4, True)) == hf_greedy(d, ps, 4)
+
+
+def test_sampling(checkpoints):
+    d = checkpoints["tiny"]
+    ps = prompts([5, 9, 13])
+    llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=64, seed=1)
+    hot = llm.generate(ps, SamplingParams(temperature=1.0, max_tokens=6, ignore_eos=True))
+    assert [len(o) for o in hot] == [6, 6, 6]
+    assert all(0 <= t < 10240 for o in hot for t in o)
+    # top_k 1 is greedy whatever the temperature.
+    k1 = llm.generate(ps, SamplingParams(temperature=2.0, max_tokens=6, ignore_eos=True, top_k=1))
+    assert k1 == llm.generate(ps, SamplingParams(temperature=0, max_tokens=6, ignore_eos=True))
+    mixed = llm.generate(
+        ps, [SamplingParams(0, 4, True), SamplingParams(0.8, 5, True, top_p=0.5),
+             SamplingParams(0, 3, True)]
+    )
+    assert [len(o) for o in mixed] == [4, 5, 3]
+
+
+def test_request_errors(checkpoints):
+    llm = LLM(checkpoints["tiny"], block_size=8, max_model_len=32)
+    with pytest.raises(ValueError, match="request 1: prompt of 33 tokens is longer than"):
+        llm.generate([[1, 2], [5] * 33], GREEDY)
+    with pytest.raises(ValueError, match="request 0: empty prompt"):
+        llm.generate([[]], GREEDY)
+    assert llm.generate([[5] * 30], GREEDY) == [llm.generate([[5] * 30], GREEDY)[0]]
+    assert len(llm.generate([[5] * 30], GREEDY)[0]) == 2  # stops at max_model_len
+    with pytest.raises(ValueError, match="unknown nano options"):
+        LLM(checkpoints["tiny"], max_num_seq=3)
+    with pytest.raises(ValueError, match="less than one sequence of max_model_len"):
+        LLM(checkpoints["tiny"], block_size=8, max_model_len=64, num_kv_blocks=7)
+
+
+class _Replay:
+    """Stands in for a CUDA graph on CPU: replay() runs the captured function again."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        fn()
+
+    def replay(self):
+        self.fn()
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_static_decode_buffers_as_cuda_graphs_use_them(checkpoints, backend):
+    """The decode path of CUDA graphs (static buffers, padded buckets: slot -1, context 0,
+    stale block-table rows) on CPU."""
+    if backend == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("needs the interpreter")
+    d = checkpoints["tiny"]
+    llm = LLM(d, block_size=8, max_num_seqs=6, max_model_len=64, attention_backend=backend)
+    llm.runner._capture_graphs(capture=lambda fn, pool: _Replay(fn))
+    assert llm.runner.graph_buckets() == [1, 2, 4, 6]
+    ps = prompts([5, 19, 2, 11, 30], seed=4)
+    n = 6 if backend == "torch" else 3
+    out = llm.generate(ps, SamplingParams(0, n, True))
+    assert out == hf_greedy(d, ps, n)

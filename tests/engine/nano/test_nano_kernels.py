@@ -1,0 +1,110 @@
+"""Each Triton kernel against its torch reference (interpreter on CPU, bf16 on CUDA)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.nano.kernels import reference as ref
+from tests.engine.nano.conftest import kernel_cases, needs_triton, tol
+
+pytestmark = needs_triton
+CASES = kernel_cases()
+
+
+def _paged_cache(lens, block_size, kvh, d, dtype, device, gen):
+    """Random caches (a few spare blocks) and a shuffled block table covering each length."""
+    num_blocks = sum((n + block_size - 1) // block_size for n in lens) + 3
+    kc = torch.randn(num_blocks, block_size, kvh, d, generator=gen).to(device, dtype)
+    vc = torch.randn(num_blocks, block_size, kvh, d, generator=gen).to(device, dtype)
+    need = [(n + block_size - 1) // block_size for n in lens]
+    perm = torch.randperm(num_blocks, generator=gen).tolist()
+    width = max(need + [1])
+    bt = torch.zeros(len(lens), width, dtype=torch.int32)
+    at = 0
+    for i, k in enumerate(need):
+        bt[i, :k] = torch.tensor(perm[at : at + k], dtype=torch.int32)
+        at += k
+    return kc, vc, bt.to(device)
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+def test_store_kv(device, dtype):
+    from engine.nano.kernels.store_kv import store_kv
+
+    g = torch.Generator().manual_seed(0)
+    t, kvh, d, nb, bs = 7, 2, 16, 4, 4
+    qkv = torch.randn(t, (4 + 2 * kvh) * d, generator=g).to(device, dtype)
+    k = qkv[:, 4 * d : (4 + kvh) * d].view(t, kvh, d)  # strided views, as the model has
+    v = qkv[:, (4 + kvh) * d :].view(t, kvh, d)
+    slots = torch.tensor([5, 0, -1, 15, 3, 9, -1], device=device)
+    caches = [torch.zeros(nb, bs, kvh, d, device=device, dtype=dtype) for _ in range(4)]
+    store_kv(k, v, caches[0], caches[1], slots)
+    ref.store_kv_ref(k, v, caches[2], caches[3], slots)
+    assert torch.equal(caches[0], caches[2]) and torch.equal(caches[1], caches[3])
+    assert caches[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_add_rmsnorm(device, dtype, with_residual):
+    from engine.nano.kernels.rmsnorm import add_rmsnorm
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 48, generator=g).to(device, dtype)
+    r = torch.randn(5, 48, generator=g).to(device, dtype) if with_residual else None
+    w = (1 + 0.1 * torch.randn(48, generator=g)).to(device, dtype)
+    y, h = add_rmsnorm(x, r, w, 1e-6)
+    y_ref, h_ref = ref.add_rmsnorm_ref(x, r, w, 1e-6)
+    torch.testing.assert_close(h, h_ref, rtol=0, atol=0)
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+@pytest.mark.parametrize("group,block_size,splits", [(1, 4, 1), (3, 8, 3), (4, 16, 8)])
+def test_paged_decode_attention(device, dtype, group, block_size, splits):
+    from engine.nano.kernels.decode_attention import paged_decode_attention
+
+    g = torch.Generator().manual_seed(2)
+    kvh, d = 2, 32
+    lens = [1, 37, 70, 0]  # 0: a CUDA-graph padding row
+    kc, vc, bt = _paged_cache(lens, block_size, kvh, d, dtype, device, g)
+    q = torch.randn(len(lens), kvh * group, d, generator=g).to(device, dtype)
+    ctx = torch.tensor(lens, dtype=torch.int32, device=device)
+    out = paged_decode_attention(q, kc, vc, bt, ctx, d**-0.5, splits)
+    want = ref.decode_attention_ref(q, kc, vc, bt, ctx, d**-0.5)
+    assert torch.all(out[3] == 0)
+    torch.testing.assert_close(out[:3].float(), want[:3].float(), rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+@pytest.mark.parametrize("group,block_size", [(1, 16), (2, 8)])
+def test_prefill_attention(device, dtype, group, block_size):
+    from engine.nano.kernels.prefill_attention import prefill_attention
+
+    g = torch.Generator().manual_seed(3)
+    kvh, d = 2, 32
+    new = [5, 70, 1, 33]  # new tokens per sequence
+    prefix = [0, 10, 40, 16]  # cached before (chunked prefill or prefix-cache hits)
+    ctx = [a + b for a, b in zip(new, prefix, strict=True)]
+    kc, vc, bt = _paged_cache(ctx, block_size, kvh, d, dtype, device, g)
+    q = torch.randn(sum(new), kvh * group, d, generator=g).to(device, dtype)
+    cu = [0]
+    for n in new:
+        cu.append(cu[-1] + n)
+    cu_t = torch.tensor(cu, dtype=torch.int32, device=device)
+    ctx_t = torch.tensor(ctx, dtype=torch.int32, device=device)
+    out = prefill_attention(q, kc, vc, bt, cu_t, ctx_t, max(new), d**-0.5)
+    want = ref.prefill_attention_ref(q, kc, vc, bt, cu, ctx, d**-0.5)
+    torch.testing.assert_close(out.float(), want.float(), rtol=tol(dtype), atol=tol(dtype))
+
+
+def test_decode_matches_prefill_reference():
+    """The two torch references agree: a decode is a prefill of one new token."""
+    g = torch.Generator().manual_seed(4)
+    kc, vc, bt = _paged_cache([9, 20], 4, 2, 16, torch.float32, "cpu", g)
+    q = torch.randn(2, 4, 16, generator=g)
+    ctx = torch.tensor([9, 20], dtype=torch.int32)
+    a = ref.decode_attention_ref(q, kc, vc, bt, ctx, 0.25)
+    b = ref.prefill_attention_ref(q, kc, vc, bt, [0, 1, 2], [9, 20], 0.25)
+    torch.testing.assert_close(a, b)

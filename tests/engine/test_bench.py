@@ -1,0 +1,152 @@
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.bench import BadInput, classify
+from engine.checkpoints import resolve
+from engine.job import BenchJob, ModelRef
+from engine.workload import WorkloadSpec, build
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = WorkloadSpec(num_seqs=5, input_len=(4, 24), output_len=(2, 6), seed=3)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cache")
+    os.environ["BENCHSWEEP_CACHE"] = str(root)
+    try:
+        resolve(ModelRef(arch="tiny"))  # written once here, not in every subprocess
+    finally:
+        del os.environ["BENCHSWEEP_CACHE"]
+    return root
+
+
+def env(cache: Path) -> dict[str, str]:
+    return dict(os.environ, BENCHSWEEP_CACHE=str(cache), OMP_NUM_THREADS="1")
+
+
+def bench(cache: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.bench", *args],
+        cwd=ROOT,
+        env=env(cache),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def heavy(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The two runs that load torch and transformers, started side by side to save time."""
+    tmp = tmp_path_factory.mktemp("heavy")
+    job = BenchJob("hf", "hf-base", ModelRef(arch="tiny"), SPEC, max_num_seqs=2)
+    (tmp / "job.json").write_text(job.to_json())
+    out = tmp / "res" / "result.json"
+    cmds = {
+        "success": ["--job", str(tmp / "job.json"), "--out", str(out)],
+        "self_check": ["--self-check"],
+    }
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "engine.bench", *args],
+            cwd=ROOT,
+            env=env(cache),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in cmds.items()
+    }
+    runs: dict = {"out": out}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=180)
+        runs[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return runs
+
+
+def last_line(r: subprocess.CompletedProcess) -> dict:
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_success(heavy: dict) -> None:
+    r, out = heavy["success"], heavy["out"]
+    assert r.returncode == 0, r.stderr
+    result = last_line(r)
+    assert json.loads(out.read_text()) == result
+    workload = build(SPEC)
+    assert result["workload_fingerprint"] == workload.fingerprint
+    assert result["prompt_tokens"] == workload.prompt_tokens
+    assert result["output_tokens"] == result["requested_output_tokens"] == sum(workload.max_tokens)
+    assert result["model"] == "random:tiny:s0" and result["variant"] == "hf-base"
+    assert result["num_seqs"] == 5 and result["max_num_seqs"] == 2
+    assert result["options"] == {"attn_implementation": "sdpa", "dtype": "auto"}
+    assert result["device"] == "cpu"
+    assert result["elapsed_s"] > 0 and result["warmup_s"] > 0 and result["load_s"] > 0
+    assert result["output_tok_s"] == pytest.approx(result["output_tokens"] / result["elapsed_s"])
+    assert result["prefill_s"] > 0 and result["decode_s"] > 0
+    assert result["peak_memory_bytes"] > 100 * 2**20
+    assert result["env"]["torch"] == torch.__version__
+
+
+def test_bad_model_path(cache: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    job = BenchJob("hf", "hf", ModelRef(path=str(missing)), SPEC, max_num_seqs=2)
+    (tmp_path / "job.json").write_text(job.to_json())
+    out = tmp_path / "result.json"
+    r = bench(cache, "--job", str(tmp_path / "job.json"), "--out", str(out))
+    assert r.returncode == 1
+    failure = last_line(r)
+    assert failure == json.loads(out.read_text())
+    assert failure["error_kind"] == "bad_input"
+    assert str(missing) in failure["error"] and "\n" not in failure["error"]
+
+
+@pytest.mark.parametrize(
+    ("job_text", "message"),
+    [
+        (
+            BenchJob("tgi", "x", ModelRef(arch="tiny"), SPEC, 2).to_json(),
+            "unknown engine kind 'tgi'",
+        ),
+        (
+            BenchJob("hf", "x", ModelRef(arch="tiny"), SPEC, 2, options={"foo": 1}).to_json(),
+            "no option 'foo'",
+        ),
+        (
+            BenchJob("hf", "x", ModelRef(arch="tiny"), WorkloadSpec(name="nope"), 2).to_json(),
+            "unknown workload",
+        ),
+        ("{not json", "cannot read job"),
+    ],
+)
+def test_bad_jobs(cache: Path, tmp_path: Path, job_text: str, message: str) -> None:
+    out = tmp_path / "result.json"
+    r = bench(cache, "--job", "-", "--out", str(out), stdin=job_text)
+    assert r.returncode == 1
+    failure = last_line(r)
+    assert failure["error_kind"] == "bad_input" and message in failure["error"]
+
+
+def test_classify() -> None:
+    assert classify(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate")) == "oom"
+    assert classify(RuntimeError("CUDA error: out of memory")) == "oom"
+    assert classify(MemoryError()) == "oom"
+    assert classify(BadInput("x")) == "bad_input"
+    assert classify(RuntimeError("shape mismatch")) == "engine"
+
+
+def test_self_check(heavy: dict) -> None:
+    r = heavy["self_check"]
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip().splitlines()[-1]
+    # Every registered engine that imports here runs; hf always can.
+    assert line.startswith("self-check ok: ") and re.search(r"\bhf \d+ tok in ", line), line

@@ -1,0 +1,61 @@
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from engine import envinfo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_collect() -> None:
+    info = envinfo.collect()
+    assert info["python"] == sys.version.split()[0]
+    assert info["hostname"] and info["platform"] and info["cpu_count"] >= 1
+    assert info["torch"] == metadata.version("torch")
+    assert info["transformers"] == metadata.version("transformers")
+    assert "vllm" in info and "triton" in info and "cuda" in info
+    assert "vllm" not in sys.modules
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True)
+    expected_sha = head.stdout.decode().strip() if head.returncode == 0 else None
+    assert info["git_sha"] == expected_sha
+
+
+def test_no_gpu_entry_without_nvml() -> None:
+    # These machines have no NVIDIA driver: NVML fails to start, so there is no gpu entry.
+    if envinfo.gpu_info() is not None:
+        pytest.skip("an NVIDIA GPU is visible here")
+    assert "gpu" not in envinfo.collect()
+
+
+def test_not_a_git_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(envinfo, "PROJECT_ROOT", tmp_path)
+    info = envinfo.collect()
+    assert info["git_sha"] is None and info["git_dirty"] is None
+
+
+def test_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom() -> None:
+        raise RuntimeError("no")
+
+    monkeypatch.setattr(envinfo, "_cpu_model", boom)
+    monkeypatch.setattr(envinfo, "_cuda_version", boom)
+    monkeypatch.setattr(envinfo, "gpu_info", boom)
+    info = envinfo.collect()
+    assert info["cpu"] is None and info["cuda"] is None and "gpu" not in info
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "0"), ("3", "3"), ("2,0", "2"), ("GPU-1a2b,1", "GPU-1a2b"), ("", None), ("-1", None)],
+)
+def test_visible_device(value: str | None, expected: str | None, monkeypatch) -> None:
+    if value is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+    assert envinfo.visible_device() == expected
+    if expected is None:
+        assert envinfo.gpu_info() is None
