@@ -346,6 +346,38 @@ def _parse_range(name: str, text: str) -> tuple[int, int]:
     return lo, hi
 
 
+@app.command()
+def dashboard(
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for every interface")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8501,
+) -> None:
+    """Open the Streamlit dashboard over the database the coordinator writes."""
+    import importlib.util
+    import os
+
+    from db.store import resolve_url
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise fail("the dashboard needs streamlit: pip install '.[dashboard]'", 2)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[bold yellow]warning:[/] the dashboard has no login: anyone who can reach "
+                  f"{host}:{port} can read every result in the database", highlight=False,
+                  soft_wrap=True)
+    entry = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    env = dict(os.environ, BENCHSWEEP_DB=resolve_url(db))
+    out.print(f"dashboard on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", host,
+           "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--theme.primaryColor", "#1c6dd0"]
+    try:
+        code = subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 

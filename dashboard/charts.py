@@ -1,0 +1,321 @@
+"""Pure functions from DataFrames to DataFrames and Altair charts. No Streamlit, no database:
+the pages fetch, these shape and draw, and the tests call them directly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import altair as alt
+import pandas as pd
+
+# The matrix axes every sweep has; engine options that vary become axes too.
+BASE_AXES = ["variant", "max_num_seqs", "gpu_memory_utilization"]
+# Besides the axes, what a user may want to narrow a sweep down by.
+EXTRA_FILTERS = ["gpu_name", "model"]
+OPTION_PREFIX = "option: "
+# What two measurements must share before their throughputs are compared, with the reason
+# shown when they do not.
+COMPARABLE = (("model", "different model"), ("workload_fingerprint", "different workload"),
+              ("gpu_name", "different GPU"))
+GREY = "#a0a0a0"
+GREY_LIGHT = "#d0d0d0"
+START_PHASES = (("load_s", "load"), ("profile_s", "profile"), ("compile_s", "compile"),
+                ("capture_s", "capture"), ("warmup_s", "warm-up"))
+
+
+# --- shaping --------------------------------------------------------------------------------
+
+def with_option_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Spread the `options` JSON column into one `option: NAME` column per option name
+    (a job without that option gets "default")."""
+    if df.empty or "options" not in df:
+        return df
+    parsed = [json.loads(o) if isinstance(o, str) else (o or {}) for o in df["options"]]
+    names = sorted({k for p in parsed for k in p})
+    out = df.copy()
+    for name in names:
+        out[OPTION_PREFIX + name] = [_plain(p.get(name, "default")) for p in parsed]
+    return out
+
+
+def _plain(v):
+    return v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)
+
+
+def filter_axes(df: pd.DataFrame) -> dict[str, list]:
+    """Every column a sweep can be filtered by, with its values in order."""
+    df = with_option_columns(df)
+    axes: dict[str, list] = {}
+    cols = BASE_AXES + sorted(c for c in df.columns if c.startswith(OPTION_PREFIX))
+    cols += [c for c in EXTRA_FILTERS if c in df]
+    for col in cols:
+        if col in df and not df.empty:
+            values = df[col].dropna().unique().tolist()
+            axes[col] = sorted(values, key=lambda v: (str(type(v)), v))
+    return axes
+
+
+def apply_filters(df: pd.DataFrame, selected: dict[str, list]) -> pd.DataFrame:
+    """Keep rows whose value is among the selected ones, axis by axis; an empty or missing
+    selection keeps everything."""
+    if df.empty:
+        return df
+    df = with_option_columns(df)
+    mask = pd.Series(True, index=df.index)
+    for col, values in selected.items():
+        if values and col in df:
+            mask &= df[col].isin(values)
+    return df[mask]
+
+
+def variant_labels(summary: pd.DataFrame) -> pd.Series:
+    """A label per configuration row naming its engine variant; where one variant ran with
+    several option sets (an option was an axis), the options are part of the label."""
+    if summary.empty:
+        return pd.Series([], dtype=str)
+    n_opts = summary.groupby("variant")["options"].transform("nunique")
+    return pd.Series([
+        v if n == 1 or o == "{}" else f"{v} {o}"
+        for v, o, n in zip(summary["variant"], summary["options"], n_opts, strict=True)
+    ], index=summary.index)
+
+
+def best_config(summary: pd.DataFrame) -> pd.Series | None:
+    """The configuration with the highest mean output tok/s."""
+    if summary.empty:
+        return None
+    return summary.loc[summary["tok_s_mean"].idxmax()]
+
+
+def speedup_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The speedup table: one row per configuration, the figures a reader needs."""
+    cols = ["variant", "options", "max_num_seqs", "gpu_mem", "GPU", "n", "tok/s", "± 95% CI",
+            "CV %", "noisy", "speedup", "note"]
+    if summary.empty:
+        return pd.DataFrame(columns=cols)
+    s = summary.sort_values(["max_num_seqs", "gpu_memory_utilization", "variant"],
+                            kind="stable")
+    return pd.DataFrame({
+        "variant": s["variant"], "options": s["options"].replace("{}", ""),
+        "max_num_seqs": s["max_num_seqs"], "gpu_mem": s["gpu_memory_utilization"],
+        "GPU": s["gpu_name"], "n": s["n"], "tok/s": s["tok_s_mean"].round(1),
+        "± 95% CI": s["ci95"].round(1), "CV %": (s["cv"] * 100).round(1),
+        "noisy": s["noisy"], "speedup": s["speedup"].round(3), "note": s["speedup_note"],
+    }, columns=cols).reset_index(drop=True)
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Pair two summaries' configurations on `keys`. A pair whose model, workload or GPU
+    differ is kept but marked not comparable, with the reason; a configuration that only one
+    side has says so. Columns: keys, a_/b_ figures, ratio (b / a), comparable, reason."""
+    cols = [*keys, "a_tok_s", "b_tok_s", "a_n", "b_n", "a_ci95", "b_ci95", "ratio",
+            "comparable", "reason", "a_gpu", "b_gpu"]
+    if a.empty and b.empty:
+        return pd.DataFrame(columns=cols)
+    a_rows = _by_key(a, keys)
+    b_rows = _by_key(b, keys)
+    out = []
+    for key in sorted(set(a_rows) | set(b_rows), key=lambda k: tuple(map(str, k))):
+        left, right = list(a_rows.get(key, [])), list(b_rows.get(key, []))
+        pairs = []
+        # Exact matches first, then whatever is left pairs up with its reason.
+        for ra in list(left):
+            i = next((i for i, rb in enumerate(right) if not _differences(ra, rb)), None)
+            if i is not None:
+                pairs.append((ra, right.pop(i)))
+                left = [r for r in left if r is not ra]
+        while left and right:
+            pairs.append((left.pop(0), right.pop(0)))
+        pairs += [(ra, None) for ra in left] + [(None, rb) for rb in right]
+        for ra, rb in pairs:
+            row = dict(zip(keys, key, strict=True))
+            for side, r in (("a", ra), ("b", rb)):
+                row[f"{side}_tok_s"] = r["tok_s_mean"] if r is not None else math.nan
+                row[f"{side}_n"] = r["n"] if r is not None else 0
+                row[f"{side}_ci95"] = r["ci95"] if r is not None else math.nan
+                row[f"{side}_gpu"] = r["gpu_name"] if r is not None else ""
+            if ra is None or rb is None:
+                reason = "only in B" if ra is None else "only in A"
+            else:
+                reason = "; ".join(_differences(ra, rb))
+            row["comparable"] = not reason
+            row["reason"] = reason
+            row["ratio"] = row["b_tok_s"] / row["a_tok_s"] if not reason else math.nan
+            out.append(row)
+    return pd.DataFrame(out, columns=cols)
+
+
+def _by_key(df: pd.DataFrame, keys: list[str]) -> dict[tuple, list[pd.Series]]:
+    rows: dict[tuple, list[pd.Series]] = {}
+    for _, r in df.iterrows():
+        rows.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return rows
+
+
+def _differences(ra: pd.Series, rb: pd.Series) -> list[str]:
+    out = []
+    for col, label in COMPARABLE:
+        if ra[col] != rb[col]:
+            if col == "workload_fingerprint":
+                out.append(f"{label} (fingerprint {ra[col]} vs {rb[col]})")
+            else:
+                out.append(f"{label} ({ra[col]} vs {rb[col]})")
+    return out
+
+
+def start_breakdown(record: dict) -> pd.DataFrame:
+    """A BenchResult's start-up time by phase (load, profile, compile, capture, warm-up)."""
+    return pd.DataFrame([{"phase": label, "seconds": float(record.get(key) or 0.0)}
+                         for key, label in START_PHASES], columns=["phase", "seconds"])
+
+
+def sweeps_table(sweeps: pd.DataFrame) -> pd.DataFrame:
+    """The Sweeps page's table: newest first, duration as text."""
+    if sweeps.empty:
+        return sweeps
+    t = sweeps.sort_values("started", ascending=False, kind="stable").copy()
+    t["duration"] = [format_duration(d) for d in t["duration_s"]]
+    t["link"] = ["sweep?sweep=" + quote(n) for n in t["name"]]
+    return t[["name", "state", "progress", "done", "running", "failed", "pending", "total",
+              "started", "duration", "hosts", "link"]].reset_index(drop=True)
+
+
+def quote(text: str) -> str:
+    from urllib.parse import quote as q
+
+    return q(str(text), safe="")
+
+
+def format_duration(seconds) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return ""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+# --- charts ---------------------------------------------------------------------------------
+
+def heatmap(summary: pd.DataFrame) -> alt.FacetChart | alt.LayerChart:
+    """Output tok/s over max_num_seqs × gpu_memory_utilization, one panel per engine variant
+    (and per GPU where a sweep ran on several), each cell labelled with its figure."""
+    df = _chart_frame(summary)
+    base = alt.Chart(df).encode(
+        x=alt.X("max_num_seqs:O", title="max_num_seqs"),
+        y=alt.Y("gpu_memory_utilization:O", title="gpu_memory_utilization", sort="descending"),
+    )
+    rect = base.mark_rect().encode(
+        color=alt.Color("tok_s_mean:Q", title="output tok/s", scale=alt.Scale(scheme="viridis")),
+        tooltip=[alt.Tooltip("label:N", title="variant"), "max_num_seqs:O",
+                 "gpu_memory_utilization:O", alt.Tooltip("tok_s_mean:Q", format=",.1f",
+                                                         title="tok/s"),
+                 alt.Tooltip("ci95:Q", format=",.1f", title="± 95% CI"),
+                 alt.Tooltip("speedup:Q", format=".2f"), "n:Q", "gpu_name:N"],
+    )
+    text = base.mark_text(baseline="middle", fontSize=12).encode(
+        text=alt.Text("tok_s_mean:Q", format=",.1f"),
+        color=alt.condition("datum.tok_s_mean > datum.mid", alt.value("black"),
+                            alt.value("white")),
+    )
+    layered = alt.layer(rect, text).properties(
+        width=max(160, 70 * _n(df, "max_num_seqs")),
+        height=max(90, 45 * _n(df, "gpu_memory_utilization")))
+    facet = {"column": alt.Column("label:N", title=None, header=alt.Header(labelFontSize=13))}
+    if _n(df, "gpu_name") > 1:
+        facet["row"] = alt.Row("gpu_name:N", title=None)
+    return layered.facet(**facet).resolve_scale(color="shared")
+
+
+def throughput_lines(summary: pd.DataFrame) -> alt.LayerChart:
+    """Output tok/s against max_num_seqs, one line per variant, with the 95% interval."""
+    df = _chart_frame(summary)
+    df["lo"] = df["tok_s_mean"] - df["ci95"].fillna(0)
+    df["hi"] = df["tok_s_mean"] + df["ci95"].fillna(0)
+    several = _n(df, "gpu_memory_utilization") > 1 or _n(df, "gpu_name") > 1
+    df["series"] = (df["label"] + "  mem " + df["gpu_memory_utilization"].map("{:g}".format)
+                    + df["gpu_name"].map(lambda g: f"  {g}" if _n(df, "gpu_name") > 1 else "")
+                    if several else df["label"])
+    x = alt.X("max_num_seqs:Q", title="max_num_seqs", scale=alt.Scale(type="log", base=2),
+              axis=alt.Axis(values=sorted(df["max_num_seqs"].unique().tolist())))
+    color = alt.Color("series:N", title="variant")
+    line = alt.Chart(df).mark_line(point=True).encode(
+        x=x, y=alt.Y("tok_s_mean:Q", title="output tok/s"), color=color,
+        tooltip=["series:N", "max_num_seqs:Q", alt.Tooltip("tok_s_mean:Q", format=",.1f"),
+                 alt.Tooltip("ci95:Q", format=",.1f", title="± 95% CI"), "n:Q"])
+    band = alt.Chart(df).mark_errorbar(ticks=True).encode(
+        x=x, y=alt.Y("lo:Q", title="output tok/s"), y2="hi:Q", color=color)
+    return alt.layer(band, line).properties(height=320)
+
+
+def compare_chart(cmp: pd.DataFrame, a_label: str, b_label: str,
+                  keys: list[str]) -> alt.Chart:
+    """A and B side by side per configuration; configurations that cannot be compared are
+    drawn grey."""
+    rows = []
+    for _, r in cmp.iterrows():
+        config = config_label(r, keys)
+        for side, label in (("a", a_label), ("b", b_label)):
+            if not math.isnan(r[f"{side}_tok_s"]):
+                rows.append({"config": config, "side": label, "tok_s": r[f"{side}_tok_s"],
+                             "comparable": bool(r["comparable"]), "reason": r["reason"],
+                             "fill": label if r["comparable"] else f"{label} (not comparable)"})
+    df = pd.DataFrame(rows, columns=["config", "side", "tok_s", "comparable", "reason", "fill"])
+    domain = [a_label, b_label, f"{a_label} (not comparable)", f"{b_label} (not comparable)"]
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("config:N", title=None, sort=None,
+                axis=alt.Axis(labelLimit=320)),
+        yOffset=alt.YOffset("side:N", sort=[a_label, b_label]),
+        x=alt.X("tok_s:Q", title="output tok/s"),
+        color=alt.Color("fill:N", title=None, legend=alt.Legend(orient="bottom", columns=2,
+                                                                labelLimit=400),
+                        scale=alt.Scale(domain=domain,
+                                        range=["#4c78a8", "#f58518", GREY_LIGHT, GREY])),
+        tooltip=["config:N", "side:N", alt.Tooltip("tok_s:Q", format=",.1f"), "reason:N"],
+    ).properties(height=alt.Step(12))
+
+
+def config_label(row: pd.Series, keys: list[str]) -> str:
+    """A configuration in a few words: options as name=value, numbers without noise."""
+    parts = []
+    for k in keys:
+        v = row[k]
+        if k == "options":
+            opts = json.loads(v) if isinstance(v, str) and v else {}
+            v = " ".join(f"{n}={_plain(x)}" for n, x in sorted(opts.items()))
+        elif isinstance(v, float):
+            v = f"{v:g}"
+        if v != "":
+            parts.append(str(v))
+    return " · ".join(parts)
+
+
+def start_chart(breakdown: pd.DataFrame) -> alt.Chart:
+    """Start-up time as one stacked bar, a segment a phase, in the order they happen."""
+    df = breakdown.assign(order=range(len(breakdown)), what="start-up")
+    return alt.Chart(df).mark_bar(height=28).encode(
+        x=alt.X("seconds:Q", title="seconds", stack="zero"),
+        y=alt.Y("what:N", title=None),
+        color=alt.Color("phase:N", sort=[p for _, p in START_PHASES], title=None,
+                        legend=alt.Legend(orient="bottom", direction="horizontal")),
+        order=alt.Order("order:Q"),
+        tooltip=["phase:N", alt.Tooltip("seconds:Q", format=".3f")],
+    ).properties(height=50)
+
+
+def _chart_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    df = summary.copy()
+    df["label"] = variant_labels(df) if not df.empty else []
+    keep = ["label", "variant", "max_num_seqs", "gpu_memory_utilization", "gpu_name",
+            "tok_s_mean", "ci95", "n", "speedup"]
+    df = df[[c for c in keep if c in df]].copy()
+    df["ci95"] = df["ci95"].astype(float)
+    df["speedup"] = df["speedup"].astype(float)
+    lo, hi = (df["tok_s_mean"].min(), df["tok_s_mean"].max()) if not df.empty else (0, 0)
+    df["mid"] = (lo + hi) / 2
+    return df
+
+
+def _n(df: pd.DataFrame, col: str) -> int:
+    return int(df[col].nunique()) if col in df and not df.empty else 0

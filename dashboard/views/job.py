@@ -1,0 +1,138 @@
+"""Job: one job with its attempts, its BenchResult, its start-time breakdown, the environment
+it ran in, and the log tail. The URL (?job=ID) is shareable."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts
+from dashboard.common import badge, link, param, state_css, store, when
+from db.dashboard_queries import job_detail, sweep_jobs, sweeps_frame
+
+RESULT_FIGURES = ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "elapsed_s",
+                  "output_tokens", "requested_output_tokens", "prompt_tokens", "num_seqs",
+                  "start_s", "kv_blocks", "block_size", "kv_tokens", "peak_memory_bytes",
+                  "device", "workload_fingerprint")
+
+db = store()
+raw = param("job")
+job_id = int(raw) if raw and raw.isdigit() else None
+
+
+def pick() -> None:
+    """No job named in the URL: choose one from a sweep."""
+    sweeps = sweeps_frame(db)
+    if sweeps.empty:
+        st.info("No sweeps yet, so no jobs. Run one with `orchestrate sweep "
+                "sweeps/demo.yaml`.", icon=":material/info:")
+        return
+    names = sweeps.sort_values("started", ascending=False, kind="stable")["name"].tolist()
+    name = st.selectbox("sweep", names, key="job_sweep")
+    jobs = sweep_jobs(db, name)
+    if jobs.empty:
+        st.info(f"Sweep {name} has no jobs.")
+        return
+    labels = {int(r.job_id): f"#{r.job_id}  {r.variant}  max_num_seqs {r.max_num_seqs}  "
+                             f"mem {r.gpu_memory_utilization:g}  repeat {r.repeat}  "
+                             f"({r.state})" for r in jobs.itertuples()}
+    chosen = st.selectbox("job", list(labels), format_func=labels.get, key="job_pick")
+    if st.button("Open job", icon=":material/open_in_new:"):
+        st.query_params["job"] = str(chosen)
+        st.rerun()
+
+
+st.title("Job" + (f" #{job_id}" if job_id else ""))
+if raw and job_id is None:
+    st.warning(f"`{raw}` is not a job id.", icon=":material/help:")
+job = job_detail(db, job_id) if job_id else None
+if job_id and job is None:
+    st.warning(f"There is no job #{job_id} in this database.", icon=":material/help:")
+if job is None:
+    pick()
+    st.stop()
+
+link("sweep", f"sweep {job['sweep']}", sweep=job["sweep"])
+opts = json.dumps(job["options"], sort_keys=True) if job["options"] else "defaults"
+st.markdown(
+    f"**{job['variant']}** ({job['engine']}, options {opts}) · model `{job['model']}` · "
+    f"workload `{job['workload']}` (fingerprint `{job['workload_fingerprint']}`) · "
+    f"max_num_seqs **{job['max_num_seqs']}** · gpu_memory_utilization "
+    f"**{job['gpu_memory_utilization']:g}** · repeat {job['repeat']} · state "
+    f"{badge(job['state'])} · key `{job['key']}`")
+
+st.subheader("Attempts")
+attempts = pd.DataFrame(job["attempts"], columns=["number", "host", "gpu", "outcome",
+                                                  "started_at", "finished_at", "duration_s",
+                                                  "error_kind", "error", "log_tail"])
+if attempts.empty:
+    st.info("This job has not been attempted yet.", icon=":material/hourglass_empty:")
+else:
+    shown = attempts.drop(columns=["log_tail"]).fillna({"error_kind": "", "error": ""})
+    st.dataframe(shown.style.map(state_css, subset=["outcome"]), hide_index=True,
+                 width="stretch", key="attempts_table",
+                 column_config={
+                     "number": "attempt",
+                     "started_at": st.column_config.DatetimeColumn("started (UTC)",
+                                                                   format="YYYY-MM-DD HH:mm:ss"),
+                     "finished_at": st.column_config.DatetimeColumn("finished (UTC)",
+                                                                    format="YYYY-MM-DD HH:mm:ss"),
+                     "duration_s": st.column_config.NumberColumn("duration s", format="%.1f"),
+                 })
+
+result = job["result"]
+if result:
+    rec = result["record"]
+    st.subheader("BenchResult")
+    m = st.columns(5)
+    m[0].metric("output tok/s", f"{rec.get('output_tok_s', 0):,.1f}")
+    m[1].metric("total tok/s", f"{rec.get('total_tok_s', 0):,.1f}")
+    m[2].metric("elapsed", f"{rec.get('elapsed_s', 0):,.2f} s")
+    m[3].metric("output tokens", f"{rec.get('output_tokens', 0):,}")
+    m[4].metric("start-up", f"{rec.get('start_s', 0):,.2f} s")
+    st.caption(f"measured on {result['host']}, {result['gpu_name']}")
+    st.subheader("Start-up time")
+    breakdown = charts.start_breakdown(rec)
+    st.altair_chart(charts.start_chart(breakdown), width="stretch")
+    st.caption("  ·  ".join(f"{r.phase} {r.seconds:.2f} s" for r in breakdown.itertuples()))
+
+    left, right = st.columns(2)
+    figures = pd.DataFrame([{"figure": k, "value": _v} for k in RESULT_FIGURES
+                            if (_v := rec.get(k)) is not None], columns=["figure", "value"])
+    figures["value"] = figures["value"].map(
+        lambda v: f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int)
+        else str(v))
+    left.subheader("Figures")
+    left.dataframe(figures, hide_index=True, width="stretch", key="result_table")
+    right.subheader("Environment")
+    env = rec.get("env") or {}
+    if env:
+        right.dataframe(pd.DataFrame([{"name": k, "value": "" if v is None else str(v)}
+                                      for k, v in env.items()]), hide_index=True,
+                        width="stretch", key="env_table")
+    else:
+        right.caption("The result carries no environment record.")
+    with st.expander("The whole BenchResult record (JSON)"):
+        st.json(rec, expanded=False)
+elif not attempts.empty:
+    last = attempts.iloc[-1]
+    if last["outcome"] != "running":
+        st.error(f"No result: the last attempt ended {last['outcome']}"
+                 + (f" ({last['error_kind']})" if last["error_kind"] else "")
+                 + (f": {last['error']}" if last["error"] else ""), icon=":material/error:")
+    else:
+        st.info(f"Attempt {last['number']} is running on {last['host']} / {last['gpu']} "
+                f"since {when(last['started_at'])} UTC.", icon=":material/autorenew:")
+
+if not attempts.empty:
+    st.subheader("Log tail")
+    numbers = attempts["number"].tolist()
+    n = st.selectbox("attempt", numbers, index=len(numbers) - 1, key="log_attempt") \
+        if len(numbers) > 1 else numbers[0]
+    tail = attempts[attempts["number"] == n]["log_tail"].iloc[0]
+    if tail:
+        st.code(tail, language=None, wrap_lines=True)
+    else:
+        st.caption(f"Attempt {n} left no log.")

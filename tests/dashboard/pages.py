@@ -1,0 +1,44 @@
+"""Running the dashboard's pages in-process (streamlit.testing AppTest)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.conftest import APP
+
+
+def open_page(monkeypatch, url: str, view: str | None = None, **params) -> AppTest:
+    """Run the app on `url` at page `view` (None: the default page, Sweeps) with these query
+    parameters, and check it raised nothing."""
+    monkeypatch.setenv("BENCHSWEEP_DB", url)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if view:
+        at.switch_page(f"views/{view}.py")
+    at.query_params = {k: str(v) for k, v in params.items()}
+    at.run()
+    assert not at.exception, at.exception[0].value
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    """The page's Altair charts as Vega-Lite specs, each with its data as `rows` (records)."""
+    out = []
+    for c in at.get("vega_lite_chart"):
+        spec = json.loads(c.proto.spec)
+        frames = [arrow_to_frame(d.data.data) for d in c.proto.datasets]
+        spec["rows"] = frames[0].to_dict("records") if frames else []
+        out.append(spec)
+    return out
+
+
+def arrow_to_frame(data: bytes) -> pd.DataFrame:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(data).read_all().to_pandas()
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)

@@ -1,0 +1,212 @@
+"""Every page's logic through streamlit.testing's AppTest, on a real SQLite file filled by
+running real sweeps (see conftest.demo_db), and on the databases a user may get wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from db.dashboard_queries import sweep_jobs
+from db.store import Store
+from tests.dashboard.pages import charts, open_page, texts
+
+# The session's demo database takes a few minutes to build on a busy CPU; the first test to
+# ask for it pays that.
+pytestmark = pytest.mark.timeout(900)
+
+
+def job_ids(url: str, sweep: str, state: str) -> list[int]:
+    store = Store(url, upgrade=False)
+    try:
+        jobs = sweep_jobs(store, sweep)
+    finally:
+        store.close()
+    return jobs[jobs["state"] == state]["job_id"].tolist()
+
+
+def test_sweeps_page_lists_every_sweep(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db)
+    assert [t.value for t in at.title] == ["Sweeps"]
+    table = at.dataframe[0].value.set_index("name")
+    assert set(table.index) == {"dash", "dash-other", "dash-fail"}
+    assert table.loc["dash", "state"] == "done" and table.loc["dash", "done"] == 16
+    assert table.loc["dash-fail", "state"] == "failed" and table.loc["dash-fail", "failed"] == 2
+    assert table.loc["dash", "progress"] == 1.0 and table.loc["dash", "hosts"] == 1
+    assert table.loc["dash", "duration"].endswith("s")
+    assert table.loc["dash", "link"] == "sweep?sweep=dash"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["sweeps"] == "3" and metrics["jobs failed"] == "2"
+
+
+def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "sweep", sweep="dash")
+    assert at.title[0].value == "Sweep dash"
+    assert "Best configuration" in at.success[0].value
+    heat, lines = charts(at)
+    assert heat["facet"]["column"]["field"] == "label"
+    assert {m["mark"]["type"] for m in heat["spec"]["layer"]} == {"rect", "text"}
+    cells = heat["rows"]
+    assert len(cells) == 8 and {c["label"] for c in cells} == {"hf", "hf-eager"}
+    assert {(c["max_num_seqs"], c["gpu_memory_utilization"]) for c in cells} == {
+        (2, 0.8), (2, 0.9), (4, 0.8), (4, 0.9)}
+    assert lines["layer"][1]["mark"]["type"] == "line"
+    table = at.dataframe[0].value
+    assert len(table) == 8 and (table["n"] == 2).all()
+    assert (table[table["variant"] == "hf"]["speedup"] == 1.0).all()
+    assert table[table["variant"] == "hf-eager"]["speedup"].notna().all()
+    assert (table["± 95% CI"] > 0).all()
+    assert len(at.get("download_button")) == 1
+    labels = [m.label for m in at.sidebar.multiselect]
+    assert labels == ["variant", "max_num_seqs", "gpu_memory_utilization",
+                      "option: attn_implementation"]
+
+
+def test_filters_and_baseline(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "sweep", sweep="dash")
+    at.sidebar.multiselect(key="filter max_num_seqs").set_value([4]).run()
+    table = at.dataframe[0].value
+    assert len(table) == 4 and set(table["max_num_seqs"]) == {4}
+    assert len(charts(at)[0]["rows"]) == 4
+    at.sidebar.multiselect(key="filter variant").set_value(["hf-eager"]).run()
+    table = at.dataframe[0].value
+    assert set(table["variant"]) == {"hf-eager"} and len(table) == 2
+    assert set(table["note"]) == {"no baseline results"}  # hf is filtered out
+    at.sidebar.multiselect(key="filter variant").set_value([]).run()
+    at.sidebar.selectbox(key="baseline").set_value("hf-eager").run()
+    table = at.dataframe[0].value
+    assert (table[table["variant"] == "hf-eager"]["speedup"] == 1.0).all()
+    assert at.subheader[1].value == "Speedup against hf-eager"
+
+
+def test_sweep_of_failures_only_says_so(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "sweep", sweep="dash-fail")
+    assert "all 2 finished job(s) of this sweep failed" in at.error[0].value
+    assert not charts(at)
+    failed = at.dataframe[0].value
+    assert len(failed) == 2 and set(failed["error_kind"]) == {"bad_input"}
+    assert failed["link"].str.startswith("job?job=").all()
+
+
+def test_unknown_sweep_warns_and_falls_back(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "sweep", sweep="nope")
+    assert "no sweep named `nope`" in at.warning[0].value
+    assert at.sidebar.selectbox(key="sweep_pick").value in {"dash", "dash-other", "dash-fail"}
+
+
+def test_job_page_of_a_succeeded_job(demo_db, monkeypatch):
+    job = job_ids(demo_db, "dash", "succeeded")[0]
+    at = open_page(monkeypatch, demo_db, "job", job=job)
+    assert at.title[0].value == f"Job #{job}"
+    attempts = at.dataframe[0].value
+    assert len(attempts) == 1 and attempts["outcome"].iloc[0] == "succeeded"
+    assert attempts["host"].iloc[0] and attempts["gpu"].iloc[0].startswith("cpu")
+    assert attempts["duration_s"].iloc[0] > 0
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["output tok/s"].replace(",", "")) > 0
+    figures = at.dataframe[1].value.set_index("figure")["value"]
+    assert "output_tok_s" in figures and "workload_fingerprint" in figures
+    (breakdown,) = charts(at)
+    phases = [r["phase"] for r in breakdown["rows"]]
+    assert phases == ["load", "profile", "compile", "capture", "warm-up"]
+    env = at.dataframe[2].value.set_index("name")["value"]
+    assert env["torch"] and env["python"]
+    assert "output_tok_s" in at.code[0].value  # the log tail ends with the result line
+
+
+def test_job_page_of_a_failed_job(demo_db, monkeypatch):
+    job = job_ids(demo_db, "dash-fail", "failed")[0]
+    at = open_page(monkeypatch, demo_db, "job", job=job)
+    assert "the last attempt ended failed (bad_input)" in at.error[0].value
+    assert at.code[0].value  # the log tail of the failed attempt
+
+
+def test_job_page_without_or_with_a_wrong_job(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "job", job=987654)
+    assert "no job #987654" in at.warning[0].value
+    at = open_page(monkeypatch, demo_db, "job")
+    at.selectbox(key="job_sweep").set_value("dash-other").run()
+    picked = at.selectbox(key="job_pick").value
+    at.button[0].click().run()
+    assert at.query_params["job"] == str(picked)
+    assert at.title[0].value == f"Job #{picked}"
+
+
+def test_compare_two_sweeps_greys_out_other_workloads(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "compare", a="dash", b="dash-other")
+    table = at.dataframe[0].value
+    paired = table[(table["variant"] == "hf") & (table["gpu_memory_utilization"] == 0.9)]
+    assert len(paired) == 2
+    assert paired["not comparable because"].str.startswith("different workload").all()
+    assert (paired["B / A"] == "—").all()
+    assert set(table[table["variant"] == "hf-eager"]["not comparable because"]) == {
+        "only in A"}
+    assert "No configuration can be compared" in at.warning[0].value
+    (chart,) = charts(at)
+    assert "A: dash (not comparable)" in chart["encoding"]["color"]["scale"]["domain"]
+    assert {r["fill"] for r in chart["rows"]} == {"A: dash (not comparable)",
+                                                  "B: dash-other (not comparable)"}
+
+
+def test_compare_two_variants(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "compare", a="dash", variant_a="hf",
+                   variant_b="hf-eager")
+    table = at.dataframe[0].value
+    assert len(table) == 4 and table["B / A"].str.endswith("×").all()
+    assert (table["not comparable because"] == "").all()
+    assert {m.label: m.value for m in at.metric}["matching configurations"] == "4 / 4"
+
+
+def test_hosts_page_without_inventory(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "hosts")
+    assert "No SSH inventory" in at.info[0].value
+    seen = at.dataframe[0].value
+    assert len(seen) == 1 and seen["attempts"].iloc[0] == 20
+    assert seen["succeeded"].iloc[0] == 18 and seen["failed"].iloc[0] == 2
+
+
+def test_hosts_page_with_inventory(synth_db, monkeypatch):
+    at = open_page(monkeypatch, synth_db, "hosts")
+    inv = at.dataframe[0].value.set_index("name")
+    assert list(inv["state"]) == ["ok", "quarantined", "unreachable"]
+    assert inv.loc["gpu-box-0", "gpu"] == "2× NVIDIA H100 80GB HBM3"
+    assert inv.loc["gpu-box-1", "gpu"] == "NVIDIA H100 80GB HBM3"
+    assert inv.loc["gpu-box-0", "jobs_run"] > 0 and inv.loc["gpu-box-9", "jobs_run"] == 0
+    assert inv.loc["gpu-box-9", "check"] == "connection timed out"
+    assert {m.label: m.value for m in at.metric}["quarantined"] == "1"
+
+
+def test_running_sweep_refreshes_itself(synth_db, monkeypatch):
+    at = open_page(monkeypatch, synth_db)
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc["phase2-002", "state"] == "running"
+    assert table.loc["phase2-002", "running"] == 8
+    assert table.loc["phase2-001", "state"] == "failed"
+    assert "refreshes every" in texts(at.caption)
+    at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-002")
+    assert ":blue-badge[running]" in texts(at.markdown)
+    at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-001")
+    assert "No results" in at.error[0].value
+
+
+@pytest.mark.parametrize("view", [None, "sweep", "job", "compare", "hosts"])
+def test_empty_database_pages_are_clear(empty_db, monkeypatch, view):
+    at = open_page(monkeypatch, empty_db, view, job=1) if view == "job" else \
+        open_page(monkeypatch, empty_db, view)
+    said = texts(at.info) + texts(at.warning)
+    assert {None: "No sweeps yet", "sweep": "No sweeps yet", "job": "no job #1",
+            "compare": "No sweeps yet", "hosts": "No job has run yet"}[view] in said
+
+
+@pytest.mark.parametrize("case", ["missing", "no schema", "old schema"])
+def test_databases_it_cannot_show(case, tmp_path, old_db, monkeypatch):
+    url = {"missing": f"sqlite:///{tmp_path / 'nothing-here.db'}",
+           "no schema": f"sqlite:///{tmp_path / 'blank.db'}", "old schema": old_db}[case]
+    if case == "no schema":
+        (tmp_path / "blank.db").touch()
+    at = open_page(monkeypatch, url)
+    message = at.warning[0].value
+    assert {"missing": "There is no database at", "no schema": "is empty",
+            "old schema": "another version of benchsweep"}[case] in message
+    if case == "old schema":
+        assert "0000_before_results" in message
+    if case == "missing":
+        assert not (tmp_path / "nothing-here.db").exists()  # the dashboard creates nothing

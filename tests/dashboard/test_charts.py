@@ -1,0 +1,161 @@
+"""dashboard.charts: pure functions of DataFrames, no browser, no database."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from dashboard import charts
+
+
+def summary_rows(rows: list[dict]) -> pd.DataFrame:
+    """A frame shaped like db.results.summarize's."""
+    base = {"engine": "nano", "options": "{}", "model": "m", "workload": "standard",
+            "workload_fingerprint": "fp", "gpu_memory_utilization": 0.9, "gpu_name": "H100",
+            "n": 3, "tok_s_std": 1.0, "ci95": 2.0, "cv": 0.01, "noisy": False,
+            "speedup": 1.0, "speedup_note": "", "elapsed_s_mean": 1.0, "output_tokens": 100,
+            "start_s_mean": 1.0}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_options_become_filter_axes_and_filters_apply():
+    df = pd.DataFrame({"variant": ["a", "a", "b"], "max_num_seqs": [4, 8, 4],
+                       "gpu_memory_utilization": [0.9, 0.9, 0.8], "gpu_name": ["H100"] * 3,
+                       "model": ["m"] * 3,
+                       "options": ["{}", '{"block": 16}', '{"block": 32, "fuse": true}']})
+    axes = charts.filter_axes(df)
+    assert axes["variant"] == ["a", "b"] and axes["max_num_seqs"] == [4, 8]
+    assert axes["option: block"] == [16, 32, "default"] or set(axes["option: block"]) == {
+        16, 32, "default"}
+    assert set(axes["option: fuse"]) == {True, "default"}
+    assert len(charts.apply_filters(df, {})) == 3
+    assert len(charts.apply_filters(df, {"variant": [], "max_num_seqs": [4]})) == 2
+    assert charts.apply_filters(df, {"option: block": [32]})["variant"].tolist() == ["b"]
+
+
+def test_variant_labels_name_options_only_where_a_variant_has_several():
+    s = summary_rows([{"variant": "a", "max_num_seqs": 4, "tok_s_mean": 1.0},
+                      {"variant": "b", "options": '{"x": 1}', "max_num_seqs": 4,
+                       "tok_s_mean": 1.0},
+                      {"variant": "b", "options": '{"x": 2}', "max_num_seqs": 4,
+                       "tok_s_mean": 1.0}])
+    assert charts.variant_labels(s).tolist() == ["a", 'b {"x": 1}', 'b {"x": 2}']
+
+
+def test_best_config_and_speedup_table():
+    s = summary_rows([{"variant": "base", "max_num_seqs": 8, "tok_s_mean": 100.0},
+                      {"variant": "fast", "max_num_seqs": 8, "tok_s_mean": 150.0,
+                       "speedup": 1.5, "noisy": True, "cv": 0.08},
+                      {"variant": "fast", "max_num_seqs": 4, "tok_s_mean": 90.0,
+                       "speedup": math.nan, "speedup_note": "baseline has no result at "
+                                                            "these settings"}])
+    assert charts.best_config(s)["variant"] == "fast"
+    assert charts.best_config(s.iloc[0:0]) is None
+    t = charts.speedup_table(s)
+    assert t["max_num_seqs"].tolist() == [4, 8, 8]
+    assert t.loc[2, "speedup"] == 1.5 and t.loc[2, "noisy"] and t.loc[2, "CV %"] == 8.0
+    assert "settings" in t.loc[0, "note"]
+    assert charts.speedup_table(pd.DataFrame()).empty
+
+
+def test_compare_pairs_matching_configs_and_says_why_not():
+    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 8, "tok_s_mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 16, "tok_s_mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 32, "tok_s_mean": 100.0}])
+    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 120.0},
+                      {"variant": "v", "max_num_seqs": 8, "tok_s_mean": 120.0,
+                       "gpu_name": "A100"},
+                      {"variant": "v", "max_num_seqs": 16, "tok_s_mean": 120.0,
+                       "workload_fingerprint": "other", "model": "m2"},
+                      {"variant": "v", "max_num_seqs": 64, "tok_s_mean": 120.0}])
+    c = charts.compare(a, b, ["variant", "max_num_seqs"]).set_index("max_num_seqs")
+    assert c.loc[4, "comparable"] and c.loc[4, "ratio"] == pytest.approx(1.2)
+    assert not c.loc[8, "comparable"] and c.loc[8, "reason"] == "different GPU (H100 vs A100)"
+    assert math.isnan(c.loc[8, "ratio"]) and c.loc[8, "b_tok_s"] == 120.0
+    assert c.loc[16, "reason"].startswith("different model (m vs m2); different workload")
+    assert c.loc[32, "reason"] == "only in A" and c.loc[64, "reason"] == "only in B"
+    assert charts.compare(a.iloc[0:0], b.iloc[0:0], ["variant"]).empty
+
+
+def test_compare_prefers_the_matching_card_where_a_side_ran_on_several():
+    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 4, "tok_s_mean": 50.0,
+                       "gpu_name": "A100"}])
+    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 60.0,
+                       "gpu_name": "A100"}])
+    c = charts.compare(a, b, ["max_num_seqs"])
+    assert c["comparable"].tolist() == [False, True] or c["comparable"].tolist() == [True,
+                                                                                     False]
+    ok = c[c["comparable"]].iloc[0]
+    assert ok["ratio"] == pytest.approx(1.2) and ok["a_gpu"] == "A100"
+    assert c[~c["comparable"]].iloc[0]["reason"] == "only in A"
+
+
+def test_heatmap_facets_by_variant_and_card():
+    s = summary_rows([{"variant": v, "max_num_seqs": m, "gpu_memory_utilization": g,
+                       "tok_s_mean": float(m), "gpu_name": card}
+                      for v in ("a", "b") for m in (4, 8) for g in (0.8, 0.9)
+                      for card in ("H100", "H200")])
+    spec = charts.heatmap(s).to_dict()
+    assert spec["facet"]["column"]["field"] == "label"
+    assert spec["facet"]["row"]["field"] == "gpu_name"
+    marks = [layer["mark"]["type"] for layer in spec["spec"]["layer"]]
+    assert marks == ["rect", "text"]
+    one_card = charts.heatmap(s[s["gpu_name"] == "H100"]).to_dict()
+    assert "row" not in one_card["facet"]
+
+
+def test_throughput_lines_and_start_breakdown():
+    s = summary_rows([{"variant": v, "max_num_seqs": m, "tok_s_mean": float(m)}
+                      for v in ("a", "b") for m in (4, 8, 16)])
+    spec = charts.throughput_lines(s).to_dict()
+    assert [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+            for layer in spec["layer"]] == ["errorbar", "line"]
+    b = charts.start_breakdown({"load_s": 1.5, "capture_s": 2.0, "warmup_s": None})
+    assert b["phase"].tolist() == ["load", "profile", "compile", "capture", "warm-up"]
+    assert b["seconds"].tolist() == [1.5, 0.0, 0.0, 2.0, 0.0]
+    assert charts.start_chart(b).to_dict()["mark"]["type"] == "bar"
+
+
+def test_compare_chart_greys_what_cannot_be_compared():
+    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 8, "tok_s_mean": 100.0}])
+    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 110.0},
+                      {"variant": "v", "max_num_seqs": 8, "tok_s_mean": 110.0,
+                       "gpu_name": "A100"}])
+    cmp = charts.compare(a, b, ["max_num_seqs"])
+    spec = charts.compare_chart(cmp, "A", "B", ["max_num_seqs"]).to_dict()
+    scale = spec["encoding"]["color"]["scale"]
+    assert scale["domain"][2:] == ["A (not comparable)", "B (not comparable)"]
+    assert scale["range"][2:] == [charts.GREY_LIGHT, charts.GREY]
+    rows = next(iter(spec["datasets"].values()))
+    assert {r["fill"] for r in rows if r["config"] == "8"} == {"A (not comparable)",
+                                                               "B (not comparable)"}
+    assert {r["fill"] for r in rows if r["config"] == "4"} == {"A", "B"}
+
+
+def test_config_label():
+    row = pd.Series({"variant": "v", "options": '{"b": 2, "a": true}', "max_num_seqs": 4,
+                     "gpu_memory_utilization": 0.9})
+    keys = ["variant", "options", "max_num_seqs", "gpu_memory_utilization"]
+    assert charts.config_label(row, keys) == "v · a=True b=2 · 4 · 0.9"
+    assert charts.config_label(row.replace('{"b": 2, "a": true}', "{}"), keys) == "v · 4 · 0.9"
+
+
+def test_sweeps_table_and_durations():
+    df = pd.DataFrame([{"id": 1, "name": "a b", "state": "done", "done": 2, "running": 0,
+                        "failed": 0, "pending": 0, "total": 2, "progress": 1.0,
+                        "started": pd.Timestamp("2026-01-01", tz="UTC"), "finished": None,
+                        "duration_s": 3725.0, "hosts": 1, "baseline": None, "owner": None},
+                       {"id": 2, "name": "new", "state": "running", "done": 0, "running": 1,
+                        "failed": 0, "pending": 1, "total": 2, "progress": 0.0,
+                        "started": pd.Timestamp("2026-01-02", tz="UTC"), "finished": None,
+                        "duration_s": 65.0, "hosts": 1, "baseline": None, "owner": "x"}])
+    t = charts.sweeps_table(df)
+    assert t["name"].tolist() == ["new", "a b"]  # newest first
+    assert t["duration"].tolist() == ["1m 05s", "1h 02m"]
+    assert t["link"].tolist() == ["sweep?sweep=new", "sweep?sweep=a%20b"]
+    assert charts.format_duration(None) == "" and charts.format_duration(9.4) == "9s"

@@ -1,0 +1,125 @@
+import json
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import (
+    bench_processes,
+    orchestrate,
+    orchestrate_env,
+    query,
+    start,
+    sweep_file,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def test_sweep_resume_results_export(tmp_path, cache_dir, db_url):
+    env = orchestrate_env(cache_dir, db_url)
+    spec = sweep_file(tmp_path, repeats=2, variants="  hf-eager: {kind: hf, options: "
+                                                    "{attn_implementation: eager}}")
+    first = orchestrate(env, "sweep", str(spec))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "8 jobs, 0 already done" in first.stdout
+    assert query(db_url, "SELECT state, count(*) FROM jobs GROUP BY state") == [("succeeded", 8)]
+    rows = query(db_url, "SELECT output_tokens, record FROM results")
+    for tokens, record in rows:
+        record = json.loads(record) if isinstance(record, str) else record
+        assert tokens == record["output_tokens"] == record["requested_output_tokens"]
+        assert record["elapsed_s"] > 0 and record["workload_fingerprint"]
+
+    again = orchestrate(env, "sweep", str(spec))
+    assert again.returncode == 0 and "8 already done, attempts this run: none" in again.stdout
+    assert query(db_url, "SELECT count(*) FROM attempts") == [(8,)]
+
+    table = orchestrate(env, "results", "e2e")
+    assert table.returncode == 0, table.stderr
+    assert "hf-eager" in table.stdout and "1.00×" in table.stdout
+
+    status = orchestrate(env, "status")
+    assert "e2e" in status.stdout and status.returncode == 0
+
+    for fmt, read in (("csv", pd.read_csv), ("json", pd.read_json),
+                      ("parquet", pd.read_parquet)):
+        out = tmp_path / f"r.{fmt}"
+        done = orchestrate(env, "export", "e2e", "--format", fmt, "-o", str(out))
+        assert done.returncode == 0, done.stderr
+        df = read(out)
+        assert len(df) == 8 and set(df["variant"]) == {"hf", "hf-eager"}
+
+
+def test_timeout_and_failure_do_not_stop_the_sweep(tmp_path, cache_dir):
+    db = f"sqlite:///{tmp_path / 'b.db'}"
+    env = orchestrate_env(cache_dir, db)
+    spec = sweep_file(tmp_path, variants="  slow: {kind: hf, timeout_s: 1, options: "
+                                               "{attn_implementation: eager}}",
+                      matrix="variant: [slow, hf], max_num_seqs: [4], "
+                             "max_model_len: [16, 4096]")
+    run = orchestrate(env, "sweep", str(spec))
+    assert run.returncode == 1 and "job(s) failed" in run.stderr
+    outcomes = query(db, "SELECT j.variant, j.max_num_seqs, a.outcome, a.error_kind FROM jobs j "
+                         "JOIN attempts a ON a.job_id = j.id ORDER BY j.ordinal")
+    kinds = {(v, o, k) for v, _, o, k in outcomes}
+    assert ("slow", "timeout", "timeout") in kinds
+    assert ("hf", "failed", "bad_input") in kinds  # prompts longer than max_model_len 16
+    assert ("hf", "succeeded", None) in kinds
+    assert not bench_processes()
+    status = orchestrate(env, "status", "e2e")
+    assert "timed out after 1 s" in status.stdout and "max_model_len" in status.stdout
+
+
+def test_sigkilled_coordinator_resumes_without_loss_or_duplicates(tmp_path, cache_dir):
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    env = orchestrate_env(cache_dir, db)
+    spec = sweep_file(tmp_path, repeats=3)
+    proc = start(env, "sweep", str(spec))
+    wait_for(lambda: query(db, "SELECT count(*) FROM results")[0][0] >= 2
+             and query(db, "SELECT count(*) FROM attempts WHERE outcome = 'running'")[0][0],
+             180, "two results and a running attempt")
+    os.kill(proc.pid, signal.SIGKILL)  # the coordinator alone, as a crash would
+    proc.wait()
+    wait_for(lambda: not bench_processes(), 30, "the orphaned job process to die")
+    rerun = orchestrate(env, "sweep", str(spec))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "marked lost" in rerun.stdout
+    assert query(db, "SELECT state, count(*) FROM jobs GROUP BY state") == [("succeeded", 6)]
+    assert query(db, "SELECT count(*), count(DISTINCT job_id) FROM results") == [(6, 6)]
+    assert query(db, "SELECT count(*) FROM attempts WHERE outcome = 'lost'")[0][0] >= 1
+    assert query(db, "SELECT count(*) FROM attempts WHERE outcome = 'running'") == [(0,)]
+
+
+def test_ctrl_c_cancels_cleanly_and_resumes(tmp_path, cache_dir):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    env = orchestrate_env(cache_dir, db)
+    spec = sweep_file(tmp_path, repeats=2)
+    proc = start(env, "sweep", str(spec))
+    wait_for(lambda: query(db, "SELECT count(*) FROM attempts WHERE outcome = 'running'")[0][0],
+             180, "a running attempt")
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert query(db, "SELECT count(*) FROM attempts WHERE outcome = 'cancelled'") == [(1,)]
+    assert query(db, "SELECT count(*) FROM jobs WHERE state = 'running'") == [(0,)]
+    wait_for(lambda: not bench_processes(), 30, "the cancelled job process to die")
+    rerun = orchestrate(env, "sweep", str(spec))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert query(db, "SELECT count(*) FROM results") == [(4,)]
+
+
+def test_bad_sweep_file_writes_nothing(tmp_path, cache_dir):
+    db = tmp_path / "n.db"
+    env = orchestrate_env(cache_dir, f"sqlite:///{db}")
+    spec = sweep_file(tmp_path, matrix="max_num_seqs: [2, zero]")
+    run = orchestrate(env, "sweep", str(spec))
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "matrix.max_num_seqs[1]" in run.stderr
+    assert not db.exists()
+    dry = orchestrate(env, "sweep", "--dry-run", str(sweep_file(tmp_path)))
+    assert dry.returncode == 0 and "2 jobs" in dry.stdout and not db.exists()
