@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, delete, event, func, insert, select, updat
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Attempt, Job, Result, Sweep, utcnow
+from db.models import Attempt, Host, Job, Result, Sweep, utcnow
 
 DEFAULT_URL = "sqlite:///benchsweep.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -255,6 +255,36 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(Attempt).where(Attempt.job_id == job_id)
                                   .order_by(Attempt.number)))
+
+    # --- hosts of the SSH inventory ------------------------------------------------------------
+
+    def save_host(self, name: str, *, address: str, port: int, user: str,
+                  key_file: str | None, setup: str | None) -> None:
+        """Insert or update a host's row; its state and last check are kept."""
+        with self.session() as s:
+            host = s.scalar(select(Host).where(Host.name == name))
+            if host is None:
+                host = Host(name=name)
+                s.add(host)
+            host.address, host.port, host.user = address, port, user
+            host.key_file, host.setup = key_file, setup
+
+    def remove_host(self, name: str) -> bool:
+        with self.session() as s:
+            return bool(s.execute(delete(Host).where(Host.name == name)).rowcount)
+
+    def record_check(self, name: str, state: str, check: dict | None) -> None:
+        """A host's state after a check, provisioning or job (ok | unreachable | quarantined
+        | ...), and what the check found."""
+        with self.session() as s:
+            values: dict = dict(state=state, last_check_at=utcnow())
+            if check is not None:
+                values["last_check"] = check
+            s.execute(update(Host).where(Host.name == name).values(**values))
+
+    def hosts(self) -> list[Host]:
+        with self.session() as s:
+            return list(s.scalars(select(Host).order_by(Host.name)))
 
 
 def as_utc(t: datetime | None) -> datetime | None:

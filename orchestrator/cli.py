@@ -3,6 +3,7 @@ stderr and a non-zero exit."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -21,6 +22,9 @@ app = typer.Typer(help="Benchmark sweeps of LLM inference engines.", no_args_is_
 model_app = typer.Typer(help="Checkpoints with random weights of named architectures.",
                         no_args_is_help=True)
 app.add_typer(model_app, name="model")
+hosts_app = typer.Typer(help="Remote GPU hosts reached over SSH: inventory, checks, "
+                             "provisioning.", no_args_is_help=True)
+app.add_typer(hosts_app, name="hosts")
 out = Console()
 err = Console(stderr=True)
 
@@ -376,6 +380,186 @@ def dashboard(
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
+
+
+# --- hosts --------------------------------------------------------------------------------
+
+InventoryOpt = Annotated[Path, typer.Option("--inventory", "-i", envvar="BENCHSWEEP_HOSTS",
+                                            help="Inventory file (YAML)")]
+AcceptNewOpt = Annotated[bool, typer.Option("--accept-new", help="Trust and save the key of a "
+                                                                 "host not yet in known_hosts")]
+DEFAULT_INVENTORY = Path("hosts.yaml")
+
+
+def _inventory(path: Path, missing_ok: bool = False):
+    from orchestrator.hosts import Inventory, InventoryError
+
+    try:
+        return Inventory.load(path, missing_ok=missing_ok)
+    except InventoryError as e:
+        raise fail(str(e), 2) from None
+
+
+def _selected(inv, names: list[str] | None):
+    from orchestrator.hosts import InventoryError
+
+    try:
+        hosts = inv.select(names)
+    except InventoryError as e:
+        raise fail(str(e), 2) from None
+    if not hosts:
+        raise fail(f"{inv.path} has no hosts; add one with `orchestrate hosts add`", 2)
+    return hosts
+
+
+@hosts_app.command("add")
+def hosts_add(
+    name: Annotated[str, typer.Argument(help="A short name for the host")],
+    address: Annotated[str, typer.Option(help="Host name or IP (an AutoDL gateway)")],
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 22,
+    user: str = "root",
+    key_file: Annotated[str | None, typer.Option(help="Private key file (else ssh-agent)")]
+    = None,
+    setup: Annotated[str | None, typer.Option(help="Shell line run before every command, "
+                                                   "e.g. 'source /etc/network_turbo'")] = None,
+    python: Annotated[str, typer.Option(help="Interpreter the environment is built from")]
+    = "python3",
+    venv: Annotated[bool, typer.Option(help="Build a venv (--system-site-packages) rather "
+                                            "than use the interpreter as it is")] = True,
+    pip_args: Annotated[str, typer.Option(help="Extra pip arguments (mirror, wheelhouse)")]
+    = "",
+    workdir: str = "~/benchsweep",
+    gpus: Annotated[str | None, typer.Option(help="GPU indices to use, e.g. 0,1 "
+                                                  "[default: all]")] = None,
+    inventory: InventoryOpt = DEFAULT_INVENTORY,
+    db: DbOpt = None,
+) -> None:
+    """Add a host to the inventory, or change one (its key is checked by `hosts check`)."""
+    from pydantic import ValidationError
+
+    from orchestrator.hosts import NAME, Host, HostConfig
+
+    if not NAME.match(name):
+        raise fail(f"host name {name!r} must be letters, digits, '.', '_' or '-'", 2)
+    if key_file and not Path(key_file).expanduser().is_file():
+        raise fail(f"--key-file {key_file}: no such file", 2)
+    inv = _inventory(inventory, missing_ok=True)
+    try:
+        cfg = HostConfig(address=address, port=port, user=user, key_file=key_file, setup=setup,
+                         python=python, venv=venv, pip_args=pip_args, workdir=workdir,
+                         gpus=[g.strip() for g in gpus.split(",")] if gpus else None)
+    except ValidationError as e:
+        raise fail(f"{e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}", 2) from None
+    inv.hosts[name] = Host(name, cfg)
+    inv.save()
+    open_store(db).save_host(name, address=address, port=port, user=user, key_file=key_file,
+                             setup=setup)
+    out.print(f"host {name} ({user}@{address}:{port}) saved in {inventory}", highlight=False)
+
+
+@hosts_app.command("remove")
+def hosts_remove(name: str, inventory: InventoryOpt = DEFAULT_INVENTORY,
+                 db: DbOpt = None) -> None:
+    """Remove a host from the inventory (its attempts stay in the database)."""
+    inv = _inventory(inventory)
+    if name not in inv.hosts:
+        raise fail(f"no host named {name!r} in {inventory}", 2)
+    del inv.hosts[name]
+    inv.save()
+    open_store(db).remove_host(name)
+    out.print(f"host {name} removed from {inventory}", highlight=False)
+
+
+@hosts_app.command("list")
+def hosts_list(inventory: InventoryOpt = DEFAULT_INVENTORY, db: DbOpt = None) -> None:
+    """The inventory with each host's state and last check."""
+    from orchestrator.hosts import summary
+
+    inv = _inventory(inventory, missing_ok=True)
+    rows = {h.name: h for h in open_store(db).hosts()}
+    table = Table(title=f"hosts ({inventory})")
+    for col in ("name", "address", "user", "key", "setup", "state", "last check", "found"):
+        table.add_column(col)
+    for name, h in inv.hosts.items():
+        c, row = h.config, rows.get(name)
+        check = row.last_check if row else None
+        found = (check.get("error") or summary(check)) if check else ""
+        table.add_row(name, f"{c.address}:{c.port}", c.user, c.key_file or "agent",
+                      c.setup or "", row.state if row else "unknown",
+                      _when(row.last_check_at) if row else "", found)
+    out.print(table)
+
+
+def _sync_row(store, host) -> None:
+    c = host.config
+    store.save_host(host.name, address=c.address, port=c.port, user=c.user,
+                    key_file=c.key_file, setup=c.setup)
+
+
+@hosts_app.command("check")
+def hosts_check(
+    names: Annotated[list[str] | None, typer.Argument(help="Hosts [default: all]")] = None,
+    accept_new: AcceptNewOpt = False,
+    inventory: InventoryOpt = DEFAULT_INVENTORY,
+    db: DbOpt = None,
+) -> None:
+    """Reach each host: python, free disk, GPUs (nvidia-smi). Exits 1 if any failed."""
+    from orchestrator.hosts import check, summary
+    from orchestrator.ssh import HostKeyError, SSHError
+
+    inv = _inventory(inventory)
+    store = open_store(db)
+    bad = 0
+    for host in _selected(inv, names):
+        _sync_row(store, host)
+        try:
+            with contextlib.closing(inv.connect(host, accept_new=accept_new)) as conn:
+                info = check(conn, host)
+        except SSHError as e:
+            bad += 1
+            state = "bad_key" if isinstance(e, HostKeyError) else "unreachable"
+            store.record_check(host.name, state, {"error": str(e)})
+            err.print(f"[red]{host.name}[/]: {e}", highlight=False, soft_wrap=True)
+            continue
+        store.record_check(host.name, "ok", info)
+        out.print(f"[green]{host.name}[/]: {summary(info)}", highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@hosts_app.command("provision")
+def hosts_provision(
+    names: Annotated[list[str] | None, typer.Argument(help="Hosts [default: all]")] = None,
+    accept_new: AcceptNewOpt = False,
+    inventory: InventoryOpt = DEFAULT_INVENTORY,
+    db: DbOpt = None,
+) -> None:
+    """Sync the project's tracked files, build the environment, run the engine self-check."""
+    from orchestrator.hosts import check, provision
+    from orchestrator.ssh import SSHError
+
+    inv = _inventory(inventory)
+    store = open_store(db)
+    bad = 0
+    for host in _selected(inv, names):
+        _sync_row(store, host)
+        try:
+            with contextlib.closing(inv.connect(host, accept_new=accept_new)) as conn:
+                done = provision(conn, host, log=lambda m: out.print(m, highlight=False))
+                info = check(conn, host)
+        except SSHError as e:
+            bad += 1
+            store.record_check(host.name, "unprovisioned", {"error": str(e)})
+            err.print(f"[red]{host.name}[/]: provisioning failed: {e}", highlight=False,
+                      soft_wrap=True)
+            continue
+        info["provision_s"] = done.seconds
+        store.record_check(host.name, "ok", info)
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
+        out.print(f"[green]{host.name}[/]: provisioned ({steps}); {done.self_check}",
+                  highlight=False)
+    if bad:
+        raise typer.Exit(1)
 
 
 def main() -> None:

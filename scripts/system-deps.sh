@@ -9,6 +9,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [[ "${1:-}" == "test" ]]; then
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
   command -v ssh-keygen >/dev/null || need+=(openssh-client)
+  [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)  # tests run real sshd servers
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
 fi
 ((${#need[@]})) || exit 0

@@ -1,0 +1,266 @@
+"""The SSH inventory (a YAML file), and what `orchestrate hosts` does to a host: check it
+(reach it, read nvidia-smi, python, disk) and provision it (sync the project's tracked
+files, build its environment, verify `python -m engine.bench --self-check`).
+
+    known_hosts: known_hosts        # optional; beside this file by default
+    hosts:
+      a100-1:
+        address: connect.westb.seetacloud.com
+        port: 23456
+        user: root
+        key_file: ~/.ssh/id_ed25519
+        setup: source /etc/network_turbo      # run before every command (proxy, mirror, conda)
+        python: /root/miniconda3/bin/python   # the interpreter the environment is built from
+        venv: true      # a venv with --system-site-packages, so a preinstalled torch is used
+        pip_args: ""    # e.g. "--no-index --find-links /data/wheels", or a mirror's -i URL
+        workdir: ~/benchsweep
+        gpus: [0]       # default: every GPU nvidia-smi lists, or one CPU slot without any
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+import subprocess
+import tarfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestrator.ssh import Connection, Endpoint, SSHError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class InventoryError(ValueError):
+    """The inventory file is missing, not YAML, or names a field wrongly (one line)."""
+
+
+class HostConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = Field(min_length=1)
+    port: int = Field(22, gt=0, lt=65536)
+    user: str = Field("root", min_length=1)
+    key_file: str | None = None
+    setup: str | None = None
+    python: str = "python3"
+    venv: bool = True
+    pip_args: str = ""
+    workdir: str = "~/benchsweep"
+    gpus: list[str] | None = None
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    known_hosts: str | None = None
+    hosts: dict[str, HostConfig] = {}
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    config: HostConfig
+
+    @property
+    def endpoint(self) -> Endpoint:
+        c = self.config
+        return Endpoint(self.name, c.address, c.port, c.user, c.key_file)
+
+    @property
+    def src(self) -> str:
+        return f"{self.config.workdir.rstrip('/')}/src"
+
+    @property
+    def python(self) -> str:
+        """The environment's interpreter, once provisioned."""
+        c = self.config
+        return f"{c.workdir.rstrip('/')}/venv/bin/python" if c.venv else c.python
+
+    def shell(self, command: str) -> str:
+        """`command` as the host runs it: after its setup line, in the project directory
+        when there is one. `~` in workdir is left to the remote shell."""
+        pre = f"{self.config.setup}\n" if self.config.setup else ""
+        return f"{pre}{command}"
+
+
+@dataclass
+class Inventory:
+    path: Path
+    known_hosts: Path
+    hosts: dict[str, Host]
+
+    @classmethod
+    def load(cls, path: Path, *, missing_ok: bool = False) -> Inventory:
+        if not path.exists():
+            if missing_ok:
+                return cls(path, path.parent / "known_hosts", {})
+            raise InventoryError(f"{path}: no such inventory file")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+            data = _File.model_validate(raw)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise InventoryError(f"{path}{where}: not valid YAML "
+                                 f"({getattr(e, 'problem', e)})") from None
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise InventoryError(f"{path}: {loc}: {first['msg']}") from None
+        for name in data.hosts:
+            if not NAME.match(name):
+                raise InventoryError(f"{path}: host name {name!r} must be letters, digits, "
+                                     f"'.', '_' or '-'")
+        kh = Path(data.known_hosts).expanduser() if data.known_hosts else Path("known_hosts")
+        return cls(path, kh if kh.is_absolute() else path.parent / kh,
+                   {n: Host(n, c) for n, c in data.hosts.items()})
+
+    def save(self) -> None:
+        data: dict = {}
+        if self.known_hosts != self.path.parent / "known_hosts":
+            data["known_hosts"] = str(self.known_hosts)
+        data["hosts"] = {n: h.config.model_dump(exclude_defaults=True)
+                         for n, h in self.hosts.items()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+        tmp.replace(self.path)
+
+    def get(self, name: str) -> Host:
+        if name not in self.hosts:
+            raise InventoryError(f"no host named {name!r} in {self.path}")
+        return self.hosts[name]
+
+    def select(self, names: list[str] | None) -> list[Host]:
+        return [self.get(n) for n in names] if names else list(self.hosts.values())
+
+    def connect(self, host: Host, *, accept_new: bool = False, **kw) -> Connection:
+        return Connection(host.endpoint, self.known_hosts, accept_new=accept_new, **kw)
+
+
+# --- check -----------------------------------------------------------------------------
+
+_PROBE = r"""
+echo "python=$({py} -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none)"
+echo "disk_free_gb=$(df -Pk {wd} 2>/dev/null | awk 'NR==2 {{printf "%.1f", $4/1048576}}')"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv,noheader,nounits \
+    | sed 's/^/gpu=/'
+fi
+test -x {venv_py} && echo provisioned=yes || echo provisioned=no
+"""
+
+
+def check(conn: Connection, host: Host) -> dict:
+    """What the host has: python version, free disk, GPUs (index, name, memory)."""
+    c = host.config
+    wd = c.workdir.rstrip("/")
+    started = time.monotonic()
+    out = conn.check(host.shell(f"mkdir -p {wd} && " + _PROBE.format(
+        py=c.python, wd=wd, venv_py=host.python)), timeout_s=60)
+    info: dict = {"gpus": []}
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key == "gpu":
+            idx, name, total, used = (v.strip() for v in value.split(","))
+            info["gpus"].append(dict(index=idx, name=name, memory_total_mib=int(total),
+                                     memory_used_mib=int(used)))
+        elif key in ("python", "disk_free_gb", "provisioned"):
+            info[key] = value.strip()
+    info["rtt_ms"] = round((time.monotonic() - started) * 1000)
+    return info
+
+
+def slots_of(host: Host, info: dict | None) -> list[str]:
+    """GPU indices the host offers: configured, else from its last check; [] = one CPU slot."""
+    if host.config.gpus is not None:
+        return list(host.config.gpus)
+    return [g["index"] for g in (info or {}).get("gpus", [])]
+
+
+# --- provision ---------------------------------------------------------------------------
+
+def tracked_files(root: Path = ROOT) -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True)
+    return [f for f in out.stdout.decode().split("\0") if f and (root / f).is_file()]
+
+
+def project_tarball(root: Path = ROOT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for rel in tracked_files(root):
+            tar.add(root / rel, arcname=rel)
+    return buf.getvalue()
+
+
+def engine_requirements(root: Path = ROOT) -> list[str]:
+    """What a worker needs: the `engine` extra of pyproject.toml. The project itself is not
+    installed; jobs run from its directory."""
+    meta = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    return list(meta["optional-dependencies"]["engine"])
+
+
+@dataclass
+class Provisioned:
+    seconds: dict[str, float]  # step -> wall time
+    self_check: str
+
+
+def provision(conn: Connection, host: Host, *, root: Path = ROOT, log=print) -> Provisioned:
+    """Make the host ready to run jobs; raises SSHError naming the step that failed."""
+    c = host.config
+    wd = c.workdir.rstrip("/")
+    times: dict[str, float] = {}
+
+    def step(name: str, command: str, timeout_s: float) -> str:
+        log(f"{host.name}: {name}")
+        t = time.monotonic()
+        try:
+            code, out = conn.run(host.shell(command), timeout_s=timeout_s)
+            if code:
+                last = [ln for ln in out.splitlines() if ln.strip()]
+                raise SSHError(f"{host.name}: {name} failed (exit {code}): "
+                               f"{last[-1].strip() if last else 'no output'}")
+            return out
+        finally:
+            times[name] = round(time.monotonic() - t, 2)
+
+    t = time.monotonic()
+    log(f"{host.name}: sync project")
+    wd_abs = conn.abspath(wd)
+    conn.check(f"mkdir -p {shlex.quote(wd_abs)}")
+    conn.put_bytes(f"{wd_abs}/src.tar.gz", project_tarball(root))
+    # A fresh tree each time, swapped in whole: files deleted here vanish there too.
+    conn.check(f"cd {shlex.quote(wd_abs)} && rm -rf src.new && mkdir src.new && "
+               f"tar -xzf src.tar.gz -C src.new && rm -rf src && mv src.new src && "
+               f"rm src.tar.gz")
+    times["sync"] = round(time.monotonic() - t, 2)
+    if c.venv:
+        step("create venv", f"test -x {wd}/venv/bin/python || {c.python} -m venv "
+                            f"--system-site-packages {wd}/venv", 300)
+    reqs = " ".join(shlex.quote(r) for r in engine_requirements(root))
+    # Requirements already met (a conda torch) are not downloaded again.
+    step("install", f"{host.python} -m pip install -q --disable-pip-version-check "
+                    f"{c.pip_args} {reqs}", 3600)
+    out = step("self-check", f"cd {wd}/src && {host.python} -m engine.bench --self-check", 900)
+    line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("self-check")), "")
+    return Provisioned(times, line.removeprefix("self-check ok: "))
+
+
+def summary(info: dict) -> str:
+    gpus = info.get("gpus") or []
+    g = ", ".join(f"{x['index']}: {x['name']} {x['memory_total_mib']} MiB" for x in gpus)
+    return (f"python {info.get('python', '?')}, {info.get('disk_free_gb', '?')} GB free, "
+            f"{g or 'no GPU'}, provisioned: {info.get('provisioned', '?')}, "
+            f"{info.get('rtt_ms', '?')} ms")
+

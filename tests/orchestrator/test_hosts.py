@@ -1,0 +1,160 @@
+"""`orchestrate hosts` against a real sshd on loopback (non-standard port): inventory, host
+key policy, checks, provisioning, and the Host rows they leave in a real SQLite file."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from db.store import Store
+from orchestrator.cli import app
+from orchestrator.hosts import Inventory, InventoryError
+from tests.e2e.sshd import free_port, have_sshd, keygen, running_sshd
+
+pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"),
+              pytest.mark.timeout(120)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def client_key(tmp_path_factory) -> Path:
+    return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
+
+
+@pytest.fixture
+def sshd(tmp_path, client_key):
+    with running_sshd(tmp_path / "sshd", client_key.with_suffix(".pub")) as server:
+        yield server
+
+
+def cli(*args: str, inventory: Path, db: Path):
+    result = CliRunner().invoke(app, [*args], env={"BENCHSWEEP_HOSTS": str(inventory),
+                                                   "BENCHSWEEP_DB": str(db), "COLUMNS": "300"})
+    return result.exit_code, result.output
+
+
+def add(name, sshd, client_key, inv, db, *extra) -> None:
+    code, text = cli("hosts", "add", name, "--address", sshd.address, "--port", str(sshd.port),
+                     "--key-file", str(client_key), "--workdir", str(sshd.dir / "home"),
+                     *extra, inventory=inv, db=db)
+    assert code == 0, text
+
+
+def test_add_check_accept_new_then_known(tmp_path, sshd, client_key):
+    inv, db = tmp_path / "hosts.yaml", tmp_path / "b.db"
+    add("box1", sshd, client_key, inv, db, "--python", sys.executable, "--setup",
+        "export BENCHSWEEP_T=1")
+    saved = yaml.safe_load(inv.read_text())
+    assert saved["hosts"]["box1"]["port"] == sshd.port
+    assert "id_ed25519" in saved["hosts"]["box1"]["key_file"]  # a path, never the key itself
+
+    code, text = cli("hosts", "check", inventory=inv, db=db)
+    assert code == 1 and "not in" in text and "--accept-new" in text
+    assert not (tmp_path / "known_hosts").exists()
+    assert Store(str(db)).hosts()[0].state == "bad_key"
+
+    code, text = cli("hosts", "check", "--accept-new", inventory=inv, db=db)
+    assert code == 0, text
+    assert "python 3." in text and "no GPU" in text
+    known = (tmp_path / "known_hosts").read_text()
+    assert f"[127.0.0.1]:{sshd.port}" in known and sshd.host_key_pub() in known
+
+    code, text = cli("hosts", "check", "box1", inventory=inv, db=db)  # known now: no flag
+    assert code == 0, text
+    row = Store(str(db)).hosts()[0]
+    assert (row.name, row.state, row.port) == ("box1", "ok", sshd.port)
+    assert row.last_check["python"].startswith("3.") and row.last_check["gpus"] == []
+
+    code, text = cli("hosts", "list", inventory=inv, db=db)
+    assert code == 0 and "box1" in text and "ok" in text
+
+    code, text = cli("hosts", "remove", "box1", inventory=inv, db=db)
+    assert code == 0 and Store(str(db)).hosts() == []
+    assert yaml.safe_load(inv.read_text())["hosts"] == {}
+
+
+def test_changed_host_key_is_an_error(tmp_path, sshd, client_key):
+    inv, db = tmp_path / "hosts.yaml", tmp_path / "b.db"
+    add("box1", sshd, client_key, inv, db)
+    assert cli("hosts", "check", "--accept-new", inventory=inv, db=db)[0] == 0
+    before = (tmp_path / "known_hosts").read_text()
+    sshd.stop()
+    sshd.start(new_host_key=True)
+    for flags in ((), ("--accept-new",)):  # not even --accept-new replaces a known key
+        code, text = cli("hosts", "check", *flags, inventory=inv, db=db)
+        assert code == 1 and "CHANGED" in text, text
+    assert (tmp_path / "known_hosts").read_text() == before
+    assert Store(str(db)).hosts()[0].state == "bad_key"
+
+
+def test_unreachable_host_fails_in_bounded_time(tmp_path, client_key):
+    inv, db = tmp_path / "hosts.yaml", tmp_path / "b.db"
+    port = free_port()  # nothing listens there
+    code, text = cli("hosts", "add", "gone", "--address", "127.0.0.1", "--port", str(port),
+                     inventory=inv, db=db)
+    assert code == 0, text
+    started = time.monotonic()
+    code, text = cli("hosts", "check", "--accept-new", inventory=inv, db=db)
+    assert code == 1 and f"cannot connect to 127.0.0.1:{port}" in text, text
+    assert time.monotonic() - started < 30  # three tries with backoff, then one line
+    row = Store(str(db)).hosts()[0]
+    assert row.state == "unreachable" and "cannot connect" in row.last_check["error"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("hosts: [\n", "not valid YAML"),
+    ("hosts: {a: {address: x, prot: 22}}\n", "hosts.a.prot: Extra inputs are not permitted"),
+    ("hosts: {a: {address: x, port: 0}}\n", "hosts.a.port"),
+    ("hosts: {'bad name': {address: x}}\n", "host name 'bad name'"),
+])
+def test_bad_inventory_is_one_clear_line(tmp_path, body, message):
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text(body)
+    with pytest.raises(InventoryError, match=message.replace(".", r"\.")):
+        Inventory.load(inv)
+    code, text = cli("hosts", "check", inventory=inv, db=tmp_path / "b.db")
+    assert code == 2 and message in text and len(text.strip().splitlines()) == 1
+
+
+def test_add_rejects_missing_key_file(tmp_path):
+    code, text = cli("hosts", "add", "x", "--address", "h", "--key-file", "/nonexistent/k",
+                     inventory=tmp_path / "h.yaml", db=tmp_path / "b.db")
+    assert code == 2 and "no such file" in text and not (tmp_path / "h.yaml").exists()
+
+
+@pytest.mark.timeout(240)
+def test_provision_syncs_builds_and_self_checks(tmp_path, sshd, client_key):
+    inv, db = tmp_path / "hosts.yaml", tmp_path / "b.db"
+    # The interpreter as it is (an AutoDL conda python with torch): no venv, nothing to
+    # download because every requirement is met already.
+    add("box1", sshd, client_key, inv, db, "--python", str(ROOT / ".venv/bin/python"),
+        "--no-venv", "--pip-args", "--no-index")
+    stale = sshd.dir / "home/src/stale.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("gone after a sync")
+    code, text = cli("hosts", "provision", "--accept-new", inventory=inv, db=db)
+    assert code == 0, text
+    assert "provisioned" in text
+    assert "hf " in text  # the self-check line names the engines that ran
+    src = sshd.dir / "home/src"
+    assert (src / "engine/bench.py").read_bytes() == (ROOT / "engine/bench.py").read_bytes()
+    assert (src / "orchestrator/executors/process.py").exists() and not stale.exists()
+    assert not (src / ".venv").exists()  # tracked files only
+    row = Store(str(db)).hosts()[0]
+    assert row.state == "ok" and row.last_check["provision_s"]["self-check"] > 0
+
+
+def test_provision_failure_names_the_step(tmp_path, sshd, client_key):
+    inv, db = tmp_path / "hosts.yaml", tmp_path / "b.db"
+    # A fresh venv from a bare interpreter, pip told not to reach any index: the install
+    # step must fail, say so, and leave the host marked unprovisioned.
+    base = Path(sys.base_prefix) / "bin/python3"
+    add("box1", sshd, client_key, inv, db, "--python", str(base), "--pip-args",
+        "--no-index --find-links /nonexistent")
+    code, text = cli("hosts", "provision", "--accept-new", inventory=inv, db=db)
+    assert code == 1 and "provisioning failed" in text and "install failed" in text, text
+    assert (sshd.dir / "home/venv/bin/python").exists()
+    assert Store(str(db)).hosts()[0].state == "unprovisioned"
