@@ -62,6 +62,12 @@ def sweep(
     = False,
     slots: Annotated[int | None, typer.Option(min=1, help="Concurrent jobs on a machine "
                                                         "without GPUs")] = None,
+    executor_kind: Annotated[str | None, typer.Option(
+        "--executor", help="local | ssh | ray [default: the sweep file's, else local]")] = None,
+    hosts: Annotated[Path | None, typer.Option(
+        "--hosts", help="ssh: inventory file [default: the sweep file's, $BENCHSWEEP_HOSTS, "
+                        "hosts.yaml]")] = None,
+    address: Annotated[str | None, typer.Option(help="ray: the cluster's address")] = None,
 ) -> None:
     """Run a sweep: every job not yet succeeded, resuming where the last run stopped."""
     from orchestrator.spec import SpecError, load
@@ -74,8 +80,10 @@ def sweep(
     if dry_run:
         _print_plan(spec, planned)
         return
+    if executor_kind not in (None, "local", "ssh", "ray"):
+        raise fail(f"--executor must be local, ssh or ray, not {executor_kind!r}", 2)
     store = open_store(db)
-    executor = _executor(spec, slots)
+    executor = _executor(spec, file, store, slots, executor_kind, hosts, address)
     try:
         summary = _run(spec, store, executor, rerun_failed, force)
     finally:
@@ -92,13 +100,38 @@ def sweep(
                    f"shows them, --rerun-failed runs them again")
 
 
-def _executor(spec, slots: int | None):
-    kind = spec.file.executor.kind
-    if kind != "local":
-        raise fail(f"executor {kind!r} is not available yet; use kind: local", 2)
+def _executor(spec, file: Path, store, slots: int | None, kind: str | None,
+              hosts: Path | None, address: str | None):
+    section = spec.file.executor
+    kind = kind or section.kind
+    if kind == "ssh":
+        import os
+
+        from orchestrator.executors.ssh import SSHExecutor
+
+        if hosts is None and section.hosts:
+            hosts = file.parent / Path(section.hosts).expanduser()
+        path = hosts or Path(os.environ.get("BENCHSWEEP_HOSTS") or DEFAULT_INVENTORY)
+        inv = _inventory(path)
+        try:
+            return SSHExecutor(inv, store=store,
+                               log=lambda m: err.print(m, highlight=False))
+        except RuntimeError as e:
+            raise fail(f"{path}: {e}") from None
+    if kind == "ray":
+        from orchestrator.executors.ray_cluster import RayClusterExecutor
+
+        address = address or section.address
+        if not address:
+            raise fail("the ray executor needs --address (or executor.address in the sweep "
+                       "file)", 2)
+        try:
+            return RayClusterExecutor(address)
+        except (RuntimeError, ConnectionError) as e:
+            raise fail(f"ray cluster {address}: {e}") from None
     from orchestrator.executors.local import LocalExecutor
 
-    return LocalExecutor(cpu_slots=slots or spec.file.executor.slots)
+    return LocalExecutor(cpu_slots=slots or section.slots)
 
 
 def _run(spec, store, executor, rerun_failed: bool, force: bool):
@@ -558,6 +591,40 @@ def hosts_provision(
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
         out.print(f"[green]{host.name}[/]: provisioned ({steps}); {done.self_check}",
                   highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@hosts_app.command("join")
+def hosts_join(
+    head: Annotated[str, typer.Option(help="The Ray cluster's head, HOST:PORT")],
+    names: Annotated[list[str] | None, typer.Argument(help="Hosts [default: all]")] = None,
+    ray_args: Annotated[str, typer.Option(help="More `ray start` arguments, e.g. "
+                                               "'--object-store-memory 1000000000'")] = "",
+    accept_new: AcceptNewOpt = False,
+    inventory: InventoryOpt = DEFAULT_INVENTORY,
+    db: DbOpt = None,
+) -> None:
+    """Start Ray on provisioned hosts as workers of a cluster, one resource per GPU slot;
+    then `orchestrate sweep FILE --executor ray --address HEAD`."""
+    from orchestrator.hosts import check, join, slots_of
+    from orchestrator.ssh import SSHError
+
+    inv = _inventory(inventory)
+    store = open_store(db)
+    bad = 0
+    for host in _selected(inv, names):
+        _sync_row(store, host)
+        try:
+            with contextlib.closing(inv.connect(host, accept_new=accept_new)) as conn:
+                info = check(conn, host)
+                resources = join(conn, host, head, slots_of(host, info), ray_args)
+        except SSHError as e:
+            bad += 1
+            err.print(f"[red]{host.name}[/]: {e}", highlight=False, soft_wrap=True)
+            continue
+        store.record_check(host.name, "joined", info)
+        out.print(f"[green]{host.name}[/]: joined {head} with {resources}", highlight=False)
     if bad:
         raise typer.Exit(1)
 

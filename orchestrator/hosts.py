@@ -20,6 +20,7 @@ files, build its environment, verify `python -m engine.bench --self-check`).
 from __future__ import annotations
 
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -264,3 +265,24 @@ def summary(info: dict) -> str:
             f"{g or 'no GPU'}, provisioned: {info.get('provisioned', '?')}, "
             f"{info.get('rtt_ms', '?')} ms")
 
+
+
+# --- join (ray mode) ---------------------------------------------------------------------
+
+def join(conn: Connection, host: Host, head: str, gpus: list[str], ray_args: str = "") -> str:
+    """`ray start` on the host as a worker of the cluster at `head`, labelled with one
+    resource per slot. Jobs import the synced project, hence PYTHONPATH."""
+    from orchestrator.executors.ray_cluster import slot_resources
+
+    src = conn.abspath(host.src)
+    resources = json.dumps(slot_resources(host.name, gpus), separators=(",", ":"))
+    command = (f"cd {shlex.quote(src)} && PYTHONPATH={shlex.quote(src)} RAY_USAGE_STATS_ENABLED=0 "
+               f"{host.python} -m ray.scripts.scripts start --address {shlex.quote(head)} "
+               f"--num-gpus {len(gpus)} --resources {shlex.quote(resources)} "
+               f"--disable-usage-stats {ray_args}")
+    code, out = conn.run(host.shell(command), timeout_s=180)
+    if code:
+        last = [ln for ln in out.splitlines() if ln.strip()]
+        raise SSHError(f"{host.name}: ray start failed (exit {code}): "
+                       f"{last[-1].strip() if last else 'no output'}")
+    return resources

@@ -108,6 +108,7 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
     failures: dict[int, int] = {}  # job id -> failed attempts this run
     lost: dict[int, int] = {}
     last_beat = time.monotonic()
+    ready = getattr(executor, "ready", None)
 
     def notify() -> None:
         if on_change:
@@ -140,8 +141,15 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
     try:
         notify()
         while queue or running:
-            while free and queue:
-                job, slot = queue.popleft(), free.pop(0)
+            while queue:
+                # An executor may hold a slot back for a while (a quarantined SSH host).
+                slot = next((s for s in free if ready is None or ready(s)), None)
+                if slot is None:
+                    if not running:
+                        time.sleep(0.5)
+                    break
+                free.remove(slot)
+                job = queue.popleft()
                 attempt_id = store.start_attempt(job.id, slot.host, slot.gpu)
                 timeout = timeouts[job.key]
                 handle = executor.submit(slot, job.spec, timeout)

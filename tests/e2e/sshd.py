@@ -1,5 +1,5 @@
-"""A real OpenSSH server for tests: its own host key, config and authorized key, on a
-non-standard port, optionally inside a network namespace."""
+"""A real OpenSSH server for tests: its own host key, config, authorized key and home
+directory, on a non-standard port, optionally inside a network namespace."""
 
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ class Sshd:
                 p.unlink(missing_ok=True)
             keygen(key)
         shutil.copy(self.client_pub, self.dir / "authorized_keys")
+        # Its own home: bash reads no ~/.bashrc of this machine's root (whose pyenv
+        # rehash lock a killed "host" could leave behind), caches stay apart.
+        (self.dir / "home").mkdir(exist_ok=True)
         cfg = self.dir / "sshd_config"
         cfg.write_text(textwrap.dedent(f"""\
             Port {self.port}
@@ -63,6 +66,7 @@ class Sshd:
             Subsystem sftp internal-sftp
             LogLevel ERROR
             MaxStartups 50
+            SetEnv HOME={self.dir}/home
             """))
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
         cmd = [SSHD, "-D", "-e", "-f", str(cfg)]

@@ -38,7 +38,7 @@ def cli(*args: str, inventory: Path, db: Path):
 
 def add(name, sshd, client_key, inv, db, *extra) -> None:
     code, text = cli("hosts", "add", name, "--address", sshd.address, "--port", str(sshd.port),
-                     "--key-file", str(client_key), "--workdir", str(sshd.dir / "home"),
+                     "--key-file", str(client_key), "--workdir", str(sshd.dir / "home/bs"),
                      *extra, inventory=inv, db=db)
     assert code == 0, text
 
@@ -132,14 +132,14 @@ def test_provision_syncs_builds_and_self_checks(tmp_path, sshd, client_key):
     # download because every requirement is met already.
     add("box1", sshd, client_key, inv, db, "--python", str(ROOT / ".venv/bin/python"),
         "--no-venv", "--pip-args", "--no-index")
-    stale = sshd.dir / "home/src/stale.py"
+    stale = sshd.dir / "home/bs/src/stale.py"
     stale.parent.mkdir(parents=True)
     stale.write_text("gone after a sync")
     code, text = cli("hosts", "provision", "--accept-new", inventory=inv, db=db)
     assert code == 0, text
     assert "provisioned" in text
     assert "hf " in text  # the self-check line names the engines that ran
-    src = sshd.dir / "home/src"
+    src = sshd.dir / "home/bs/src"
     assert (src / "engine/bench.py").read_bytes() == (ROOT / "engine/bench.py").read_bytes()
     assert (src / "orchestrator/executors/process.py").exists() and not stale.exists()
     assert not (src / ".venv").exists()  # tracked files only
@@ -156,5 +156,5 @@ def test_provision_failure_names_the_step(tmp_path, sshd, client_key):
         "--no-index --find-links /nonexistent")
     code, text = cli("hosts", "provision", "--accept-new", inventory=inv, db=db)
     assert code == 1 and "provisioning failed" in text and "install failed" in text, text
-    assert (sshd.dir / "home/venv/bin/python").exists()
+    assert (sshd.dir / "home/bs/venv/bin/python").exists()
     assert Store(str(db)).hosts()[0].state == "unprovisioned"

@@ -1,0 +1,332 @@
+"""Rented GPU boxes reached only over SSH (AutoDL style). Ray runs on the coordinator; one
+Ray actor per remote GPU slot holds a paramiko connection and runs each job there with the
+same runner as everywhere else, `python -m orchestrator.executors.process`, started in its
+own session in a per-attempt directory:
+
+    <workdir>/attempts/<slot>-<token>/  job.json  pid  runner.log  outcome.json
+
+The actor polls that directory. A host that does not answer for LIVENESS_S seconds loses
+the attempt ("lost", so the sweep retries it elsewhere); whatever that attempt left
+running is killed, unread, the next time the slot's host answers, so a job never counts
+twice. A coordinator that starts kills every attempt a dead predecessor left on its hosts.
+
+After a lost attempt a host gets no job until a probe reaches it again; a host whose probe
+fails, or that loses QUARANTINE_AFTER attempts in a row, is quarantined: no jobs for
+QUARANTINE_S, then a probe again. One coordinator drives a host at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import threading
+import time
+import uuid
+from typing import Any
+
+import ray
+
+from orchestrator.executors.base import Slot
+from orchestrator.executors.process import Outcome
+from orchestrator.hosts import Host, Inventory, check, slots_of
+from orchestrator.ssh import Connection, SSHError
+
+LIVENESS_S = float(os.environ.get("BENCHSWEEP_SSH_LIVENESS_S", 60))
+POLL_S = 1.0
+QUARANTINE_AFTER = 3
+PROBE_TIMEOUT_S = 10.0
+QUARANTINE_S = float(os.environ.get("BENCHSWEEP_SSH_QUARANTINE_S", 300))
+
+# Kill what attempt directories matching $1 still run (the pid must still be our runner,
+# not a reused number), then remove them. Prints what it killed.
+_REAP = r"""
+for d in $1; do
+  [ -d "$d" ] && [ "$d" != "$2" ] || continue
+  p=$(cat "$d/pid" 2>/dev/null)
+  if [ -n "$p" ] && grep -qa "$d" "/proc/$p/cmdline" 2>/dev/null; then
+    kill -TERM -- "-$p" 2>/dev/null; sleep 1; kill -KILL -- "-$p" 2>/dev/null
+    echo "killed $d"
+  fi
+  rm -rf "$d"
+done
+true
+"""
+
+_STATUS = r"""
+cd "$1" || { echo GONE; exit 0; }
+if [ -s outcome.json ]; then echo OUTCOME; cat outcome.json
+elif kill -0 "$(cat pid 2>/dev/null)" 2>/dev/null; then echo RUNNING
+else echo DEAD; tail -c 4000 runner.log 2>/dev/null; fi
+"""
+
+
+def _script(body: str, *args: str) -> str:
+    return f"bash -c {shlex.quote(body)} _ " + " ".join(shlex.quote(a) for a in args)
+
+
+def reap(conn: Connection, host: Host, pattern: str = "*", keep: str = "") -> list[str]:
+    """Kill and remove attempt directories of `host` matching the glob, but `keep`."""
+    attempts = conn.abspath(host.config.workdir.rstrip("/")) + "/attempts"
+    out = conn.check(_script(_REAP, f"{attempts}/{pattern}", keep), timeout_s=30)
+    return [ln.removeprefix("killed ") for ln in out.splitlines() if ln.startswith("killed ")]
+
+
+def slot_key(slot: Slot) -> str:
+    return slot.name.replace("/", "_")
+
+
+@ray.remote(num_cpus=0, max_concurrency=2, max_restarts=0)
+class SlotWorker:
+    """Runs one job at a time on one remote slot; `kill` may be called while `run` runs."""
+
+    def __init__(self, host: Host, slot: Slot, known_hosts: str, liveness_s: float):
+        self.host, self.slot, self.known_hosts = host, slot, known_hosts
+        self.liveness_s = liveness_s
+        self.conn: Connection | None = None
+        self.current: str | None = None  # the attempt directory running now
+        self.cancelled = threading.Event()
+
+    def _connect(self, deadline: float) -> Connection:
+        from pathlib import Path
+
+        while True:
+            if self.conn is not None and self.conn.alive():
+                return self.conn
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SSHError(f"{self.host.name}: no answer for {self.liveness_s:g} s")
+            try:
+                self.conn = Connection(self.host.endpoint, Path(self.known_hosts),
+                                       timeout_s=min(10.0, max(left, 1.0)), attempts=1)
+                # Anything an earlier attempt on this slot left (a partition cut us off
+                # from it) dies unread before this slot runs anything else.
+                reap(self.conn, self.host, f"{slot_key(self.slot)}-*", self.current or "")
+                return self.conn
+            except SSHError:
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                if time.monotonic() + 2 > deadline:
+                    raise
+                time.sleep(2)
+
+    def _outcome(self, kind: str, error: str, log_tail: str = "", **kw) -> dict:
+        return Outcome(kind, self.host.name, self.slot.gpu, error=error, error_kind=kind
+                       if kind != "cancelled" else "cancelled", log_tail=log_tail, **kw
+                       ).to_dict()
+
+    def run(self, job_json: str, timeout_s: float) -> dict:
+        self.cancelled.clear()
+        started = time.monotonic()
+        try:
+            conn = self._connect(started + self.liveness_s)
+            d = self._start(conn, job_json, timeout_s)
+        except SSHError as e:
+            return self._outcome("lost", f"could not start the job: {e}")
+        self.current = d
+        try:
+            return self._follow(d, started)
+        finally:
+            self.current = None
+
+    def _start(self, conn: Connection, job_json: str, timeout_s: float) -> str:
+        h, s = self.host, self.slot
+        wd = conn.abspath(h.config.workdir.rstrip("/"))
+        d = f"{wd}/attempts/{slot_key(s)}-{uuid.uuid4().hex[:12]}"
+        conn.check(f"mkdir -p {shlex.quote(d)}")
+        conn.put_bytes(f"{d}/job.json", job_json.encode())
+        runner = " ".join(shlex.quote(a) for a in [
+            conn.abspath(h.python), "-m", "orchestrator.executors.process",
+            "--job", f"{d}/job.json", "--out", f"{d}/outcome.json", "--gpu", s.gpu,
+            "--cuda-visible-devices", s.cuda_visible_devices, "--timeout", f"{timeout_s:g}",
+            *(["--threads", str(s.threads)] if s.threads else [])])
+        q = shlex.quote(d)
+        # setsid: the runner leads its own session, so it outlives this SSH session and its
+        # whole group can be killed by the pid it writes.
+        inner = shlex.quote(f"echo $$ > {q}/pid; exec {runner}")
+        conn.check(h.shell(
+            f"cd {shlex.quote(wd)}/src || exit 1\n"
+            f"setsid sh -c {inner}"
+            f" > {q}/runner.log 2>&1 < /dev/null &\n"
+            f"for i in $(seq 100); do test -s {q}/pid && exit 0; sleep 0.1; done; exit 1"))
+        return d
+
+    def _follow(self, d: str, started: float) -> dict:
+        last_contact = time.monotonic()
+        while True:
+            if self.cancelled.is_set():
+                return self._outcome("cancelled", "cancelled")
+            try:
+                conn = self._connect(last_contact + self.liveness_s)
+                text = conn.check(_script(_STATUS, d), timeout_s=max(
+                    1.0, min(10.0, last_contact + self.liveness_s - time.monotonic())))
+                last_contact = time.monotonic()
+            except SSHError as e:
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+                if time.monotonic() - last_contact >= self.liveness_s:
+                    return self._outcome("lost", f"host stopped answering: {e}")
+                time.sleep(POLL_S)
+                continue
+            state, _, rest = text.partition("\n")
+            if state == "OUTCOME":
+                out = json.loads(rest)
+                out["host"] = self.host.name
+                self._remove(d)
+                return out
+            if state in ("DEAD", "GONE"):
+                # The runner died without an outcome: killed with the host's processes,
+                # or the box rebooted. Not the job's fault: lost, and retried.
+                self._remove(d)
+                return self._outcome("lost", "the job's runner died on the host without "
+                                             "an outcome", log_tail=rest[-4000:],
+                                     elapsed_s=time.monotonic() - started)
+            time.sleep(POLL_S)
+
+    def _remove(self, d: str) -> None:
+        with contextlib.suppress(SSHError, AttributeError):  # else reaped on next connect
+            self.conn.check(f"rm -rf {shlex.quote(d)}")
+
+    def kill(self) -> bool:
+        """Kill the running attempt's process group on the host (best effort)."""
+        self.cancelled.set()
+        d = self.current
+        if d is None or self.conn is None:
+            return False
+        try:
+            return bool(self.conn.check(_script(_REAP, d), timeout_s=15))
+        except SSHError:
+            return False
+
+    def ping(self) -> bool:
+        return True
+
+    def probe(self) -> bool:
+        """Can the host be reached (and what an earlier attempt left there reaped)?"""
+        try:
+            self._connect(time.monotonic() + PROBE_TIMEOUT_S)
+            return True
+        except SSHError:
+            return False
+
+
+class SSHExecutor:
+    def __init__(self, inventory: Inventory, names: list[str] | None = None, *, store=None,
+                 liveness_s: float = LIVENESS_S, quarantine_s: float = QUARANTINE_S,
+                 log=print, object_store_mb: int = 128):
+        self.store, self.log, self.quarantine_s = store, log, quarantine_s
+        self.slots: list[Slot] = []
+        hosts = inventory.select(names)
+        plan: list[tuple[Host, Slot]] = []
+        for host in hosts:
+            try:
+                with contextlib.closing(inventory.connect(host, timeout_s=10)) as conn:
+                    info = check(conn, host)
+                    killed = reap(conn, host)
+            except SSHError as e:
+                log(f"{host.name}: skipped: {e}")
+                self._record(host.name, "unreachable", {"error": str(e)})
+                continue
+            if killed:
+                log(f"{host.name}: killed {len(killed)} job(s) left running by a stopped "
+                    f"coordinator")
+            self._record(host.name, "ok", info)
+            gpus = slots_of(host, info)
+            for g in gpus or ["cpu"]:
+                slot = Slot(f"{host.name}/{'gpu' + g if gpus else 'cpu'}", host.name,
+                            g, g if gpus else "")
+                plan.append((host, slot))
+        if not plan:
+            raise RuntimeError("no host of the inventory could be reached")
+        ray.init(num_cpus=1, num_gpus=0, object_store_memory=object_store_mb * 1024 * 1024,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.actors: dict[str, Any] = {}
+        for host, slot in plan:
+            self.slots.append(slot)
+            self.actors[slot.name] = SlotWorker.remote(host, slot, str(inventory.known_hosts),
+                                                       liveness_s)
+        ray.get([a.ping.remote() for a in self.actors.values()])
+        self._running: dict[Any, Slot] = {}
+        self._lost_in_row: dict[str, int] = {}
+        self._suspect: dict[str, float] = {}  # host -> when it may be probed
+        self._probes: dict[str, Any] = {}  # host -> probe in flight
+
+    def _record(self, host: str, state: str, info: dict | None) -> None:
+        if self.store is not None:
+            self.store.record_check(host, state, info)
+
+    def ready(self, slot: Slot) -> bool:
+        host = slot.host
+        if host not in self._suspect:
+            return True
+        if time.monotonic() < self._suspect[host]:
+            return False
+        probe = self._probes.get(host)
+        if probe is None:
+            self._probes[host] = self.actors[slot.name].probe.remote()
+            return False
+        if not ray.wait([probe], timeout=0)[0]:
+            return False
+        del self._probes[host]
+        try:
+            ok = ray.get(probe)
+        except ray.exceptions.RayError:
+            ok = False
+        if ok:
+            del self._suspect[host]
+            self._record(host, "ok", None)
+            return True
+        self._quarantine(host, "it does not answer")
+        return False
+
+    def _quarantine(self, host: str, why: str) -> None:
+        self._suspect[host] = time.monotonic() + self.quarantine_s
+        self.log(f"{host}: quarantined for {self.quarantine_s:g} s: {why}")
+        self._record(host, "quarantined", None)
+
+    def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
+        ref = self.actors[slot.name].run.remote(job_json, timeout_s)
+        self._running[ref] = slot
+        return ref
+
+    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
+        if not handles:
+            return []
+        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
+        done = []
+        for ref in ready:
+            slot = self._running.pop(ref)
+            try:
+                out = Outcome(**ray.get(ref))
+            except ray.exceptions.RayError as e:
+                out = Outcome("lost", slot.host, slot.gpu, error_kind="lost",
+                              error=f"slot actor lost: {type(e).__name__}")
+            self._health(slot.host, out)
+            done.append((ref, out))
+        return done
+
+    def _health(self, host: str, out: Outcome) -> None:
+        if out.outcome != "lost":
+            self._lost_in_row[host] = 0
+            return
+        n = self._lost_in_row[host] = self._lost_in_row.get(host, 0) + 1
+        if n >= QUARANTINE_AFTER:
+            self._lost_in_row[host] = 0
+            self._quarantine(host, f"{n} attempts lost in a row")
+        elif host not in self._suspect:
+            self._suspect[host] = time.monotonic()  # probe before the next job
+
+    def cancel(self, handle: Any) -> None:
+        slot = self._running.pop(handle, None)
+        if slot is not None:
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.get(self.actors[slot.name].kill.remote(), timeout=20)
+
+    def shutdown(self) -> None:
+        ray.shutdown()
+
