@@ -1,0 +1,101 @@
+"""An existing Ray cluster (`--address`). Each worker host joined with
+`orchestrate hosts join --head ADDR`, which runs `ray start` there with one custom resource
+per slot, `slot:<host>:<gpu>` (or `slot:<host>:cpu`), beside `host:<host>`. A job is a Ray
+task pinned to its slot's resource, running the same `run_job` as everywhere else.
+
+Ray does not retry a task cut off from its node: a dead node's task ends "lost" here and
+the sweep retries it on another slot; a node that stops answering without dying is given
+up by the sweep's own deadline. Slots are the ones alive when the sweep starts; a slot
+whose node has left gets no jobs until it is back."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+
+from orchestrator.executors.base import Slot
+from orchestrator.executors.process import Outcome, run_job
+
+SLOT_PREFIX = "slot:"
+
+
+def slot_resources(host: str, gpus: list[str]) -> dict[str, float]:
+    """The custom resources `hosts join` gives a node."""
+    res = {f"host:{host}": float(max(1, len(gpus)))}
+    res.update({f"{SLOT_PREFIX}{host}:{g}": 1.0 for g in gpus or ["cpu"]})
+    return res
+
+
+def slot_of(resource: str) -> Slot:
+    host, _, gpu = resource.removeprefix(SLOT_PREFIX).rpartition(":")
+    return Slot(f"{host}/{gpu}", host, gpu, "" if gpu == "cpu" else gpu)
+
+
+def resource_of(slot: Slot) -> str:
+    return f"{SLOT_PREFIX}{slot.host}:{slot.name.rpartition('/')[2]}"
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _run_on_slot(slot: Slot, job_json: str, timeout_s: float) -> dict:
+    out = run_job(job_json, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
+                  timeout_s=timeout_s, threads=slot.threads)
+    out.host = slot.host
+    return out.to_dict()
+
+
+class RayClusterExecutor:
+    def __init__(self, address: str, *, refresh_s: float = 2.0):
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise ConnectionError(str(e).splitlines()[0] if str(e) else type(e).__name__) \
+                from None
+        self.slots = sorted((slot_of(r) for r in ray.cluster_resources()
+                             if r.startswith(SLOT_PREFIX)), key=lambda s: s.name)
+        if not self.slots:
+            ray.shutdown()
+            raise RuntimeError("no host has joined the cluster; run `orchestrate hosts join "
+                               f"--head {address}` first")
+        self.refresh_s = refresh_s
+        self._alive: set[str] = set()
+        self._alive_at = 0.0
+        self._running: dict[Any, Slot] = {}
+
+    def ready(self, slot: Slot) -> bool:
+        now = time.monotonic()
+        if now - self._alive_at > self.refresh_s:
+            self._alive = {r for r in ray.cluster_resources() if r.startswith(SLOT_PREFIX)}
+            self._alive_at = now
+        return resource_of(slot) in self._alive
+
+    def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
+        ref = _run_on_slot.options(resources={resource_of(slot): 1}).remote(
+            slot, job_json, timeout_s)
+        self._running[ref] = slot
+        return ref
+
+    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
+        if not handles:
+            return []
+        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
+        done = []
+        for ref in ready:
+            slot = self._running.pop(ref)
+            try:
+                out = Outcome(**ray.get(ref))
+            except ray.exceptions.RayError as e:
+                # The node or its worker died under the job.
+                out = Outcome("lost", slot.host, slot.gpu, error_kind="lost",
+                              error=f"ray node or worker lost: {type(e).__name__}")
+            done.append((ref, out))
+        return done
+
+    def cancel(self, handle: Any) -> None:
+        self._running.pop(handle, None)
+        # force: the worker process dies, and the job's group with it (PDEATHSIG).
+        ray.cancel(handle, force=True)
+
+    def shutdown(self) -> None:
+        ray.shutdown()
