@@ -17,9 +17,11 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from engine import checkpoints, envinfo, variants
+from engine.errors import BadInput
 from engine.job import BenchJob, ModelRef
 from engine.result import BenchResult
 from engine.workload import WorkloadSpec, build
@@ -28,10 +30,6 @@ from engine.workload import WorkloadSpec, build
 WARMUP_SEQS = 4
 WARMUP_PROMPT_LEN = 32
 WARMUP_TOKENS = 8
-
-
-class BadInput(Exception):
-    """The job cannot run as given: bad job JSON, model, engine kind, options or workload."""
 
 
 @dataclass
@@ -56,6 +54,7 @@ def run_job(job: BenchJob) -> BenchResult:
     try:
         kind = variants.kind(job.engine)
         options = kind.resolved(kind.normalize(job.options))
+        kind.check_installed()
         workload = build(job.workload)
         model_dir = checkpoints.resolve(job.model)
         if job.max_num_seqs < 1:
@@ -127,6 +126,7 @@ def run_job(job: BenchJob) -> BenchResult:
             block_size=stats.get("block_size"),
             kv_tokens=stats.get("kv_tokens"),
             peak_memory_bytes=engine.peak_memory_bytes(),
+            compile_cache_warm=stats.get("compile_cache_warm"),
             device=getattr(device, "type", str(device)),
             options=options,
             env=env,
@@ -177,11 +177,21 @@ def _load_job(source: str) -> BenchJob:
 
 def self_check() -> str:
     """Run a tiny job with every engine kind whose adapter imports here; return a summary.
-    A kind whose third-party package is not installed is skipped, not failed."""
+    A kind whose third-party package is not installed is skipped, not failed. A kind with
+    a package of its own (vllm) is only imported: its start takes a minute and wants a GPU."""
     model = ModelRef(arch="tiny")
     checkpoints.resolve(model)
     ran, skipped = [], []
     for name, kind in variants.KINDS.items():
+        if kind.requires:
+            try:
+                kind.check_installed()
+            except ValueError:
+                skipped.append(f"{name} (no {kind.requires})")
+                continue
+            importlib.import_module(kind.requires)
+            ran.append(f"{name} {metadata.version(kind.requires)} imports")
+            continue
         try:
             importlib.import_module(kind.module)
         except ModuleNotFoundError as e:

@@ -116,6 +116,8 @@ def gpu_info() -> dict[str, Any] | None:
             "name": _safe(lambda: _str(pynvml.nvmlDeviceGetName(handle))),
             "uuid": _safe(lambda: _str(pynvml.nvmlDeviceGetUUID(handle))),
             "memory_total_bytes": _safe(lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)),
+            # In use by every process when this was read: near zero at a job's start.
+            "memory_used_bytes": _safe(lambda: int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)),
             "driver": _safe(lambda: _str(pynvml.nvmlSystemGetDriverVersion())),
             "cuda_driver": _safe(pynvml.nvmlSystemGetCudaDriverVersion),
             "sm_clock_mhz": _safe(
@@ -126,6 +128,9 @@ def gpu_info() -> dict[str, Any] | None:
             ),
             "max_sm_clock_mhz": _safe(
                 lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
+            ),
+            "temperature_c": _safe(
+                lambda: pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
             ),
             "visible_as": dev,
         }

@@ -30,7 +30,12 @@ class BenchResult:
     kv_blocks: int | None = None
     block_size: int | None = None
     kv_tokens: int | None = None  # KV-cache capacity in tokens
-    peak_memory_bytes: int | None = None  # device peak (CUDA) or process max RSS (CPU)
+    # Device peak (CUDA) or process max RSS (CPU); vllm: NVML device memory in use above
+    # the level before its start (its engine core is another process).
+    peak_memory_bytes: int | None = None
+    # The engine's compile cache held this job's compiled graphs before it started
+    # (vllm); None where the engine keeps no such cache or it could not be told.
+    compile_cache_warm: bool | None = None
     device: str = "cpu"
     options: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)

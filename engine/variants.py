@@ -7,6 +7,8 @@ This module is imported by the coordinator, so it must not import torch or any e
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +41,7 @@ class Option:
     default: Any
     choices: tuple = ()
     help: str = ""
+    check: Callable[[str, Any], None] | None = None  # raises ValueError for a bad value
 
     def coerce(self, name: str, value: Any) -> Any:
         is_bool = isinstance(value, bool)
@@ -49,6 +52,8 @@ class Option:
             raise ValueError(f"option {name!r} must be {self.type.__name__}, got {value!r}")
         if self.choices and value not in self.choices:
             raise ValueError(f"option {name!r} must be one of {list(self.choices)}, got {value!r}")
+        if self.check:
+            self.check(name, value)
         return value
 
 
@@ -59,6 +64,14 @@ class EngineKind:
     description: str
     options: dict[str, Option] = field(default_factory=dict)
     free_form: bool = False  # unknown options are passed through to the engine as they are
+    requires: str | None = None  # a package the adapter imports that a worker may lack
+    install: str = ""  # how to get it, for the error a worker without it reports
+
+    def check_installed(self) -> None:
+        """Raise ValueError, in one line, where this worker cannot import the engine's
+        package. Looks the package up without importing it."""
+        if self.requires and importlib.util.find_spec(self.requires) is None:
+            raise ValueError(f"{self.requires} is not installed on this worker ({self.install})")
 
     def normalize(self, options: dict[str, Any]) -> dict[str, Any]:
         """Validate options; return them with values equal to the default dropped, so that
@@ -80,6 +93,21 @@ class EngineKind:
     def resolved(self, options: dict[str, Any]) -> dict[str, Any]:
         """Every option with its effective value (defaults filled in)."""
         return {name: o.default for name, o in self.options.items()} | options
+
+
+# LLM(...) arguments that the job's own fields and the named options set.
+VLLM_MAPPED_ARGS = ("model", "skip_tokenizer_init", "max_num_seqs", "gpu_memory_utilization",
+                    "max_model_len", "enforce_eager", "block_size", "enable_prefix_caching",
+                    "max_num_batched_tokens", "dtype", "tokenizer")
+
+
+def _check_engine_args(name: str, value: dict) -> None:
+    for key in value:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"option {name!r}: {key!r} is not an argument name")
+        if key in VLLM_MAPPED_ARGS:
+            raise ValueError(f"option {name!r} may not set {key!r}: the job or a named "
+                             f"option sets it")
 
 
 KINDS: dict[str, EngineKind] = {
@@ -107,6 +135,26 @@ KINDS: dict[str, EngineKind] = {
                 "dtype": Option(str, "auto", ("auto", "float32", "bfloat16", "float16"),
                                 "auto: bfloat16 on CUDA, float32 on CPU"),
             },
+        ),
+        EngineKind(
+            name="vllm",
+            module="engine.engines.vllm",
+            description="vLLM's offline LLM (V1 engine), token-id prompts, no tokenizer",
+            options={
+                "enforce_eager": Option(bool, False, help="no torch.compile, no CUDA graphs"),
+                # None: vLLM's own choice (16 for FlashAttention on Hopper); nano's is 256.
+                "block_size": Option(int, None, help="tokens per KV-cache block"),
+                # True is vLLM V1's default and nano's; the standard workload's random
+                # prompts share no prefix, so it costs only the block hashing.
+                "enable_prefix_caching": Option(bool, True),
+                "max_num_batched_tokens": Option(int, None, help="prefill tokens per step"),
+                "dtype": Option(str, "bfloat16", ("auto", "bfloat16", "float16"),
+                                "bfloat16 like nano on CUDA; auto: the checkpoint's"),
+                "engine_args": Option(dict, {}, help="more LLM(...) keyword arguments, "
+                                      "passed through as they are", check=_check_engine_args),
+            },
+            requires="vllm",
+            install="pip install vllm==0.26.0",
         ),
     ]
 }

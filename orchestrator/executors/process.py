@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine import gpu_hygiene
+
 LOG_TAIL_BYTES = 8192
 KILL_GRACE_S = 5.0
 
@@ -26,7 +28,7 @@ class Outcome:
     gpu: str
     result: dict | None = None
     error: str | None = None  # one line
-    error_kind: str | None = None  # oom | bad_input | engine | timeout | crash | lost
+    error_kind: str | None = None  # oom | bad_input | engine | timeout | crash | lost | gpu_busy
     log_tail: str = ""
     elapsed_s: float = 0.0
 
@@ -40,7 +42,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _kill_group(pgid: int) -> None:
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the job's process group, SIGKILL what is left after a grace period."""
+    pgid = proc.pid
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
@@ -48,6 +52,7 @@ def _kill_group(pgid: int) -> None:
             return
         deadline = time.monotonic() + KILL_GRACE_S
         while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or its zombie keeps the group alive
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:
@@ -63,9 +68,33 @@ def _tail(path: Path) -> str:
 
 
 def run_job(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
-            threads: int | None = None, python: str = sys.executable) -> Outcome:
-    """Run `python -m engine.bench` for one job; never raises for a job's own failure."""
+            threads: int | None = None, python: str = sys.executable,
+            idle_wait_s: float = gpu_hygiene.BEFORE_WAIT_S) -> Outcome:
+    """Run `python -m engine.bench` for one job; never raises for a job's own failure.
+
+    GPU hygiene around it: the job starts only on an idle GPU (waiting up to idle_wait_s,
+    which counts against timeout_s, else it fails as gpu_busy), and after it the worker
+    waits a while for the GPU to be idle again; if it is not, the log tail says so."""
     host = socket.gethostname()
+    before = gpu_hygiene.wait_idle(cuda_visible_devices, min(idle_wait_s, timeout_s))
+    if not before.ok:
+        return Outcome("failed", host, gpu, error=f"GPU busy: {before.message}",
+                       error_kind="gpu_busy", elapsed_s=before.waited_s)
+    notes = []
+    if before.waited_s >= gpu_hygiene.POLL_S:
+        notes.append(f"waited {before.waited_s:.1f} s for the GPU to become idle")
+    outcome = _run(job_json, host, gpu, cuda_visible_devices, timeout_s - before.waited_s,
+                   threads, python)
+    after = gpu_hygiene.wait_idle(cuda_visible_devices, gpu_hygiene.AFTER_WAIT_S)
+    if not after.ok:
+        notes.append(f"warning: the GPU is not idle after the job: {after.message}")
+    if notes:
+        outcome.log_tail += "".join(f"\n[benchsweep worker] {n}" for n in notes)
+    return outcome
+
+
+def _run(job_json: str, host: str, gpu: str, cuda_visible_devices: str, timeout_s: float,
+         threads: int | None, python: str) -> Outcome:
     # PCI bus order, so CUDA and NVML (envinfo) mean the same GPU by the same index.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_visible_devices, PYTHONUNBUFFERED="1",
                CUDA_DEVICE_ORDER="PCI_BUS_ID")
@@ -87,7 +116,7 @@ def run_job(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: fl
             except subprocess.TimeoutExpired:
                 timed_out, code = True, None
             finally:
-                _kill_group(proc.pid)  # stragglers of the job (engine subprocesses) too
+                _kill_group(proc)  # stragglers of the job (engine subprocesses) too
                 proc.wait()
         elapsed = time.monotonic() - started
         tail = _tail(log_path)

@@ -1,0 +1,169 @@
+"""Is the GPU a job is given idle? Read through NVML, waited for with a bound.
+
+A job must never run beside a straggler (a killed job's engine subprocess still freeing its
+memory, another user's process) and report a polluted number. The worker checks before each
+job that its GPU has no compute process and little memory in use, and after each job that
+the job's processes and memory are gone.
+
+Standard library plus pynvml where it imports: the worker CLI on a remote host needs no
+more. Without pynvml, an NVIDIA driver or a GPU every check passes as "not checked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+GIB = 1 << 30
+# An idle GPU shows a few hundred MiB in use (driver reservations); a leftover engine
+# holds gigabytes. BENCHSWEEP_GPU_IDLE_MAX_USED_MIB overrides, BENCHSWEEP_GPU_HYGIENE=0
+# switches the checks off.
+IDLE_MAX_USED_BYTES = 2 * GIB
+BEFORE_WAIT_S = 60.0  # how long a job waits for its GPU to become idle
+AFTER_WAIT_S = 20.0  # how long the worker waits for a finished job's memory to come back
+POLL_S = 0.5
+
+
+@dataclass
+class GpuProcess:
+    pid: int
+    used_bytes: int | None  # NVML cannot always tell (some drivers, containers)
+
+
+@dataclass
+class GpuState:
+    device: str  # as CUDA_VISIBLE_DEVICES names it: an index in PCI bus order, or a UUID
+    name: str
+    uuid: str
+    used_bytes: int
+    total_bytes: int
+    processes: list[GpuProcess] = field(default_factory=list)
+
+    def idle(self, max_used_bytes: int) -> bool:
+        return not self.processes and self.used_bytes < max_used_bytes
+
+    def describe(self) -> str:
+        procs = ", ".join(
+            f"pid {p.pid}" + (f" ({p.used_bytes / GIB:.1f} GiB)" if p.used_bytes else "")
+            for p in self.processes
+        )
+        return (f"GPU {self.device} ({self.name}, {self.uuid}): "
+                f"{self.used_bytes / GIB:.1f} of {self.total_bytes / GIB:.1f} GiB in use, "
+                + (f"{len(self.processes)} compute process(es): {procs}" if procs
+                   else "no compute process"))
+
+
+@dataclass
+class Check:
+    ok: bool
+    waited_s: float
+    states: list[GpuState]  # empty: not checked (no NVML, no GPU, or switched off)
+    message: str
+
+
+def enabled() -> bool:
+    return os.environ.get("BENCHSWEEP_GPU_HYGIENE", "1") != "0"
+
+
+def idle_max_used_bytes() -> int:
+    mib = os.environ.get("BENCHSWEEP_GPU_IDLE_MAX_USED_MIB", "")
+    return int(mib) << 20 if mib.isdigit() else IDLE_MAX_USED_BYTES
+
+
+def devices(cuda_visible_devices: str) -> list[str]:
+    """The GPUs a CUDA_VISIBLE_DEVICES value names; none for "" or "-1" (a CPU slot)."""
+    out = []
+    for d in cuda_visible_devices.split(","):
+        d = d.strip()
+        if d in ("", "-1"):
+            break  # CUDA ignores everything after an invalid entry
+        out.append(d)
+    return out
+
+
+@contextlib.contextmanager
+def nvml() -> Iterator[Any]:
+    """pynvml, initialised; None where there is no pynvml or NVML cannot start."""
+    try:
+        import pynvml
+    except ImportError:
+        yield None
+        return
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        yield None
+        return
+    try:
+        yield pynvml
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def handle(pynvml: Any, device: str) -> Any:
+    if device.isdigit():
+        return pynvml.nvmlDeviceGetHandleByIndex(int(device))
+    return pynvml.nvmlDeviceGetHandleByUUID(device)
+
+
+def read(pynvml: Any, device: str) -> GpuState:
+    h = handle(pynvml, device)
+    mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+    try:
+        running = pynvml.nvmlDeviceGetComputeRunningProcesses(h)
+    except pynvml.NVMLError:
+        running = []  # not supported here: the memory in use still tells
+    procs = [GpuProcess(int(p.pid), int(p.usedGpuMemory) if p.usedGpuMemory else None)
+             for p in running]
+    return GpuState(device, _str(pynvml.nvmlDeviceGetName(h)),
+                    _str(pynvml.nvmlDeviceGetUUID(h)), int(mem.used), int(mem.total), procs)
+
+
+def used_bytes(device: str) -> int | None:
+    """Device memory in use now, all processes together; None without NVML."""
+    with nvml() as pynvml:
+        if pynvml is None:
+            return None
+        try:
+            return int(pynvml.nvmlDeviceGetMemoryInfo(handle(pynvml, device)).used)
+        except Exception:
+            return None
+
+
+def wait_idle(cuda_visible_devices: str, timeout_s: float,
+              max_used_bytes: int | None = None) -> Check:
+    """Wait up to timeout_s until every GPU named is idle. Never raises: an NVML error
+    counts as "not checked", since a broken probe must not stop every job."""
+    names = devices(cuda_visible_devices)
+    if not names or not enabled():
+        return Check(True, 0.0, [], "not checked (no GPU or checks off)")
+    limit = idle_max_used_bytes() if max_used_bytes is None else max_used_bytes
+    started = time.monotonic()
+    with nvml() as pynvml:
+        if pynvml is None:
+            return Check(True, 0.0, [], "not checked (no NVML)")
+        while True:
+            try:
+                states = [read(pynvml, d) for d in names]
+            except Exception as e:
+                return Check(True, time.monotonic() - started, [],
+                             f"not checked (NVML: {type(e).__name__}: {e})")
+            waited = time.monotonic() - started
+            busy = [s for s in states if not s.idle(limit)]
+            if not busy:
+                return Check(True, waited, states, "idle")
+            if waited >= timeout_s:
+                return Check(False, waited, states,
+                             f"{'; '.join(s.describe() for s in busy)} after waiting "
+                             f"{waited:.0f} s (idle: no compute process and under "
+                             f"{limit / GIB:.1f} GiB in use)")
+            time.sleep(POLL_S)

@@ -1,0 +1,114 @@
+"""run_job with real processes: the job's whole process group is gone afterwards (a child
+that ignores SIGTERM included), GPU hygiene is a no-op without NVML and refuses a busy GPU,
+and the worker CLI writes its Outcome."""
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import gpu_hygiene
+from orchestrator.executors import process
+from orchestrator.executors.process import run_job
+from tests.engine.test_gpu_hygiene import FakeGpu, fake_pynvml
+
+ROOT = Path(__file__).resolve().parents[2]
+GIB = 1 << 30
+
+
+def fake_python(tmp_path: Path, body: str) -> str:
+    """An executable run_job starts in place of `python -m engine.bench --job J --out O`:
+    it leaves a child that ignores SIGTERM and records its pid, then runs `body`."""
+    straggler = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                 f"open({str(tmp_path / 'child.pid')!r}, 'w').write(str(os.getpid())); "
+                 "time.sleep(600)")
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\n{sys.executable} -c \"{straggler}\" &\n"
+                      f"while [ ! -s {tmp_path / 'child.pid'} ]; do sleep 0.05; done\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # killed, waiting to be reaped by init
+
+
+def test_job_group_killed_after_success(tmp_path: Path) -> None:
+    result = {"output_tokens": 3, "elapsed_s": 1.0}
+    py = fake_python(tmp_path, f"echo '{json.dumps(result)}' > \"$6\"; echo done; exit 0")
+    out = run_job("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
+    # No NVML on this machine: the checks pass as "not checked", the job runs.
+    assert out.outcome == "succeeded" and out.result == result, out
+    child = int((tmp_path / "child.pid").read_text())
+    assert gone(child)
+    # SIGTERM was ignored, so the group got SIGKILL after the grace period.
+    assert out.elapsed_s >= process.KILL_GRACE_S
+    assert "[benchsweep worker]" not in out.log_tail
+
+
+def test_job_group_killed_on_timeout(tmp_path: Path) -> None:
+    py = fake_python(tmp_path, "trap '' TERM; sleep 600")
+    t0 = time.monotonic()
+    out = run_job("{}", gpu="cpu", cuda_visible_devices="", timeout_s=1, python=py)
+    assert out.outcome == "timeout" and out.error_kind == "timeout"
+    assert gone(int((tmp_path / "child.pid").read_text()))
+    assert time.monotonic() - t0 < 1 + 2 * process.KILL_GRACE_S + 3
+
+
+def test_busy_gpu_fails_before_the_job_starts(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    gpus = {0: FakeGpu([(70 * GIB, [777])])}
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
+    monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.01)
+    py = fake_python(tmp_path, "exit 0")
+    out = run_job("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py,
+                  idle_wait_s=0.1)
+    assert out.outcome == "failed" and out.error_kind == "gpu_busy"
+    assert out.error.startswith("GPU busy: GPU 0 (NVIDIA H200, GPU-0): 70.0 of 140.0 GiB")
+    assert "pid 777" in out.error
+    assert not (tmp_path / "child.pid").exists()  # the job never started
+
+
+def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Busy for three reads, idle for the fourth (the job starts), then held by a process
+    # that is not the job's (the worker cannot kill it, only report it).
+    busy, idle, leak = (70 * GIB, [777]), (GIB // 2, []), (9 * GIB, [888])
+    gpus = {0: FakeGpu([busy, busy, busy, idle, leak])}
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
+    monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.2)
+    monkeypatch.setattr(gpu_hygiene, "AFTER_WAIT_S", 0.3)
+    py = fake_python(tmp_path, "echo '{\"output_tokens\": 1}' > \"$6\"")
+    out = run_job("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
+    assert out.outcome == "succeeded"
+    assert re.search(r"\[benchsweep worker\] waited 0\.\d s for the GPU to become idle",
+                     out.log_tail)
+    assert ("[benchsweep worker] warning: the GPU is not idle after the job: GPU 0 "
+            "(NVIDIA H200, GPU-0): 9.0 of 140.0 GiB in use, 1 compute process(es): pid 888"
+            in out.log_tail)
+
+
+def test_worker_cli_writes_the_outcome(tmp_path: Path) -> None:
+    job = {"engine": "nope", "variant": "x", "model": {"arch": "tiny"},
+           "workload": {"name": "standard"}, "max_num_seqs": 1}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    r = subprocess.run(
+        [sys.executable, "-m", "orchestrator.executors.process", "--job",
+         str(tmp_path / "job.json"), "--out", str(tmp_path / "outcome.json"), "--timeout", "60"],
+        cwd=ROOT, env=dict(os.environ, BENCHSWEEP_CACHE=str(tmp_path / "cache")),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads((tmp_path / "outcome.json").read_text())
+    assert out["outcome"] == "failed" and out["error_kind"] == "bad_input"
+    assert out["error"].startswith("BadInput: unknown engine kind 'nope'")
