@@ -158,7 +158,8 @@ if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv,noheader,nounits \
     | sed 's/^/gpu=/'
 fi
-test -x {venv_py} && echo provisioned=yes || echo provisioned=no
+if command -v {venv_py} >/dev/null && test -f {wd}/src/orchestrator/executors/process.py
+then echo provisioned=yes; else echo provisioned=no; fi
 """
 
 

@@ -8,7 +8,9 @@ own session in a per-attempt directory:
 The actor polls that directory. A host that does not answer for LIVENESS_S seconds loses
 the attempt ("lost", so the sweep retries it elsewhere); whatever that attempt left
 running is killed, unread, the next time the slot's host answers, so a job never counts
-twice. A coordinator that starts kills every attempt a dead predecessor left on its hosts.
+twice. A watchdog beside each runner kills its job when no poll came for twice that
+long (the coordinator died or lost the host), and a coordinator that starts kills every
+attempt a dead predecessor left on its hosts: no orphan keeps a GPU.
 
 After a lost attempt a host gets no job until a probe reaches it again; a host whose probe
 fails, or that loses QUARANTINE_AFTER attempts in a row, is quarantined: no jobs for
@@ -34,6 +36,7 @@ from orchestrator.ssh import Connection, SSHError
 
 LIVENESS_S = float(os.environ.get("BENCHSWEEP_SSH_LIVENESS_S", 60))
 POLL_S = 1.0
+WATCHDOG_S = float(os.environ.get("BENCHSWEEP_SSH_WATCHDOG_S", 0))  # 0: twice LIVENESS_S
 QUARANTINE_AFTER = 3
 PROBE_TIMEOUT_S = 10.0
 QUARANTINE_S = float(os.environ.get("BENCHSWEEP_SSH_QUARANTINE_S", 300))
@@ -55,9 +58,24 @@ true
 
 _STATUS = r"""
 cd "$1" || { echo GONE; exit 0; }
+touch alive
 if [ -s outcome.json ]; then echo OUTCOME; cat outcome.json
 elif kill -0 "$(cat pid 2>/dev/null)" 2>/dev/null; then echo RUNNING
 else echo DEAD; tail -c 4000 runner.log 2>/dev/null; fi
+"""
+
+
+# Beside each runner on the host: kill its group when the coordinator has not polled for $2
+# seconds (the coordinator died or lost the host), so no orphan holds the GPU for long.
+_WATCHDOG = r"""
+while kill -0 "$1" 2>/dev/null; do
+  sleep 5
+  seen=$(stat -c %Y "$3/alive" 2>/dev/null || echo 0)
+  if [ $(( $(date +%s) - seen )) -gt "$2" ]; then
+    echo "watchdog: no poll for $2 s; killing the job" >> "$3/runner.log"
+    kill -TERM -- "-$1" 2>/dev/null; sleep 2; kill -KILL -- "-$1" 2>/dev/null
+  fi
+done
 """
 
 
@@ -83,6 +101,7 @@ class SlotWorker:
     def __init__(self, host: Host, slot: Slot, known_hosts: str, liveness_s: float):
         self.host, self.slot, self.known_hosts = host, slot, known_hosts
         self.liveness_s = liveness_s
+        self.watchdog_s = int(WATCHDOG_S or max(2 * liveness_s, 20))
         self.conn: Connection | None = None
         self.current: str | None = None  # the attempt directory running now
         self.cancelled = threading.Event()
@@ -152,7 +171,10 @@ class SlotWorker:
             f"cd {shlex.quote(wd)}/src || exit 1\n"
             f"setsid sh -c {inner}"
             f" > {q}/runner.log 2>&1 < /dev/null &\n"
-            f"for i in $(seq 100); do test -s {q}/pid && exit 0; sleep 0.1; done; exit 1"))
+            f"for i in $(seq 100); do test -s {q}/pid && break; sleep 0.1; done\n"
+            f"test -s {q}/pid || exit 1\ntouch {q}/alive\n"
+            f"setsid bash -c {shlex.quote(_WATCHDOG)} _ \"$(cat {q}/pid)\" {self.watchdog_s} {q}"
+            f" > /dev/null 2>&1 < /dev/null &"))
         return d
 
     def _follow(self, d: str, started: float) -> dict:
@@ -223,14 +245,22 @@ class SSHExecutor:
         self.slots: list[Slot] = []
         hosts = inventory.select(names)
         plan: list[tuple[Host, Slot]] = []
+        skipped: list[str] = []
         for host in hosts:
             try:
                 with contextlib.closing(inventory.connect(host, timeout_s=10)) as conn:
                     info = check(conn, host)
                     killed = reap(conn, host)
             except SSHError as e:
+                skipped.append(str(e))
                 log(f"{host.name}: skipped: {e}")
                 self._record(host.name, "unreachable", {"error": str(e)})
+                continue
+            if info.get("provisioned") != "yes":
+                skipped.append(f"{host.name}: not provisioned")
+                log(f"{host.name}: skipped: not provisioned; run `orchestrate hosts provision "
+                    f"{host.name}`")
+                self._record(host.name, "unprovisioned", info)
                 continue
             if killed:
                 log(f"{host.name}: killed {len(killed)} job(s) left running by a stopped "
@@ -242,7 +272,7 @@ class SSHExecutor:
                             g, g if gpus else "")
                 plan.append((host, slot))
         if not plan:
-            raise RuntimeError("no host of the inventory could be reached")
+            raise RuntimeError("no host can run jobs (" + "; ".join(skipped) + ")")
         ray.init(num_cpus=1, num_gpus=0, object_store_memory=object_store_mb * 1024 * 1024,
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
         self.actors: dict[str, Any] = {}

@@ -3,6 +3,7 @@ own addresses (one host crashes mid-job, one is partitioned by dropping packets)
 loopback (the coordinator is SIGKILLed and restarted)."""
 
 import os
+import shutil
 import signal
 import sys
 import textwrap
@@ -132,40 +133,73 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-@pytest.mark.timeout(300)
-def test_restarted_coordinator_kills_what_the_dead_one_left(tmp_path, cache_dir, client_key):
-    db = f"sqlite:///{tmp_path / 'r.db'}"
-    server = Sshd(tmp_path / "box", "127.0.0.1", free_port(), client_key.with_suffix(".pub"))
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, cache_dir, client_key):
+    """One provisioned host on loopback, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("box")
+    server = Sshd(tmp / "box", "127.0.0.1", free_port(), client_key.with_suffix(".pub"))
     server.start()
     try:
-        inv = inventory(tmp_path / "hosts.yaml", client_key, {"box": server})
-        env = ssh_env(cache_dir, db, inv)
+        inv = inventory(tmp / "hosts.yaml", client_key, {"box": server})
+        env = ssh_env(cache_dir, f"sqlite:///{tmp / 'p.db'}", inv)
         prov = orchestrate(env, "hosts", "provision", "--accept-new", timeout=200)
         assert prov.returncode == 0, prov.stdout + prov.stderr
-        spec = sweep_file(tmp_path, "restart", matrix="max_num_seqs: [2, 4]")
-        spec.write_text(spec.read_text() + textwrap.dedent(f"""\
-            executor: {{kind: ssh, hosts: {inv}}}
-            """))
-        proc = start(env, "sweep", str(spec))
-        attempts_dir = server.dir / "home/benchsweep/attempts"
-        try:
-            wait_for(lambda: any((d / "pid").exists() for d in attempts_dir.iterdir()), 90,
-                     "a remote job")
-            left = [int((d / "pid").read_text()) for d in attempts_dir.iterdir()]
-            os.killpg(proc.pid, signal.SIGKILL)  # the coordinator dies; the job does not
-            proc.wait(10)
-            assert all(_alive(p) for p in left)
-            again = orchestrate(env, "sweep", str(spec), timeout=200)
-        finally:
-            kill_group(proc)
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert "killed 1 job(s) left running by a stopped coordinator" in again.stderr
-        assert not any(_alive(p) for p in left)
-        assert_each_job_succeeded_once(db, 2)
-        assert ("lost",) in query(db, "SELECT outcome FROM attempts")
-        assert not list(attempts_dir.iterdir())
+        yield server, inv
     finally:
         server.stop()
+
+
+def start_and_kill_coordinator(env: dict, spec: Path, attempts_dir: Path) -> list[int]:
+    """Start a sweep, SIGKILL its coordinator once a remote job runs; the runners' pids."""
+    proc = start(env, "sweep", str(spec))
+    try:
+        wait_for(lambda: any((d / "pid").exists() for d in attempts_dir.iterdir()), 90,
+                 "a remote job")
+        os.killpg(proc.pid, signal.SIGKILL)  # the coordinator dies; the job does not
+        proc.wait(10)
+    finally:
+        kill_group(proc)
+    return [int((d / "pid").read_text()) for d in attempts_dir.iterdir()]
+
+
+@pytest.mark.timeout(300)
+def test_restarted_coordinator_kills_what_the_dead_one_left(tmp_path, cache_dir, box):
+    server, inv = box
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    env = ssh_env(cache_dir, db, inv)
+    spec = sweep_file(tmp_path, "restart", matrix="max_num_seqs: [2, 4]")
+    spec.write_text(spec.read_text() + textwrap.dedent(f"""\
+        executor: {{kind: ssh, hosts: {inv}}}
+        """))
+    attempts_dir = server.dir / "home/benchsweep/attempts"
+    left = start_and_kill_coordinator(env, spec, attempts_dir)
+    assert left and all(_alive(p) for p in left)
+    again = orchestrate(env, "sweep", str(spec), timeout=200)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "killed 1 job(s) left running by a stopped coordinator" in again.stderr
+    assert not any(_alive(p) for p in left)
+    assert_each_job_succeeded_once(db, 2)
+    assert ("lost",) in query(db, "SELECT outcome FROM attempts")
+    assert not list(attempts_dir.iterdir())
+
+
+@pytest.mark.timeout(200)
+def test_watchdog_kills_a_job_nobody_polls(tmp_path, cache_dir, box):
+    server, inv = box
+    env = ssh_env(cache_dir, f"sqlite:///{tmp_path / 'w.db'}", inv,
+                  BENCHSWEEP_SSH_WATCHDOG_S="3")
+    spec = sweep_file(tmp_path, "watchdog", matrix="max_num_seqs: [2]")
+    attempts_dir = server.dir / "home/benchsweep/attempts"
+    for d in attempts_dir.iterdir():  # what an earlier test left is not this test's
+        shutil.rmtree(d)
+    spec.write_text(spec.read_text() + f"executor: {{kind: ssh, hosts: {inv}}}\n")
+    left = start_and_kill_coordinator(env, spec, attempts_dir)
+    # No coordinator polls now; the watchdog beside the runner kills it within seconds,
+    # long before the job could finish.
+    wait_for(lambda: not any(_alive(p) for p in left), 30, "the watchdog")
+    (d,) = attempts_dir.iterdir()
+    assert "watchdog: no poll for 3 s" in (d / "runner.log").read_text()
+    assert not (d / "outcome.json").exists()
 
 
 def _alive(pid: int) -> bool:
@@ -183,3 +217,22 @@ def test_unknown_inventory_is_one_line(tmp_path, cache_dir):
                       "--executor", "ssh", timeout=60)
     assert run.returncode == 2 and "no such inventory file" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_unprovisioned_host_gets_no_jobs(tmp_path, cache_dir, client_key):
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    server = Sshd(tmp_path / "box", "127.0.0.1", free_port(), client_key.with_suffix(".pub"))
+    server.start()
+    try:
+        inv = inventory(tmp_path / "hosts.yaml", client_key, {"box": server})
+        env = ssh_env(cache_dir, db, inv)
+        assert orchestrate(env, "hosts", "check", "--accept-new").returncode == 0
+        run = orchestrate(env, "sweep", str(sweep_file(tmp_path, "unprov")), "--executor",
+                          "ssh", timeout=60)
+    finally:
+        server.stop()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "no host can run jobs (box: not provisioned)" in run.stderr
+    assert "orchestrate hosts provision box" in run.stderr
+    assert query(db, "SELECT state FROM hosts") == [("unprovisioned",)]
+    assert query(db, "SELECT count(*) FROM attempts") == [(0,)]

@@ -58,7 +58,7 @@ def test_add_check_accept_new_then_known(tmp_path, sshd, client_key):
 
     code, text = cli("hosts", "check", "--accept-new", inventory=inv, db=db)
     assert code == 0, text
-    assert "python 3." in text and "no GPU" in text
+    assert "python 3." in text and "no GPU" in text and "provisioned: no" in text
     known = (tmp_path / "known_hosts").read_text()
     assert f"[127.0.0.1]:{sshd.port}" in known and sshd.host_key_pub() in known
 
@@ -145,6 +145,7 @@ def test_provision_syncs_builds_and_self_checks(tmp_path, sshd, client_key):
     assert not (src / ".venv").exists()  # tracked files only
     row = Store(str(db)).hosts()[0]
     assert row.state == "ok" and row.last_check["provision_s"]["self-check"] > 0
+    assert row.last_check["provisioned"] == "yes"
 
 
 def test_provision_failure_names_the_step(tmp_path, sshd, client_key):
