@@ -96,7 +96,9 @@ class VllmEngine:
                 print(f"[benchsweep] vLLM shutdown: {type(e).__name__}: {e}", file=sys.stderr)
         self.llm = None
         gc.collect()
-        self.log.join(10.0)
+        # The engine core's last lines are in the pipe by now. Not waiting longer: a helper
+        # such as multiprocessing's resource tracker holds the pipe until this process exits.
+        self.log.join(2.0)
 
 
 def llm_kwargs(job: BenchJob, model_dir: str | Path, o: dict[str, Any]) -> dict[str, Any]:
