@@ -10,6 +10,7 @@ whose node has left gets no jobs until it is back."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -45,8 +46,20 @@ def _run_on_slot(slot: Slot, job_json: str, timeout_s: float) -> dict:
     return out.to_dict()
 
 
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's own minute of retries, when nothing listens."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except ValueError:
+        raise ConnectionError(f"an address is HOST:PORT, not {address!r}") from None
+    except OSError as e:
+        raise ConnectionError(f"cannot reach {address}: {e.strerror or e}") from None
+
+
 class RayClusterExecutor:
     def __init__(self, address: str, *, refresh_s: float = 2.0):
+        _reachable(address)
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError) as e:

@@ -25,6 +25,7 @@ import shlex
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -107,8 +108,6 @@ class SlotWorker:
         self.cancelled = threading.Event()
 
     def _connect(self, deadline: float) -> Connection:
-        from pathlib import Path
-
         while True:
             if self.conn is not None and self.conn.alive():
                 return self.conn
@@ -134,9 +133,8 @@ class SlotWorker:
                 time.sleep(2)
 
     def _outcome(self, kind: str, error: str, log_tail: str = "", **kw) -> dict:
-        return Outcome(kind, self.host.name, self.slot.gpu, error=error, error_kind=kind
-                       if kind != "cancelled" else "cancelled", log_tail=log_tail, **kw
-                       ).to_dict()
+        return Outcome(kind, self.host.name, self.slot.gpu, error=error, error_kind=kind,
+                       log_tail=log_tail, **kw).to_dict()
 
     def run(self, job_json: str, timeout_s: float) -> dict:
         self.cancelled.clear()

@@ -236,3 +236,19 @@ def test_unprovisioned_host_gets_no_jobs(tmp_path, cache_dir, client_key):
     assert "orchestrate hosts provision box" in run.stderr
     assert query(db, "SELECT state FROM hosts") == [("unprovisioned",)]
     assert query(db, "SELECT count(*) FROM attempts") == [(0,)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--executor", "slurm"), "--executor must be local, ssh or ray, not 'slurm'"),
+    (("--executor", "ray"), "the ray executor needs --address"),
+    (("--executor", "ray", "--address", "127.0.0.1:1"),
+     "ray cluster 127.0.0.1:1: cannot reach 127.0.0.1:1: Connection refused"),
+])
+def test_bad_executor_flags_are_one_line(tmp_path, cache_dir, args, message):
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    run = orchestrate(orchestrate_env(cache_dir, db), "sweep",
+                      str(sweep_file(tmp_path, "flags")), *args, timeout=120)
+    assert run.returncode in (1, 2) and message in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    written = tmp_path / "f.db"
+    assert not written.exists() or query(db, "SELECT count(*) FROM attempts") == [(0,)]
