@@ -197,11 +197,25 @@ def tracked_files(root: Path = ROOT) -> list[str]:
     return [f for f in out.stdout.decode().split("\0") if f and (root / f).is_file()]
 
 
+def revision(root: Path = ROOT) -> str:
+    """The commit being synced, "+dirty" when tracked files differ from it."""
+    git = ["git", "-C", str(root)]
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD"], capture_output=True)
+    return sha.stdout.strip() + ("+dirty" if dirty.returncode else "")
+
+
 def project_tarball(root: Path = ROOT) -> bytes:
+    """The tracked files as they are in the working tree, and a REVISION file naming the
+    commit, since the host gets no .git."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for rel in tracked_files(root):
             tar.add(root / rel, arcname=rel)
+        rev = (revision(root) + "\n").encode()
+        info = tarfile.TarInfo("REVISION")
+        info.size, info.mtime = len(rev), int(time.time())
+        tar.addfile(info, io.BytesIO(rev))
     return buf.getvalue()
 
 

@@ -1,6 +1,7 @@
 """`orchestrate hosts` against a real sshd on loopback (non-standard port): inventory, host
 key policy, checks, provisioning, and the Host rows they leave in a real SQLite file."""
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,6 +144,9 @@ def test_provision_syncs_builds_and_self_checks(tmp_path, sshd, client_key):
     assert (src / "engine/bench.py").read_bytes() == (ROOT / "engine/bench.py").read_bytes()
     assert (src / "orchestrator/executors/process.py").exists() and not stale.exists()
     assert not (src / ".venv").exists()  # tracked files only
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    assert (src / "REVISION").read_text().startswith(head)
     row = Store(str(db)).hosts()[0]
     assert row.state == "ok" and row.last_check["provision_s"]["self-check"] > 0
     assert row.last_check["provisioned"] == "yes"
