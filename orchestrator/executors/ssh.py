@@ -57,11 +57,13 @@ done
 true
 """
 
+# Liveness first, then the outcome: a runner that ends between the two still shows OUTCOME.
 _STATUS = r"""
 cd "$1" || { echo GONE; exit 0; }
 touch alive
+kill -0 "$(cat pid 2>/dev/null)" 2>/dev/null && running=yes || running=no
 if [ -s outcome.json ]; then echo OUTCOME; cat outcome.json
-elif kill -0 "$(cat pid 2>/dev/null)" 2>/dev/null; then echo RUNNING
+elif [ "$running" = yes ]; then echo RUNNING
 else echo DEAD; tail -c 4000 runner.log 2>/dev/null; fi
 """
 
