@@ -170,6 +170,12 @@ def check(conn: Connection, host: Host) -> dict:
     started = time.monotonic()
     out = conn.check(host.shell(f"mkdir -p {wd} && " + _PROBE.format(
         py=c.python, wd=wd, venv_py=host.python)), timeout_s=60)
+    info = parse_probe(out)
+    info["rtt_ms"] = round((time.monotonic() - started) * 1000)
+    return info
+
+
+def parse_probe(out: str) -> dict:
     info: dict = {"gpus": []}
     for line in out.splitlines():
         key, _, value = line.partition("=")
@@ -179,7 +185,6 @@ def check(conn: Connection, host: Host) -> dict:
                                      memory_used_mib=int(used)))
         elif key in ("python", "disk_free_gb", "provisioned"):
             info[key] = value.strip()
-    info["rtt_ms"] = round((time.monotonic() - started) * 1000)
     return info
 
 

@@ -76,12 +76,15 @@ class RayClusterExecutor:
         self._alive_at = 0.0
         self._running: dict[Any, Slot] = {}
 
-    def ready(self, slot: Slot) -> bool:
+    def _alive_slots(self, fresh: bool = False) -> set[str]:
         now = time.monotonic()
-        if now - self._alive_at > self.refresh_s:
+        if fresh or now - self._alive_at > self.refresh_s:
             self._alive = {r for r in ray.cluster_resources() if r.startswith(SLOT_PREFIX)}
             self._alive_at = now
-        return resource_of(slot) in self._alive
+        return self._alive
+
+    def ready(self, slot: Slot) -> bool:
+        return resource_of(slot) in self._alive_slots()
 
     def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
         ref = _run_on_slot.options(resources={resource_of(slot): 1}).remote(
@@ -92,7 +95,7 @@ class RayClusterExecutor:
     def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
         if not handles:
             return []
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
+        ready, waiting = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
         done = []
         for ref in ready:
             slot = self._running.pop(ref)
@@ -102,7 +105,16 @@ class RayClusterExecutor:
                 # The node or its worker died under the job.
                 out = Outcome("lost", slot.host, slot.gpu, error_kind="lost",
                               error=f"ray node or worker lost: {type(e).__name__}")
+                self._alive_at = 0.0  # look again before this slot gets another job
             done.append((ref, out))
+        # A task whose slot's node has left would wait forever for its resource.
+        alive = self._alive_slots()
+        for ref in waiting:
+            slot = self._running[ref]
+            if resource_of(slot) not in alive:
+                self.cancel(ref)
+                done.append((ref, Outcome("lost", slot.host, slot.gpu, error_kind="lost",
+                                          error="the slot's node left the cluster")))
         return done
 
     def cancel(self, handle: Any) -> None:

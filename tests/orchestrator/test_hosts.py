@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from db.store import Store
 from orchestrator.cli import app
-from orchestrator.hosts import Inventory, InventoryError
+from orchestrator.hosts import Host, HostConfig, Inventory, InventoryError, parse_probe, slots_of
 from tests.e2e.sshd import free_port, have_sshd, keygen, running_sshd
 
 pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"),
@@ -163,3 +163,18 @@ def test_provision_failure_names_the_step(tmp_path, sshd, client_key):
     assert code == 1 and "provisioning failed" in text and "install failed" in text, text
     assert (sshd.dir / "home/bs/venv/bin/python").exists()
     assert Store(str(db)).hosts()[0].state == "unprovisioned"
+
+
+def test_probe_reads_nvidia_smi_and_gives_one_slot_per_gpu():
+    # What the probe prints on a two-GPU box: nvidia-smi's csv,noheader,nounits lines.
+    info = parse_probe("python=3.11.7\ndisk_free_gb=41.5\n"
+                       "gpu=0, NVIDIA A100-SXM4-80GB, 81920, 4\n"
+                       "gpu=1, NVIDIA A100-SXM4-80GB, 81920, 70113\nprovisioned=yes\n")
+    assert info["gpus"][1] == dict(index="1", name="NVIDIA A100-SXM4-80GB",
+                                   memory_total_mib=81920, memory_used_mib=70113)
+    assert (info["python"], info["disk_free_gb"], info["provisioned"]) == ("3.11.7", "41.5",
+                                                                           "yes")
+    host = Host("a100", HostConfig(address="gw"))
+    assert slots_of(host, info) == ["0", "1"]
+    assert slots_of(Host("a100", HostConfig(address="gw", gpus=["1"])), info) == ["1"]
+    assert slots_of(host, parse_probe("python=3.11.7\n")) == []  # CPU: one slot
