@@ -20,6 +20,7 @@ from orchestrator.executors.base import Slot
 from orchestrator.executors.process import Outcome, run_job
 
 SLOT_PREFIX = "slot:"
+HOLD_AFTER_LOSS_S = 15.0
 
 
 def slot_resources(host: str, gpus: list[str]) -> dict[str, float]:
@@ -75,6 +76,7 @@ class RayClusterExecutor:
         self._alive: set[str] = set()
         self._alive_at = 0.0
         self._running: dict[Any, Slot] = {}
+        self._held: dict[str, float] = {}  # slot -> no job before this time
 
     def _alive_slots(self, fresh: bool = False) -> set[str]:
         now = time.monotonic()
@@ -84,6 +86,8 @@ class RayClusterExecutor:
         return self._alive
 
     def ready(self, slot: Slot) -> bool:
+        if time.monotonic() < self._held.get(slot.name, 0.0):
+            return False
         return resource_of(slot) in self._alive_slots()
 
     def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
@@ -105,7 +109,10 @@ class RayClusterExecutor:
                 # The node or its worker died under the job.
                 out = Outcome("lost", slot.host, slot.gpu, error_kind="lost",
                               error=f"ray node or worker lost: {type(e).__name__}")
-                self._alive_at = 0.0  # look again before this slot gets another job
+                # The cluster may not know yet that the node is gone: give it a few
+                # health checks before this slot gets another job.
+                self._held[slot.name] = time.monotonic() + HOLD_AFTER_LOSS_S
+                self._alive_at = 0.0
             done.append((ref, out))
         # A task whose slot's node has left would wait forever for its resource.
         alive = self._alive_slots()
