@@ -10,6 +10,7 @@ if [[ "${1:-}" == "test" ]]; then
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
   command -v ssh-keygen >/dev/null || need+=(openssh-client)
   [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)  # tests run real sshd servers
+  [[ -x /usr/sbin/nft ]] || need+=(nftables)  # ... and cut network namespaces off
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
 fi
 ((${#need[@]})) || exit 0
