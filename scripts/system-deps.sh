@@ -11,6 +11,7 @@ if [[ "${1:-}" == "test" ]]; then
   command -v ssh-keygen >/dev/null || need+=(openssh-client)
   [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)  # tests run real sshd servers
   [[ -x /usr/sbin/nft ]] || need+=(nftables)  # ... and cut network namespaces off
+  command -v ip >/dev/null || need+=(iproute2)
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
 fi
 ((${#need[@]})) || exit 0
