@@ -14,7 +14,7 @@ from db.store import Store
 
 # The figures of a BenchResult record that a results row carries besides the columns.
 RECORD_FIELDS = ("prompt_tokens", "requested_output_tokens", "load_s", "profile_s", "compile_s",
-                 "capture_s", "warmup_s", "kv_tokens", "device")
+                 "capture_s", "warmup_s", "kv_tokens", "compile_cache_warm", "device")
 CONFIG = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
           "max_num_seqs", "gpu_memory_utilization", "gpu_name"]
 # What must match for two configurations' throughputs to be compared.

@@ -67,6 +67,20 @@ def _git_dirty() -> bool | None:
     return None if status is None else bool(status)
 
 
+def _revision() -> tuple[str | None, bool | None]:
+    """The commit and whether the tree differs from it: from git, or, in a copy of the
+    project without .git (a provisioned host), from the REVISION file written beside it
+    ("SHA" or "SHA+dirty")."""
+    sha = _safe(lambda: _git("rev-parse", "HEAD"))
+    if sha:
+        return sha, _safe(_git_dirty)
+    try:
+        text = (PROJECT_ROOT / "REVISION").read_text().strip()
+    except OSError:
+        return None, None
+    return (text.removesuffix("+dirty"), text.endswith("+dirty")) if text else (None, None)
+
+
 def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -150,8 +164,7 @@ def collect() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         **{p: _safe(lambda p=p: _version(p)) for p in PACKAGES},
         "cuda": _safe(_cuda_version),
-        "git_sha": _safe(lambda: _git("rev-parse", "HEAD")),
-        "git_dirty": _safe(_git_dirty),
+        **dict(zip(("git_sha", "git_dirty"), _revision(), strict=True)),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     gpu = _safe(gpu_info)

@@ -361,7 +361,7 @@ def bench(
     for k in ("output_tokens", "requested_output_tokens", "prompt_tokens", "elapsed_s",
               "output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "load_s",
               "profile_s", "compile_s", "capture_s", "warmup_s", "start_s", "kv_blocks",
-              "block_size", "kv_tokens", "peak_memory_bytes", "device",
+              "block_size", "kv_tokens", "compile_cache_warm", "peak_memory_bytes", "device",
               "workload_fingerprint"):
         v = r.get(k)
         table.add_row(k, "" if v is None else f"{v:,.2f}" if isinstance(v, float) else str(v))

@@ -36,6 +36,17 @@ def test_not_a_git_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert info["git_sha"] is None and info["git_dirty"] is None
 
 
+@pytest.mark.parametrize(("text", "sha", "dirty"), [("abc123\n", "abc123", False),
+                                                    ("abc123+dirty\n", "abc123", True)])
+def test_revision_file_without_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   text: str, sha: str, dirty: bool) -> None:
+    # A provisioned host gets the project's files and a REVISION file, no .git.
+    (tmp_path / "REVISION").write_text(text)
+    monkeypatch.setattr(envinfo, "PROJECT_ROOT", tmp_path)
+    info = envinfo.collect()
+    assert (info["git_sha"], info["git_dirty"]) == (sha, dirty)
+
+
 def test_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom() -> None:
         raise RuntimeError("no")
