@@ -164,7 +164,7 @@ def run(a) -> dict:
         t1 = time.perf_counter()
         full = not batch.is_prefill and len(batch.seqs) == a.max_num_seqs
         if (profiled is None and full and torch.cuda.is_available()
-                and sum(len(s) for s in batch.seqs) > a.max_num_seqs * 900):
+                and len(steps) >= 40):
             profiled = profile_eager(runner, batch, graphs)
             t1 = time.perf_counter()
         log.clear()

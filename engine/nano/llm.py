@@ -33,7 +33,8 @@ def _resolve(cfg: EngineConfig) -> None:
         "TRITON_INTERPRET"
     ) != "1":
         raise ValueError("attention_backend 'triton' on CPU runs only under TRITON_INTERPRET=1")
-    if not on_cuda:
+    # The torch attention path syncs with the host (it reads lengths), so it cannot be captured.
+    if not on_cuda or cfg.attention_backend == "torch":
         cfg.enforce_eager = True
 
 

@@ -65,7 +65,7 @@ class ModelRunner:
         self.backend = cfg.attention_backend
         self.timings: dict[str, float] = {"load_s": 0.0, "profile_s": 0.0, "capture_s": 0.0}
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.sampler = Sampler()
+        self.sampler = Sampler(self.backend == "triton" and self.is_cuda, cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.num_sms = (
             torch.cuda.get_device_properties(self.device).multi_processor_count

@@ -4,7 +4,9 @@ Grid (batch, kv_head, split): a program takes all query heads of one KV head (GQ
 one of `num_splits` equal parts of the sequence's context, walking it BLOCK_N tokens at a
 time through the block table. Each part writes its partial output and log-sum-exp; a second
 kernel combines the parts. The split count is a launch parameter, not a function of the
-lengths, so one launch can be captured in a CUDA graph and replayed for any lengths.
+lengths, so one launch can be captured in a CUDA graph and replayed for any lengths. With
+one split (large batches fill the GPU without splitting) the first kernel writes the output
+itself and the combine is skipped.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import triton.language as tl
 @triton.jit(do_not_specialize=["NUM_SPLITS"])
 def _decode_split_kernel(
     q_ptr, kc_ptr, vc_ptr, bt_ptr, ctx_ptr, o_ptr, lse_ptr,
-    stride_qb, stride_qh,
+    stride_qb, stride_qh, stride_ob, stride_oh,
     stride_kb, stride_ks, stride_kh,
     stride_vb, stride_vs, stride_vh,
     stride_bt,
     scale, NUM_SPLITS,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    DIRECT: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -74,11 +77,15 @@ def _decode_split_kernel(
 
     empty = l_sum == 0.0
     out = acc / tl.where(empty, 1.0, l_sum)[:, None]
-    lse = tl.where(empty, float("-inf"), m + tl.log(tl.where(empty, 1.0, l_sum)))
-    row = (b * tl.num_programs(1) * GROUP + heads) * NUM_SPLITS + s  # [B, H, S] flattened
-    tl.store(o_ptr + row[:, None] * HEAD_DIM + offs_d[None, :], out,
-             mask=hmask[:, None] & dmask[None, :])
-    tl.store(lse_ptr + row, lse, mask=hmask)
+    omask = hmask[:, None] & dmask[None, :]
+    if DIRECT:  # the only part: o_ptr is the output itself
+        tl.store(o_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :],
+                 out.to(o_ptr.dtype.element_ty), mask=omask)
+    else:
+        lse = tl.where(empty, float("-inf"), m + tl.log(tl.where(empty, 1.0, l_sum)))
+        row = (b * tl.num_programs(1) * GROUP + heads) * NUM_SPLITS + s  # [B, H, S] flattened
+        tl.store(o_ptr + row[:, None] * HEAD_DIM + offs_d[None, :], out, mask=omask)
+        tl.store(lse_ptr + row, lse, mask=hmask)
 
 
 @triton.jit(do_not_specialize=["NUM_SPLITS"])
@@ -107,6 +114,8 @@ def _decode_combine_kernel(
 
 
 MAX_SPLITS = 32
+# Launch configuration of the split kernel (tokens a step, warps, pipeline stages).
+BLOCK_N, NUM_WARPS, NUM_STAGES = 32, 4, 3
 
 
 def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms: int = 132) -> int:
@@ -118,7 +127,8 @@ def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms:
 def paged_decode_attention(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float, num_splits: int,
-    out: torch.Tensor | None = None,
+    out: torch.Tensor | None = None, block_n: int = BLOCK_N, num_warps: int = NUM_WARPS,
+    num_stages: int = NUM_STAGES,
 ) -> torch.Tensor:
     """q [B, H, D]; caches [num_blocks, block_size, KVH, D]; block_tables [B, max_blocks];
     context_lens [B] (0 for padding rows: their output is 0). Returns [B, H, D]."""
@@ -131,20 +141,26 @@ def paged_decode_attention(
         out = torch.empty_like(q)
     if b == 0:
         return out
-    o_part = torch.empty(b, h, num_splits, d, dtype=torch.float32, device=q.device)
-    lse = torch.empty(b, h, num_splits, dtype=torch.float32, device=q.device)
+    direct = num_splits == 1
+    if direct:
+        o_part = lse = out
+    else:
+        o_part = torch.empty(b, h, num_splits, d, dtype=torch.float32, device=q.device)
+        lse = torch.empty(b, h, num_splits, dtype=torch.float32, device=q.device)
     block_d = triton.next_power_of_2(d)
     _decode_split_kernel[(b, kvh, num_splits)](
         q, k_cache, v_cache, block_tables, context_lens, o_part, lse,
-        q.stride(0), q.stride(1),
+        q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         block_tables.stride(0),
         scale, num_splits,
         GROUP=group, HEAD_DIM=d, BLOCK_SIZE=block_size,
-        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_D=block_d, BLOCK_N=32,
-        num_warps=4,
+        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_D=block_d, BLOCK_N=block_n,
+        DIRECT=direct, num_warps=num_warps, num_stages=num_stages,
     )
+    if direct:
+        return out
     _decode_combine_kernel[(b, h)](
         o_part, lse, out, out.stride(0), out.stride(1), h, num_splits,
         HEAD_DIM=d, BLOCK_S=MAX_SPLITS, BLOCK_D=block_d,

@@ -39,6 +39,28 @@ def add_rmsnorm_ref(
     return weight * y.to(x.dtype), h
 
 
+def rotary_ref(
+    positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
+    sin: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate-half rotary embedding as transformers computes it (in the input dtype);
+    cos, sin [max_positions, D] fp32. Returns rotated copies."""
+    c = cos[positions].to(q.dtype)[:, None, :]
+    s = sin[positions].to(q.dtype)[:, None, :]
+    return q * c + _rotate_half(q) * s, k * c + _rotate_half(k) * s
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
+    """x [T, 2N] (gate, then up) -> silu(gate) * up."""
+    gate, up = x.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
 def _gather(cache: torch.Tensor, blocks: torch.Tensor, n: int) -> torch.Tensor:
     return cache[blocks.long()].reshape(-1, *cache.shape[2:])[:n]
 

@@ -1,13 +1,21 @@
-"""SiLU-and-multiply over a merged gate/up projection."""
+"""SiLU-and-multiply over a merged gate/up projection (Triton on CUDA, torch elsewhere)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from engine.nano.kernels.reference import silu_and_mul_ref
 
 
 class SiluAndMul(nn.Module):
+    def __init__(self, use_triton: bool = False):
+        super().__init__()
+        self.use_triton = use_triton
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = x.chunk(2, dim=-1)
-        return F.silu(gate) * up
+        if self.use_triton and x.is_cuda:
+            from engine.nano.kernels.silu_mul import silu_and_mul
+
+            return silu_and_mul(x)
+        return silu_and_mul_ref(x)

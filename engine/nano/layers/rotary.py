@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.nano.kernels.reference import rotary_ref
+
 
 class RotaryEmbedding(nn.Module):
-    def __init__(self, head_dim: int, max_positions: int, base: float):
+    def __init__(self, head_dim: int, max_positions: int, base: float, use_triton: bool = False):
         super().__init__()
         # Computed as transformers does (default rope), so fp32 results match bit for bit.
         exponent = torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim
@@ -17,16 +19,14 @@ class RotaryEmbedding(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)
         self.register_buffer("cos", emb.cos(), persistent=False)  # [max_positions, head_dim]
         self.register_buffer("sin", emb.sin(), persistent=False)
+        self.use_triton = use_triton
 
     def forward(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q [T, H, D], k [T, KVH, D] -> rotated copies."""
-        cos = self.cos[positions].to(q.dtype)[:, None, :]
-        sin = self.sin[positions].to(q.dtype)[:, None, :]
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        """q [T, H, D], k [T, KVH, D] -> rotated (in place on CUDA with Triton)."""
+        if self.use_triton and q.is_cuda:
+            from engine.nano.kernels.rotary import apply_rotary
 
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+            return apply_rotary(positions, q, k, self.cos, self.sin)
+        return rotary_ref(positions, q, k, self.cos, self.sin)

@@ -1,12 +1,22 @@
-"""Sampler: greedy where temperature is 0, else temperature + top-k + top-p sampling."""
+"""Sampler: greedy where temperature is 0, else temperature + top-k + top-p sampling.
+
+On CUDA with Triton, a step without top-k/top-p runs the one-pass kernel of
+kernels/sample.py (its noise seeded per step from the engine's seed); otherwise torch."""
 
 from __future__ import annotations
+
+import random
 
 import torch
 from torch import nn
 
 
 class Sampler(nn.Module):
+    def __init__(self, use_triton: bool = False, seed: int = 0):
+        super().__init__()
+        self.use_triton = use_triton
+        self.seeds = random.Random(seed)
+
     def forward(
         self,
         logits: torch.Tensor,  # [N, V]
@@ -15,6 +25,10 @@ class Sampler(nn.Module):
         top_ps: torch.Tensor | None = None,  # [N] fp32, 1 = all
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        if self.use_triton and logits.is_cuda and top_ks is None and top_ps is None:
+            from engine.nano.kernels.sample import sample
+
+            return sample(logits, temperatures, self.seeds.getrandbits(31))
         logits = logits.float()
         greedy = logits.argmax(dim=-1)
         if not bool((temperatures > 0).any()):

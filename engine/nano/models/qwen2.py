@@ -52,11 +52,11 @@ class SelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, triton: bool):
         super().__init__()
         self.gate_up_proj = MergedLinear(cfg.hidden_size, [cfg.intermediate_size] * 2)
         self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size)
-        self.act = SiluAndMul()
+        self.act = SiluAndMul(triton)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
@@ -66,7 +66,7 @@ class DecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, backend: str, triton: bool):
         super().__init__()
         self.self_attn = SelfAttention(cfg, rotary, backend, triton)
-        self.mlp = MLP(cfg)
+        self.mlp = MLP(cfg, triton)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, triton)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, triton)
 
@@ -84,7 +84,7 @@ class Qwen2Model(nn.Module):
     def __init__(self, cfg: ModelConfig, max_positions: int, backend: str, triton: bool):
         super().__init__()
         self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size)
-        rotary = RotaryEmbedding(cfg.head_dim, max_positions, cfg.rope_theta)
+        rotary = RotaryEmbedding(cfg.head_dim, max_positions, cfg.rope_theta, triton)
         self.layers = nn.ModuleList(
             DecoderLayer(cfg, rotary, backend, triton) for _ in range(cfg.num_hidden_layers)
         )

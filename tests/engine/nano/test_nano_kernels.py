@@ -61,8 +61,9 @@ def test_add_rmsnorm(device, dtype, with_residual):
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
-@pytest.mark.parametrize("group,block_size,splits", [(1, 4, 1), (3, 8, 3), (4, 16, 8)])
-def test_paged_decode_attention(device, dtype, group, block_size, splits):
+@pytest.mark.parametrize("group,block_size,splits,block_n",
+                         [(1, 4, 1, 32), (6, 16, 1, 64), (3, 8, 3, 16), (4, 16, 8, 32)])
+def test_paged_decode_attention(device, dtype, group, block_size, splits, block_n):
     from engine.nano.kernels.decode_attention import paged_decode_attention
 
     g = torch.Generator().manual_seed(2)
@@ -71,7 +72,7 @@ def test_paged_decode_attention(device, dtype, group, block_size, splits):
     kc, vc, bt = _paged_cache(lens, block_size, kvh, d, dtype, device, g)
     q = torch.randn(len(lens), kvh * group, d, generator=g).to(device, dtype)
     ctx = torch.tensor(lens, dtype=torch.int32, device=device)
-    out = paged_decode_attention(q, kc, vc, bt, ctx, d**-0.5, splits)
+    out = paged_decode_attention(q, kc, vc, bt, ctx, d**-0.5, splits, block_n=block_n)
     want = ref.decode_attention_ref(q, kc, vc, bt, ctx, d**-0.5)
     assert torch.all(out[3] == 0)
     torch.testing.assert_close(out[:3].float(), want[:3].float(), rtol=tol(dtype), atol=tol(dtype))
@@ -108,3 +109,65 @@ def test_decode_matches_prefill_reference():
     a = ref.decode_attention_ref(q, kc, vc, bt, ctx, 0.25)
     b = ref.prefill_attention_ref(q, kc, vc, bt, [0, 1, 2], [9, 20], 0.25)
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+def test_rotary(device, dtype):
+    from engine.nano.kernels.rotary import apply_rotary
+    from engine.nano.layers.rotary import RotaryEmbedding
+
+    g = torch.Generator().manual_seed(4)
+    t, h, kvh, d = 5, 6, 2, 32
+    rope = RotaryEmbedding(d, 4096, 1e6).to(device)
+    qkv = torch.randn(t, (h + 2 * kvh) * d, generator=g).to(device, dtype)
+    q = qkv[:, : h * d].view(t, h, d)  # strided views of one merged output, as the model has
+    k = qkv[:, h * d : (h + kvh) * d].view(t, kvh, d)
+    v_before = qkv[:, (h + kvh) * d :].clone()
+    positions = torch.tensor([0, 1, 17, 511, 4095], device=device)
+    q_ref, k_ref = ref.rotary_ref(positions, q.clone(), k.clone(), rope.cos, rope.sin)
+    q_out, k_out = apply_rotary(positions, q, k, rope.cos, rope.sin)
+    assert q_out.data_ptr() == q.data_ptr()  # in place
+    torch.testing.assert_close(q.float(), q_ref.float(), rtol=tol(dtype), atol=tol(dtype))
+    torch.testing.assert_close(k.float(), k_ref.float(), rtol=tol(dtype), atol=tol(dtype))
+    assert torch.equal(qkv[:, (h + kvh) * d :], v_before)  # v untouched
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+def test_silu_and_mul(device, dtype):
+    from engine.nano.kernels.silu_mul import silu_and_mul
+
+    g = torch.Generator().manual_seed(5)
+    x = (3 * torch.randn(4, 2 * 1100, generator=g)).to(device, dtype)  # N over one block
+    out = silu_and_mul(x)
+    torch.testing.assert_close(out.float(), ref.silu_and_mul_ref(x).float(), rtol=tol(dtype),
+                               atol=tol(dtype))
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+def test_sample_greedy_rows_are_argmax(device, dtype):
+    from engine.nano.kernels.sample import sample
+
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(4, 5000, generator=g)  # over two blocks of the vocabulary loop
+    logits[1, 4999] = 50.0  # the maximum in the last, partial block
+    logits[2, [7, 3000]] = 50.0  # a tie: the first index wins, as torch.argmax
+    logits = logits.to(device, dtype)
+    temps = torch.tensor([0.0, 0.0, 0.0, 0.8], device=device)
+    out = sample(logits, temps, seed=1)
+    assert out[:3].tolist() == logits[:3].float().argmax(-1).tolist() == [out[0].item(), 4999, 7]
+
+
+@pytest.mark.parametrize("device,dtype", CASES[:1])
+def test_sample_follows_the_softmax(device, dtype):
+    from engine.nano.kernels.sample import sample
+
+    row = torch.tensor([0.0, 1.0, 2.0, -30.0, 0.5])
+    temp, n = 0.7, 1000
+    logits = row.expand(n, -1).contiguous().to(device, dtype)
+    temps = torch.full((n,), temp, device=device)
+    first = sample(logits, temps, seed=3).cpu()
+    counts = torch.bincount(first, minlength=5).double() / n
+    expected = torch.softmax(row.double() / temp, -1)
+    assert (counts - expected).abs().max() < 0.05, (counts, expected)  # > 3 sigma at n=1000
+    assert counts[3] == 0
+    assert not torch.equal(sample(logits, temps, seed=4).cpu(), first)
