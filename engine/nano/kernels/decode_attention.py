@@ -114,13 +114,19 @@ def _decode_combine_kernel(
 
 
 MAX_SPLITS = 32
-# Launch configuration of the split kernel (tokens a step, warps, pipeline stages).
-BLOCK_N, NUM_WARPS, NUM_STAGES = 32, 4, 3
+# Launch configuration of the split kernel (tokens a step, warps, pipeline stages): the
+# fastest at batch 256, 128 and 64 on an H200 (bench/decode_attention_tune.py).
+BLOCK_N, NUM_WARPS, NUM_STAGES = 64, 4, 3
 
 
 def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms: int = 132) -> int:
-    """Enough programs to fill the GPU twice over, parts of at least 256 tokens, at most 32."""
-    want = triton.cdiv(2 * num_sms, max(1, batch * num_kv_heads))
+    """One part when the batch alone gives every SM three programs; else enough parts for
+    four programs an SM, each part at least 256 tokens, at most 32 (measured on an H200 at
+    the standard workload's shapes: bench/decode_attention_tune.py)."""
+    programs = max(1, batch * num_kv_heads)
+    if programs >= 3 * num_sms:
+        return 1
+    want = triton.cdiv(4 * num_sms, programs)
     return max(1, min(want, triton.cdiv(max_context, 256), MAX_SPLITS))
 
 

@@ -70,6 +70,10 @@ def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path):
     return toks, [torch.stack(per_seq[i]) for i in sorted(per_seq)]
 
 
+def _first_diff(a: list[int], b: list[int]) -> int | None:
+    return next((j for j, (x, y) in enumerate(zip(a, b, strict=True)) if x != y), None)
+
+
 def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_tok: int) -> None:
     import gc
 
@@ -93,12 +97,12 @@ def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_t
         full = torch.tensor([p + toks[i][:-1]], device=device)
         with torch.inference_mode():
             ref = {k: m(full).logits[0, len(p) - 1 :].float().cpu() for k, m in hf.items()}
-            gen = hf["hf"].generate(torch.tensor([p], device=device), max_new_tokens=n_tok,
-                                    min_new_tokens=n_tok, do_sample=False, eos_token_id=None,
-                                    pad_token_id=0)[0, len(p):].tolist()
+            gen, gen32 = (m.generate(torch.tensor([p], device=device), max_new_tokens=n_tok,
+                                     min_new_tokens=n_tok, do_sample=False, eos_token_id=None,
+                                     pad_token_id=0)[0, len(p):].tolist()
+                          for m in (hf["hf"], hf["hf32"]))
         mine = nano_logits[i]
-        first_diff = next((j for j, (a, b) in enumerate(zip(gen, toks[i], strict=True))
-                           if a != b), None)
+        first_diff = _first_diff(gen, toks[i])
         rec = dict(
             phase="logits", prompt_len=len(p),
             logit_absmax=round(ref["hf32"].abs().max().item(), 4),
@@ -106,11 +110,15 @@ def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_t
             hfbf16_vs_hf32=round((ref["hf"] - ref["hf32"]).abs().max().item(), 5),
             nano_vs_hfbf16=round((mine - ref["hf"]).abs().max().item(), 5),
             greedy_match=first_diff is None, first_diff=first_diff,
+            # how soon bf16 alone turns transformers' greedy path away from its fp32 one
+            hfbf16_first_diff_vs_hf32=_first_diff(gen, gen32),
         )
         if "torch" in results and device == "cuda":
-            other = results["torch"][1][i]
-            rec["triton_vs_torch"] = round((mine - other).abs().max().item(), 5)
-            rec["torch_backend_tokens_equal"] = results["torch"][0][i] == toks[i]
+            other_toks, other = results["torch"][0][i], results["torch"][1][i]
+            split = _first_diff(other_toks, toks[i])
+            same = n_tok if split is None else split + 1  # steps with the same context
+            rec["triton_vs_torch"] = round((mine[:same] - other[:same]).abs().max().item(), 5)
+            rec["torch_backend_first_diff"] = split
         log(out, **rec)
     del hf
 

@@ -171,3 +171,13 @@ def test_sample_follows_the_softmax(device, dtype):
     assert (counts - expected).abs().max() < 0.05, (counts, expected)  # > 3 sigma at n=1000
     assert counts[3] == 0
     assert not torch.equal(sample(logits, temps, seed=4).cpu(), first)
+
+
+def test_default_num_splits():
+    from engine.nano.kernels.decode_attention import MAX_SPLITS, default_num_splits
+
+    assert default_num_splits(256, 2, 2048, num_sms=132) == 1  # 512 programs fill the card
+    assert default_num_splits(128, 2, 2048, num_sms=132) == 3
+    assert default_num_splits(64, 2, 300, num_sms=132) == 2  # parts of at least 256 tokens
+    assert default_num_splits(1, 2, 100_000, num_sms=132) == MAX_SPLITS
+    assert default_num_splits(0, 2, 0) == 1
