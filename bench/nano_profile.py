@@ -17,6 +17,7 @@ Writes profile.json and profile.txt into --out and prints the text.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -152,11 +153,15 @@ def run(a) -> dict:
     runner.graphs = {b: _TimedGraph(g, log) for b, g in graphs.items()}
     runner.model.compute_logits = _timed(runner.model.compute_logits, "logits", log)
     runner.sampler = _timed(runner.sampler, "sampler", log)
+    # Called only by eager steps (prefill, or decode without a graph): graph replays log
+    # their own forward.
+    runner.model.forward = _timed(runner.model.forward, "forward", log)
 
     for p, n in zip(w.prompts, w.max_tokens, strict=True):
         sched.add(Sequence(p, SamplingParams(temperature=w.spec.temperature, max_tokens=n,
                                              ignore_eos=True), llm.config.block_size))
-    steps, profiled = [], None
+    steps, profiled, prefill_profiled = [], None, None
+    gc.disable()  # as LLM.generate does
     t_run = time.perf_counter()
     while not sched.is_finished():
         t0 = time.perf_counter()
@@ -166,6 +171,9 @@ def run(a) -> dict:
         if (profiled is None and full and torch.cuda.is_available()
                 and len(steps) >= 40):
             profiled = profile_eager(runner, batch, graphs)
+            t1 = time.perf_counter()
+        if prefill_profiled is None and batch.is_prefill and torch.cuda.is_available():
+            prefill_profiled = profile_eager(runner, batch, graphs)
             t1 = time.perf_counter()
         log.clear()
         tokens = runner.run(batch)
@@ -181,14 +189,17 @@ def run(a) -> dict:
             "postprocess_s": t3 - t2, **{f"gpu_{k}_s": v for k, v in gpu.items()},
         })
     total_s = time.perf_counter() - t_run
+    gc.enable()
     return {"card": card, "arch": a.arch, "max_num_seqs": a.max_num_seqs,
             "start_s": start_s, "timings": llm.timings, "sizes": sizes, "total_s": total_s,
-            "output_tokens": sum(w.max_tokens), "steps": steps, "eager_profile": profiled}
+            "output_tokens": sum(w.max_tokens), "steps": steps, "eager_profile": profiled,
+            "prefill_profile": prefill_profiled}
 
 
 def profile_eager(runner, batch, graphs) -> dict:
-    """Run this decode batch eagerly under the profiler a few times (the KV slots it writes
-    are rewritten by the real step that follows) and split kernel time by category."""
+    """Run this batch eagerly under the profiler a few times (the KV slots it writes are
+    rewritten, with the same values, by the real step that follows) and split kernel time by
+    category."""
     from torch.profiler import ProfilerActivity, profile
 
     timed, runner.graphs = runner.graphs, {}
@@ -207,7 +218,8 @@ def profile_eager(runner, batch, graphs) -> dict:
         if us and ev.key and not ev.key.startswith(("ProfilerStep", "aten::", "cuda")):
             by_cat[category(ev.key)] += us / reps / 1e3
             top[ev.key] += us / reps / 1e3
-    return {"seqs": len(batch.seqs), "ctx": sum(len(s) for s in batch.seqs),
+    return {"seqs": len(batch.seqs), "tokens": batch.num_tokens,
+            "ctx": sum(len(s) for s in batch.seqs),
             "ms_per_step": dict(by_cat),
             "top_kernels_ms": dict(sorted(top.items(), key=lambda kv: -kv[1])[:15])}
 
@@ -255,10 +267,12 @@ def summarize(r: dict) -> str:
             lines.append(f"  forward GPU time vs its floor: {forward:.3f} s vs "
                          f"{floor:.3f} s")
     lines.append(f"whole run floor {floor_total:.2f} s vs measured {r['total_s']:.2f} s")
-    p = r.get("eager_profile")
-    if p:
-        lines.append(f"eager decode step, {p['seqs']} seqs, {p['ctx']:,} context tokens, "
-                     f"kernel ms/step: "
+    for key, what in (("eager_profile", "eager decode step"), ("prefill_profile", "prefill step")):
+        p = r.get(key)
+        if not p:
+            continue
+        lines.append(f"{what}, {p['seqs']} seqs, {p.get('tokens', p['seqs']):,} new tokens, "
+                     f"{p['ctx']:,} context tokens, kernel ms/step: "
                      + ", ".join(f"{k} {v:.3f}" for k, v in sorted(p["ms_per_step"].items(),
                                                                   key=lambda kv: -kv[1])))
         lines += [f"  {v:7.3f} ms  {k[:100]}" for k, v in p["top_kernels_ms"].items()]

@@ -65,6 +65,7 @@ class ModelRunner:
         self.backend = cfg.attention_backend
         self.timings: dict[str, float] = {"load_s": 0.0, "profile_s": 0.0, "capture_s": 0.0}
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.graph_sizes: list[int] = []  # sorted keys of graphs
         self.sampler = Sampler(self.backend == "triton" and self.is_cuda, cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.num_sms = (
@@ -236,31 +237,52 @@ class ModelRunner:
 
         return default_num_splits(batch, self.mcfg.num_key_value_heads, max_context, self.num_sms)
 
-    def _run_decode(self, seqs: list[Sequence]) -> torch.Tensor:
-        ids = [s.last_token for s in seqs]
-        positions = [len(s) - 1 for s in seqs]
-        ctx = [len(s) for s in seqs]
+    def _decode_inputs(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A decode step's inputs in two host-to-device copies: int64 [3, B] (token ids,
+        positions, cache slots) and int32 [B, 1 + width] (context length, then the block
+        table). Built as flat lists because this runs on the host every step, between two
+        GPU steps: per-row lists and a nested torch.tensor cost a millisecond at B=256."""
+        bs = self.block_size
+        width = max(len(s.block_table) for s in seqs)
+        pad = [0] * width
+        ids: list[int] = []
+        positions: list[int] = []
         slots: list[int] = []
+        rows: list[int] = []
         for s in seqs:
-            self._slots(s, len(s) - 1, len(s), slots)
-        tables = self._block_tables(seqs)
+            n = len(s.token_ids)
+            table = s.block_table
+            ids.append(s.token_ids[-1])
+            positions.append(n - 1)
+            slots.append(table[(n - 1) // bs] * bs + (n - 1) % bs)
+            rows.append(n)
+            rows.extend(table)
+            rows.extend(pad[: width - len(table)])
+        ids.extend(positions)
+        ids.extend(slots)
         b = len(seqs)
-        bucket = next((g for g in sorted(self.graphs) if g >= b), None)
+        return (self._tensor(ids, torch.long).view(3, b),
+                self._tensor(rows, torch.int32).view(b, 1 + width))
+
+    def _run_decode(self, seqs: list[Sequence]) -> torch.Tensor:
+        longs, ints = self._decode_inputs(seqs)
+        b = len(seqs)
+        bucket = next((g for g in self.graph_sizes if g >= b), None)
         if bucket is None:
+            ctx = ints[:, 0].contiguous()
             meta = AttentionMetadata(
-                False, self._tensor(slots, torch.long), self._tensor(tables, torch.int32),
-                self._tensor(ctx, torch.int32), num_splits=self.num_splits(b, max(ctx)),
+                False, longs[2], ints[:, 1:].contiguous(), ctx,
+                num_splits=self.num_splits(b, max(len(s) for s in seqs)),
             )
-            return self.model(self._tensor(ids, torch.long), self._tensor(positions, torch.long),
-                              meta)
+            return self.model(longs[0], longs[1], meta)
         g = self.graph_inputs
-        g["ids"][:b] = self._tensor(ids, torch.long)
-        g["positions"][:b] = self._tensor(positions, torch.long)
+        g["ids"][:b] = longs[0]
+        g["positions"][:b] = longs[1]
         g["slots"][b:bucket].fill_(-1)
-        g["slots"][:b] = self._tensor(slots, torch.long)
+        g["slots"][:b] = longs[2]
         g["ctx"][b:bucket].zero_()
-        g["ctx"][:b] = self._tensor(ctx, torch.int32)
-        g["tables"][:b, : len(tables[0])] = self._tensor(tables, torch.int32)
+        g["ctx"][:b] = ints[:, 0]
+        g["tables"][:b, : ints.shape[1] - 1] = ints[:, 1:]
         self.graphs[bucket].replay()
         return g["out"][:b]
 
@@ -334,3 +356,4 @@ class ModelRunner:
                 pool = graph.pool()
             self.graphs[b] = graph
             self._sync()
+        self.graph_sizes = sorted(self.graphs)

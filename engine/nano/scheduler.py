@@ -118,8 +118,12 @@ class Scheduler:
 
     def _schedule_decode(self) -> Batch | None:
         seqs: list[Sequence] = []
+        bs = self.bm.block_size
         while self.running:
             seq = self.running.popleft()
+            if len(seq.block_table) * bs >= len(seq.token_ids):  # its slot is there already
+                seqs.append(seq)
+                continue
             while not self.bm.can_append(seq):
                 if self.running:
                     self._preempt(self.running.pop())
@@ -141,27 +145,32 @@ class Scheduler:
 
     def postprocess(self, batch: Batch, token_ids: list[int]) -> list[Sequence]:
         """Record the step: computed tokens, sampled tokens (one per sampling sequence, in
-        order), prefix-cache registration, and finishing. Return the finished sequences."""
+        order), prefix-cache registration, and finishing. Return the finished sequences.
+        Runs on the host every step, so the common case stays a few attribute updates."""
+        if len(token_ids) != sum(batch.sample_flags):
+            raise AssertionError(
+                f"{len(token_ids)} sampled tokens for {sum(batch.sample_flags)} sampling sequences"
+            )
         sampled = iter(token_ids)
         finished = []
-        for i, seq in enumerate(batch.seqs):
-            samples = batch.samples(i)
-            seq.num_computed_tokens += batch.num_new_tokens[i]
-            self.bm.register(seq)
+        bs = self.bm.block_size
+        for seq, n, samples in zip(batch.seqs, batch.num_new_tokens, batch.sample_flags,
+                                   strict=True):
+            seq.num_computed_tokens += n
+            if seq.num_computed_tokens // bs > seq.num_hashed_blocks:
+                self.bm.register(seq)
             if not samples:
                 continue
             tok = next(sampled)
-            seq.append_token(tok)
+            seq.token_ids.append(tok)
             p = seq.params
             if (
                 (not p.ignore_eos and tok in self.eos_token_ids)
-                or seq.num_completion_tokens >= p.max_tokens
-                or len(seq) >= self.max_model_len
+                or len(seq.token_ids) - seq.num_prompt_tokens >= p.max_tokens
+                or len(seq.token_ids) >= self.max_model_len
             ):
                 seq.status = Status.FINISHED
                 self.bm.deallocate(seq)
                 self.running.remove(seq)
                 finished.append(seq)
-        if next(sampled, None) is not None:
-            raise AssertionError("more sampled tokens than sampling sequences")
         return finished
