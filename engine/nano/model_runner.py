@@ -65,7 +65,6 @@ class ModelRunner:
         self.backend = cfg.attention_backend
         self.timings: dict[str, float] = {"load_s": 0.0, "profile_s": 0.0, "capture_s": 0.0}
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.graph_sizes: list[int] = []  # sorted keys of graphs
         self.sampler = Sampler(self.backend == "triton" and self.is_cuda, cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.num_sms = (
@@ -267,7 +266,7 @@ class ModelRunner:
     def _run_decode(self, seqs: list[Sequence]) -> torch.Tensor:
         longs, ints = self._decode_inputs(seqs)
         b = len(seqs)
-        bucket = next((g for g in self.graph_sizes if g >= b), None)
+        bucket = next((g for g in sorted(self.graphs) if g >= b), None)
         if bucket is None:
             ctx = ints[:, 0].contiguous()
             meta = AttentionMetadata(
@@ -356,4 +355,3 @@ class ModelRunner:
                 pool = graph.pool()
             self.graphs[b] = graph
             self._sync()
-        self.graph_sizes = sorted(self.graphs)
