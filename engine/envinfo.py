@@ -68,17 +68,18 @@ def _git_dirty() -> bool | None:
 
 
 def _revision() -> tuple[str | None, bool | None]:
-    """The commit and whether the tree differs from it: from git, or, in a copy of the
-    project without .git (a provisioned host), from the REVISION file written beside it
-    ("SHA" or "SHA+dirty")."""
-    sha = _safe(lambda: _git("rev-parse", "HEAD"))
-    if sha:
-        return sha, _safe(_git_dirty)
+    """The commit and whether the tree differs from it. A copy of the project carried to
+    another machine (a provisioned host, a lent GPU) names its commit in the REVISION file
+    written beside it ("SHA" or "SHA+dirty"), and wins there: whatever .git such a copy has
+    may be stale. Otherwise git's HEAD."""
     try:
         text = (PROJECT_ROOT / "REVISION").read_text().strip()
     except OSError:
-        return None, None
-    return (text.removesuffix("+dirty"), text.endswith("+dirty")) if text else (None, None)
+        text = ""
+    if text:
+        return text.removesuffix("+dirty"), text.endswith("+dirty")
+    sha = _safe(lambda: _git("rev-parse", "HEAD"))
+    return (sha, _safe(_git_dirty)) if sha else (None, None)
 
 
 def _str(value: Any) -> str:

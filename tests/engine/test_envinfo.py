@@ -70,3 +70,17 @@ def test_visible_device(value: str | None, expected: str | None, monkeypatch) ->
     assert envinfo.visible_device() == expected
     if expected is None:
         assert envinfo.gpu_info() is None
+
+
+def test_revision_file_wins_over_a_stale_git(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tree synced onto a machine whose .git is from an older copy: REVISION names the tree.
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "old"], check=True)
+    old = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    monkeypatch.setattr(envinfo, "PROJECT_ROOT", tmp_path)
+    assert envinfo.collect()["git_sha"] == old
+    (tmp_path / "REVISION").write_text("f00d\n")
+    assert envinfo.collect()["git_sha"] == "f00d"
