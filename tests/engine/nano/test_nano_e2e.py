@@ -105,6 +105,15 @@ def test_prefix_caching_off_gives_the_same_tokens(checkpoints):
     assert llm.last_stats["prefix_hit_tokens"] == 0
 
 
+def test_kernel_warm_up_leaves_nothing_behind(checkpoints):
+    d = checkpoints["tiny"]
+    llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=96, num_kv_blocks=12)
+    llm.compile_kernels()  # LLM runs it at start on CUDA; 34 requests in waves of 4 here
+    assert llm.block_manager.num_free_blocks == 12 and llm.last_stats == {}
+    ps = prompts()
+    assert llm.generate(ps, GREEDY) == hf_greedy(d, ps)
+
+
 @needs_triton
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs the interpreter")
 def test_triton_backend_under_the_interpreter(checkpoints):
