@@ -124,6 +124,8 @@ KINDS: dict[str, EngineKind] = {
                                             "auto: triton on CUDA, torch on CPU"),
                 "max_num_batched_tokens": Option(int, 16384, help="prefill tokens per step"),
                 "enable_prefix_caching": Option(bool, True),
+                "async_scheduling": Option(bool, True, help="queue each decode step before "
+                                           "reading the previous one's tokens"),
             },
         ),
         EngineKind(

@@ -61,6 +61,7 @@ def start(job: BenchJob, model_dir: str | Path) -> NanoEngine:
         enforce_eager=o["enforce_eager"],
         block_size=o["block_size"],
         enable_prefix_caching=o["enable_prefix_caching"],
+        async_scheduling=o["async_scheduling"],
         attention_backend=None if o["attention_backend"] == "auto" else o["attention_backend"],
     )
     return NanoEngine(llm)

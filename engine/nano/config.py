@@ -94,6 +94,8 @@ class EngineConfig:
     enforce_eager: bool = False  # no CUDA graphs
     block_size: int = 256
     enable_prefix_caching: bool = True
+    # Queue each decode step before reading the previous one's tokens (LLM._run_steps).
+    async_scheduling: bool = True
     attention_backend: str | None = None  # triton | torch; default triton on CUDA, torch on CPU
     device: str | None = None  # default cuda when available
     dtype: str | None = None  # default bfloat16 on CUDA, float32 on CPU

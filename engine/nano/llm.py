@@ -86,6 +86,37 @@ class LLM:
             self.generate(prompts, params)
         self.last_stats = {}
 
+    def _run_steps(self, stats: dict) -> None:
+        """Step until every sequence has ended. With async_scheduling, a decode step is
+        queued on the device before the host reads the previous step's tokens, so that the
+        host's work (reading them back, scheduling, preparing the inputs) overlaps the GPU's
+        instead of leaving it idle. The host waits for the tokens only where the next step
+        needs them: before a prefill, or when nothing is left to decode."""
+        sched, runner = self.scheduler, self.runner
+        pending = None  # a decode step queued and advanced, its tokens not read yet
+        while True:
+            if pending is not None and (not self.config.async_scheduling
+                                        or sched.must_wait_for_tokens()):
+                sched.complete(pending[0], pending[1].tolist())
+                pending = None
+            if sched.is_finished():
+                break
+            t = time.perf_counter()
+            batch = sched.schedule()
+            tokens = runner.launch(batch, pending[1] if pending else None)
+            sched.advance(batch)
+            if pending is not None:
+                sched.complete(pending[0], pending[1].tolist())
+                pending = None
+            if batch.is_prefill:
+                sched.complete(batch, tokens.tolist())
+            else:
+                pending = (batch, tokens)
+            kind = "prefill" if batch.is_prefill else "decode"
+            stats[f"{kind}_s"] += time.perf_counter() - t
+            stats[f"{kind}_steps"] += 1
+            stats[f"{kind}_tokens"] += batch.num_tokens
+
     @property
     def num_kv_blocks(self) -> int:
         return self.runner.num_blocks
@@ -122,15 +153,7 @@ class LLM:
         gc_enabled = gc.isenabled()
         gc.disable()
         try:
-            while not self.scheduler.is_finished():
-                t = time.perf_counter()
-                batch = self.scheduler.schedule()
-                tokens = self.runner.run(batch)  # .tolist() inside waits for the device
-                self.scheduler.postprocess(batch, tokens)
-                kind = "prefill" if batch.is_prefill else "decode"
-                stats[f"{kind}_s"] += time.perf_counter() - t
-                stats[f"{kind}_steps"] += 1
-                stats[f"{kind}_tokens"] += batch.num_tokens
+            self._run_steps(stats)
         finally:
             if gc_enabled:
                 gc.enable()

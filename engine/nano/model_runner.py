@@ -25,7 +25,7 @@ from engine.nano.layers.sampler import Sampler
 from engine.nano.loader import load_weights
 from engine.nano.models import model_class
 from engine.nano.scheduler import Batch
-from engine.nano.sequence import Sequence
+from engine.nano.sequence import PLACEHOLDER, Sequence
 
 
 @contextlib.contextmanager
@@ -51,6 +51,28 @@ def available_ram_bytes() -> int:
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+class StepTokens:
+    """One step's sampled tokens: on the device (the next step's input) and on their way
+    to the host, which reads them with tolist() once the step is done."""
+
+    def __init__(self, tokens: torch.Tensor, rows: dict[int, int], is_cuda: bool):
+        self.device = tokens
+        self.rows = rows  # seq_id -> row of tokens
+        self.event = None
+        if is_cuda and tokens.is_cuda:
+            self.host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+            self.host.copy_(tokens, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = tokens
+
+    def tolist(self) -> list[int]:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host.tolist()
 
 
 class ModelRunner:
@@ -236,35 +258,48 @@ class ModelRunner:
 
         return default_num_splits(batch, self.mcfg.num_key_value_heads, max_context, self.num_sms)
 
-    def _decode_inputs(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A decode step's inputs in two host-to-device copies: int64 [3, B] (token ids,
-        positions, cache slots) and int32 [B, 1 + width] (context length, then the block
-        table). Built as flat lists because this runs on the host every step, between two
-        GPU steps: per-row lists and a nested torch.tensor cost a millisecond at B=256."""
+    def _decode_inputs(
+        self, seqs: list[Sequence], prev: StepTokens | None
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """A decode step's inputs in two host-to-device copies: int64 [4, B] (token ids,
+        positions, cache slots, and for a token not sampled yet its row in the previous
+        step, else -1) and int32 [B, 1 + width] (context length, then the block table).
+        Built as flat lists because this runs on the host every step, between two GPU
+        steps: per-row lists and a nested torch.tensor cost a millisecond at B=256."""
         bs = self.block_size
         width = max(len(s.block_table) for s in seqs)
         pad = [0] * width
         ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
+        src: list[int] = []
         rows: list[int] = []
+        prev_rows = prev.rows if prev is not None else {}
         for s in seqs:
             n = len(s.token_ids)
             table = s.block_table
-            ids.append(s.token_ids[-1])
+            tok = s.token_ids[-1]
+            ids.append(tok)
+            src.append(prev_rows[s.seq_id] if tok == PLACEHOLDER else -1)
             positions.append(n - 1)
             slots.append(table[(n - 1) // bs] * bs + (n - 1) % bs)
             rows.append(n)
             rows.extend(table)
             rows.extend(pad[: width - len(table)])
+        pending = any(i >= 0 for i in src)
         ids.extend(positions)
         ids.extend(slots)
+        ids.extend(src)
         b = len(seqs)
-        return (self._tensor(ids, torch.long).view(3, b),
-                self._tensor(rows, torch.int32).view(b, 1 + width))
+        return (self._tensor(ids, torch.long).view(4, b),
+                self._tensor(rows, torch.int32).view(b, 1 + width), pending)
 
-    def _run_decode(self, seqs: list[Sequence]) -> torch.Tensor:
-        longs, ints = self._decode_inputs(seqs)
+    def _run_decode(self, seqs: list[Sequence], prev: StepTokens | None) -> torch.Tensor:
+        longs, ints, pending = self._decode_inputs(seqs, prev)
+        ids = longs[0]
+        if pending:  # tokens the previous step sampled, still on the device
+            src = longs[3]
+            ids = torch.where(src >= 0, prev.device[src.clamp(min=0)].to(ids.dtype), ids)
         b = len(seqs)
         bucket = next((g for g in sorted(self.graphs) if g >= b), None)
         if bucket is None:
@@ -273,9 +308,9 @@ class ModelRunner:
                 False, longs[2], ints[:, 1:].contiguous(), ctx,
                 num_splits=self.num_splits(b, max(len(s) for s in seqs)),
             )
-            return self.model(longs[0], longs[1], meta)
+            return self.model(ids, longs[1], meta)
         g = self.graph_inputs
-        g["ids"][:b] = longs[0]
+        g["ids"][:b] = ids
         g["positions"][:b] = longs[1]
         g["slots"][b:bucket].fill_(-1)
         g["slots"][:b] = longs[2]
@@ -285,18 +320,24 @@ class ModelRunner:
         self.graphs[bucket].replay()
         return g["out"][:b]
 
-    @torch.inference_mode()
     def run(self, batch: Batch) -> list[int]:
         """One forward step; return the sampled token of each sampling sequence, in order."""
+        return self.launch(batch).tolist()
+
+    @torch.inference_mode()
+    def launch(self, batch: Batch, prev: StepTokens | None = None) -> StepTokens:
+        """Queue one forward step and its sampling on the device and return at once. A
+        decode step may follow a step whose tokens the host has not read yet (`prev`): the
+        sequences' PLACEHOLDER tokens are taken from it on the device."""
         if batch.is_prefill:
             ids, positions, meta, rows = self._prepare_prefill(batch)
             hidden = self.model(ids, positions, meta)
             if not rows:
-                return []
+                return StepTokens(torch.empty(0, dtype=torch.long), {}, self.is_cuda)
             hidden = hidden[self._tensor(rows, torch.long)]
             seqs = [s for i, s in enumerate(batch.seqs) if batch.samples(i)]
         else:
-            hidden = self._run_decode(batch.seqs)
+            hidden = self._run_decode(batch.seqs, prev)
             seqs = batch.seqs
         logits = self.model.compute_logits(hidden)
         params = [s.params for s in seqs]
@@ -306,7 +347,8 @@ class ModelRunner:
             top_ks = self._tensor([p.top_k for p in params], torch.long)
         if any(p.top_p < 1 for p in params):
             top_ps = self._tensor([p.top_p for p in params], torch.float32)
-        return self.sampler(logits, temps, top_ks, top_ps, self.generator).tolist()
+        tokens = self.sampler(logits, temps, top_ks, top_ps, self.generator)
+        return StepTokens(tokens, {s.seq_id: i for i, s in enumerate(seqs)}, self.is_cuda)
 
     # -- CUDA graphs --------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from engine.nano.block_manager import BlockManager
-from engine.nano.sequence import Sequence, Status
+from engine.nano.sequence import PLACEHOLDER, Sequence, Status
 
 
 @dataclass
@@ -31,6 +31,8 @@ class Batch:
     # Whether each sequence reaches its end in this step, and so gets a next token; fixed
     # when the batch is made.
     sample_flags: list[bool] = field(init=False)
+    # Where each sampling sequence's new token goes in its token_ids (set by advance()).
+    token_positions: list[int] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.sample_flags = [
@@ -144,33 +146,64 @@ class Scheduler:
         self.waiting.appendleft(seq)
 
     def postprocess(self, batch: Batch, token_ids: list[int]) -> list[Sequence]:
-        """Record the step: computed tokens, sampled tokens (one per sampling sequence, in
-        order), prefix-cache registration, and finishing. Return the finished sequences.
-        Runs on the host every step, so the common case stays a few attribute updates."""
-        if len(token_ids) != sum(batch.sample_flags):
-            raise AssertionError(
-                f"{len(token_ids)} sampled tokens for {sum(batch.sample_flags)} sampling sequences"
-            )
-        sampled = iter(token_ids)
-        finished = []
-        bs = self.bm.block_size
+        """Record a step whose sampled tokens are known: advance() then complete()."""
+        self.advance(batch)
+        return self.complete(batch, token_ids)
+
+    def advance(self, batch: Batch) -> None:
+        """Record a step as soon as it is queued, before its tokens are known: computed
+        tokens, a PLACEHOLDER for each sampled token, and the end of every sequence that
+        reaches max_tokens or max_model_len (out of the running queue at once, so the next
+        step can be scheduled; its blocks are freed by complete()). Runs on the host every
+        step, so the common case stays a few attribute updates."""
+        positions = batch.token_positions
         for seq, n, samples in zip(batch.seqs, batch.num_new_tokens, batch.sample_flags,
                                    strict=True):
             seq.num_computed_tokens += n
-            if seq.num_computed_tokens // bs > seq.num_hashed_blocks:
+            if not samples:
+                continue
+            seq.token_ids.append(PLACEHOLDER)
+            positions.append(len(seq.token_ids) - 1)
+            if (len(seq.token_ids) - seq.num_prompt_tokens >= seq.params.max_tokens
+                    or len(seq.token_ids) >= self.max_model_len):
+                seq.status = Status.FINISHED
+                self.running.remove(seq)
+
+    def complete(self, batch: Batch, token_ids: list[int]) -> list[Sequence]:
+        """Record an advanced step's sampled tokens (one per sampling sequence, in order):
+        fill the placeholders, register newly computed blocks in the prefix cache, end the
+        sequences that sampled an end token (dropping a token a later step may already have
+        queued for them) and free the blocks of the ones that ended. Return those."""
+        if len(token_ids) != len(batch.token_positions):
+            raise AssertionError(f"{len(token_ids)} sampled tokens for "
+                                 f"{len(batch.token_positions)} sampling sequences")
+        bs = self.bm.block_size
+        finished = []
+        k = 0
+        for seq, samples in zip(batch.seqs, batch.sample_flags, strict=True):
+            if samples:
+                pos, tok = batch.token_positions[k], token_ids[k]
+                k += 1
+                if pos >= len(seq.token_ids):  # it has ended at an end token since
+                    continue
+                seq.token_ids[pos] = tok
+            if seq.block_table and seq.num_computed_tokens // bs > seq.num_hashed_blocks:
                 self.bm.register(seq)
             if not samples:
                 continue
-            tok = next(sampled)
-            seq.token_ids.append(tok)
-            p = seq.params
-            if (
-                (not p.ignore_eos and tok in self.eos_token_ids)
-                or len(seq.token_ids) - seq.num_prompt_tokens >= p.max_tokens
-                or len(seq.token_ids) >= self.max_model_len
-            ):
+            if seq.status is Status.FINISHED:  # at its length limit since advance()
+                self.bm.deallocate(seq)
+                finished.append(seq)
+            elif not seq.params.ignore_eos and tok in self.eos_token_ids:
+                del seq.token_ids[pos + 1:]
+                (self.running if seq.status is Status.RUNNING else self.waiting).remove(seq)
                 seq.status = Status.FINISHED
                 self.bm.deallocate(seq)
-                self.running.remove(seq)
                 finished.append(seq)
         return finished
+
+    def must_wait_for_tokens(self) -> bool:
+        """Whether the next step needs every token sampled so far: when it may admit or
+        recompute a sequence (a prefill reads its tokens), or nothing is left to decode."""
+        return not self.running or (bool(self.waiting)
+                                    and len(self.running) < self.max_num_seqs)

@@ -7,6 +7,9 @@ import itertools
 
 from engine.nano.sampling import SamplingParams
 
+# The token of a sequence whose step is queued on the device and not read back yet.
+PLACEHOLDER = -1
+
 
 class Status(enum.Enum):
     WAITING = "waiting"

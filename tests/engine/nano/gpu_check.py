@@ -123,6 +123,36 @@ def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_t
     del hf
 
 
+def async_check(model_dir: str, out: Path, num_seqs: int = 64, n_tok: int = 96) -> None:
+    """Greedy tokens of the standard workload's first prompts with decode steps queued
+    ahead of the host (async_scheduling) and without: the same batches, so the same tokens;
+    and with a sampled token made an end token, the same ends."""
+    import gc
+
+    from engine.nano import LLM, SamplingParams
+    from engine.workload import WorkloadSpec, build
+
+    prompts = build(WorkloadSpec(num_seqs=num_seqs)).prompts
+    outs = {}
+    for a in (True, False):
+        for eos in (False, True):
+            llm = LLM(model_dir, max_num_seqs=32, gpu_memory_utilization=0.3,
+                      async_scheduling=a)
+            if eos:  # a token the sync run samples at step 5 of its first sequence
+                llm.scheduler.eos_token_ids = {outs[(True, False)][0][5]}
+            t0 = time.monotonic()
+            outs[(a, eos)] = llm.generate(prompts, SamplingParams(0, n_tok, not eos))
+            log(out, phase="async", async_scheduling=a, eos=eos,
+                s=round(time.monotonic() - t0, 2),
+                lens=sorted({len(o) for o in outs[(a, eos)]})[:8])
+            del llm
+            gc.collect()
+            torch.cuda.empty_cache()
+    for eos in (False, True):
+        same = sum(x == y for x, y in zip(outs[(True, eos)], outs[(False, eos)], strict=True))
+        log(out, phase="async-vs-sync", eos=eos, identical=f"{same}/{num_seqs}")
+
+
 def bench(model_dir: str, num_seqs: int, ms: int, util: float, out: Path, timeout: float,
           extra: dict) -> None:
     from engine.job import BenchJob, ModelRef
@@ -161,6 +191,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=300)
     ap.add_argument("--skip-logits", action="store_true")
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--runs", default="all", help="comma list of bench runs by index, or all")
     args = ap.parse_args()
     t_end = time.monotonic() + args.budget_s
     out = Path(args.out)
@@ -180,8 +211,18 @@ def main() -> None:
 
             log(out, phase="logits", error=traceback.format_exc()[-3000:], what=str(e))
         log(out, phase="logits-done", s=round(time.monotonic() - t0, 1))
+    if device == "cuda":
+        try:
+            async_check(d, out)
+        except Exception:
+            import traceback
+
+            log(out, phase="async", error=traceback.format_exc()[-3000:])
     runs = [(256, 0.9, {}), (128, 0.9, {}), (64, 0.5, {}), (256, 0.5, {}), (64, 0.9, {}),
-            (128, 0.5, {}), (256, 0.9, {"enforce_eager": True})]
+            (128, 0.5, {}), (256, 0.9, {"async_scheduling": False}),
+            (256, 0.9, {"enforce_eager": True})]
+    if args.runs != "all":
+        runs = [runs[int(i)] for i in args.runs.split(",")]
     for ms, util, extra in [] if args.skip_bench else runs:
         left = t_end - time.monotonic()
         if left < 45:

@@ -141,6 +141,38 @@ def test_sampling(checkpoints):
     assert [len(o) for o in mixed] == [4, 5, 3]
 
 
+@pytest.mark.parametrize("max_num_seqs", [8, 3])
+def test_async_scheduling_ends_at_end_tokens_like_the_sync_loop(checkpoints, max_num_seqs):
+    """Decode steps queued ahead of the host: a sequence that samples an end token has one
+    more step queued already, whose token must be dropped; with max_num_seqs 3 prompts wait,
+    so the loop switches between queuing ahead and waiting for the tokens."""
+    d = checkpoints["tiny"]
+    ps = prompts()
+    free = LLM(d, block_size=8, max_num_seqs=8, max_model_len=128).generate(ps, GREEDY)
+    # End tokens that a few sequences meet mid-way, and one that every sequence meets at once.
+    eos = {free[2][3], free[5][7], free[0][0]}
+    want = [out[: min([out.index(e) + 1 for e in eos if e in out] or [len(out)])]
+            for out in free]
+    assert any(len(w) < MAX_TOKENS for w in want)
+    params = SamplingParams(temperature=0, max_tokens=MAX_TOKENS, ignore_eos=False)
+    for async_scheduling in (True, False):
+        llm = LLM(d, block_size=8, max_num_seqs=max_num_seqs, max_model_len=128,
+                  async_scheduling=async_scheduling)
+        llm.scheduler.eos_token_ids = eos
+        assert llm.generate(ps, params) == want
+        assert llm.block_manager.num_free_blocks == llm.num_kv_blocks
+        assert not llm.scheduler.running and not llm.scheduler.waiting
+
+
+def test_async_scheduling_samples_the_same_tokens(checkpoints):
+    d = checkpoints["tiny-qwen3"]
+    ps = prompts([5, 9, 13, 40, 2], seed=4)
+    params = SamplingParams(temperature=0.8, max_tokens=9, ignore_eos=True)
+    outs = [LLM(d, block_size=8, max_num_seqs=2, max_model_len=64, num_kv_blocks=9, seed=3,
+                async_scheduling=a).generate(ps, params) for a in (True, False)]
+    assert outs[0] == outs[1] and [len(o) for o in outs[0]] == [9] * 5
+
+
 def test_request_errors(checkpoints):
     llm = LLM(checkpoints["tiny"], block_size=8, max_model_len=32)
     with pytest.raises(ValueError, match="request 1: prompt of 33 tokens is longer than"):
