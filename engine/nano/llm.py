@@ -95,13 +95,16 @@ class LLM:
         sched, runner = self.scheduler, self.runner
         pending = None  # a decode step queued and advanced, its tokens not read yet
         while True:
+            # An iteration's time, waiting for the previous step included, counts for the
+            # kind of step it queues; the last wait for the decode steps.
+            t = time.perf_counter()
             if pending is not None and (not self.config.async_scheduling
                                         or sched.must_wait_for_tokens()):
                 sched.complete(pending[0], pending[1].tolist())
                 pending = None
             if sched.is_finished():
+                stats["decode_s"] += time.perf_counter() - t
                 break
-            t = time.perf_counter()
             batch = sched.schedule()
             tokens = runner.launch(batch, pending[1] if pending else None)
             sched.advance(batch)
