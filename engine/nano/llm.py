@@ -91,19 +91,23 @@ class LLM:
         queued on the device before the host reads the previous step's tokens, so that the
         host's work (reading them back, scheduling, preparing the inputs) overlaps the GPU's
         instead of leaving it idle. The host waits for the tokens only where the next step
-        needs them: before a prefill, or when nothing is left to decode."""
+        needs them (Scheduler.must_wait_for_tokens). The tokens are those of the synchronous
+        loop, except that with end tokens and temperature > 0 the random draws differ: the
+        step queued after a sequence's end token still samples a row for it."""
         sched, runner = self.scheduler, self.runner
         pending = None  # a decode step queued and advanced, its tokens not read yet
         while True:
-            # An iteration's time, waiting for the previous step included, counts for the
-            # kind of step it queues; the last wait for the decode steps.
+            # Waiting for a decode step's tokens counts for the decode steps, the rest of
+            # an iteration for the kind of step it queues.
             t = time.perf_counter()
             if pending is not None and (not self.config.async_scheduling
                                         or sched.must_wait_for_tokens()):
                 sched.complete(pending[0], pending[1].tolist())
                 pending = None
+                now = time.perf_counter()
+                stats["decode_s"] += now - t
+                t = now
             if sched.is_finished():
-                stats["decode_s"] += time.perf_counter() - t
                 break
             batch = sched.schedule()
             tokens = runner.launch(batch, pending[1] if pending else None)

@@ -153,9 +153,9 @@ class Scheduler:
     def advance(self, batch: Batch) -> None:
         """Record a step as soon as it is queued, before its tokens are known: computed
         tokens, a PLACEHOLDER for each sampled token, and the end of every sequence that
-        reaches max_tokens or max_model_len (out of the running queue at once, so the next
-        step can be scheduled; its blocks are freed by complete()). Runs on the host every
-        step, so the common case stays a few attribute updates."""
+        reaches max_tokens or max_model_len: out of the running queue at once, so that the
+        next step can be scheduled; its blocks stay until complete() has its last token
+        (and registers its blocks). Runs on the host every step: a few attribute updates."""
         positions = batch.token_positions
         for seq, n, samples in zip(batch.seqs, batch.num_new_tokens, batch.sample_flags,
                                    strict=True):
@@ -173,7 +173,7 @@ class Scheduler:
         """Record an advanced step's sampled tokens (one per sampling sequence, in order):
         fill the placeholders, register newly computed blocks in the prefix cache, end the
         sequences that sampled an end token (dropping a token a later step may already have
-        queued for them) and free the blocks of the ones that ended. Return those."""
+        queued for them), and free the blocks of every sequence that ended. Return those."""
         if len(token_ids) != len(batch.token_positions):
             raise AssertionError(f"{len(token_ids)} sampled tokens for "
                                  f"{len(batch.token_positions)} sampling sequences")
@@ -191,19 +191,30 @@ class Scheduler:
                 self.bm.register(seq)
             if not samples:
                 continue
-            if seq.status is Status.FINISHED:  # at its length limit since advance()
-                self.bm.deallocate(seq)
-                finished.append(seq)
-            elif not seq.params.ignore_eos and tok in self.eos_token_ids:
+            if not seq.params.ignore_eos and tok in self.eos_token_ids:
                 del seq.token_ids[pos + 1:]
-                (self.running if seq.status is Status.RUNNING else self.waiting).remove(seq)
-                seq.status = Status.FINISHED
-                self.bm.deallocate(seq)
-                finished.append(seq)
+                if seq.status is Status.RUNNING:
+                    self.running.remove(seq)
+                elif seq.status is Status.WAITING:  # preempted since
+                    self.waiting.remove(seq)
+                # else: at its length limit, by a step queued since
+            elif seq.status is not Status.FINISHED or pos != len(seq.token_ids) - 1:
+                continue  # not its last token
+            seq.status = Status.FINISHED
+            self.bm.deallocate(seq)
+            finished.append(seq)
         return finished
 
     def must_wait_for_tokens(self) -> bool:
-        """Whether the next step needs every token sampled so far: when it may admit or
-        recompute a sequence (a prefill reads its tokens), or nothing is left to decode."""
-        return not self.running or (bool(self.waiting)
-                                    and len(self.running) < self.max_num_seqs)
+        """Whether the next step needs the tokens of the step queued last: when it may
+        admit or recompute a sequence (a prefill reads its tokens), when nothing is left to
+        decode, and when it may have to preempt: the running sequences may need more new
+        blocks than are free, and which of them have ended (their blocks freed by
+        complete()) is not known yet."""
+        if not self.running or (self.waiting and len(self.running) < self.max_num_seqs):
+            return True
+        free = self.bm.num_free_blocks
+        if free >= len(self.running):
+            return False
+        bs = self.bm.block_size
+        return sum(1 for s in self.running if len(s.block_table) * bs < len(s.token_ids)) > free

@@ -164,6 +164,39 @@ def test_async_scheduling_ends_at_end_tokens_like_the_sync_loop(checkpoints, max
         assert not llm.scheduler.running and not llm.scheduler.waiting
 
 
+def test_async_scheduling_end_token_just_before_the_length_limit(checkpoints):
+    # The step after the end token is queued, and reaches max_tokens, before the host sees
+    # the end token: the end token still ends the sequence.
+    d = checkpoints["tiny"]
+    ps = prompts([5, 9])
+    free = LLM(d, block_size=8, max_model_len=64).generate(ps, SamplingParams(0, 6, True))
+    eos = free[0][4]
+    assert eos not in free[0][:4]
+    for async_scheduling in (True, False):
+        llm = LLM(d, block_size=8, max_model_len=64, async_scheduling=async_scheduling)
+        llm.scheduler.eos_token_ids = {eos}
+        out = llm.generate(ps, SamplingParams(0, 6, False))
+        assert out[0] == free[0][:5]
+        assert llm.block_manager.num_free_blocks == llm.num_kv_blocks
+
+
+def test_async_scheduling_frees_ended_sequences_before_preempting(checkpoints):
+    # A sequence ends at its length limit on the first decode step after a prefill; the
+    # other one needs a new block that only the ended one's can give. No preemption, and
+    # certainly no stall, with the decode step queued ahead.
+    d = checkpoints["tiny"]
+    ps = [[1] * 16, [2] * 7, [3]]
+    params = [SamplingParams(0, 2, True), SamplingParams(0, 10, True), SamplingParams(0, 3, True)]
+    outs = []
+    for async_scheduling, blocks, n in ((True, 4, 2), (False, 4, 2), (True, 5, 3), (False, 5, 3)):
+        llm = LLM(d, block_size=8, max_model_len=32, num_kv_blocks=blocks,
+                  async_scheduling=async_scheduling)
+        outs.append(llm.generate(ps[:n], params[:n]))
+        assert [len(o) for o in outs[-1]] == [p.max_tokens for p in params[:n]]
+        assert llm.last_stats["preemptions"] == 0
+    assert outs[0] == outs[1] and outs[2] == outs[3]
+
+
 def test_async_scheduling_samples_the_same_tokens(checkpoints):
     d = checkpoints["tiny-qwen3"]
     ps = prompts([5, 9, 13, 40, 2], seed=4)
