@@ -347,7 +347,8 @@ class ModelRunner:
             top_ks = self._tensor([p.top_k for p in params], torch.long)
         if any(p.top_p < 1 for p in params):
             top_ps = self._tensor([p.top_p for p in params], torch.float32)
-        tokens = self.sampler(logits, temps, top_ks, top_ps, self.generator)
+        tokens = self.sampler(logits, temps, top_ks, top_ps, self.generator,
+                              all_greedy=all(p.temperature == 0 for p in params))
         return StepTokens(tokens, {s.seq_id: i for i, s in enumerate(seqs)}, self.is_cuda)
 
     # -- CUDA graphs --------------------------------------------------------------------

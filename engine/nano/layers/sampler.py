@@ -24,6 +24,7 @@ class Sampler(nn.Module):
         top_ks: torch.Tensor | None = None,  # [N] int, 0 = all
         top_ps: torch.Tensor | None = None,  # [N] fp32, 1 = all
         generator: torch.Generator | None = None,
+        all_greedy: bool | None = None,  # the caller knows: spares the device a sync
     ) -> torch.Tensor:
         if self.use_triton and logits.is_cuda and top_ks is None and top_ps is None:
             from engine.nano.kernels.sample import sample
@@ -31,7 +32,7 @@ class Sampler(nn.Module):
             return sample(logits, temperatures, self.seeds.getrandbits(31))
         logits = logits.float()
         greedy = logits.argmax(dim=-1)
-        if not bool((temperatures > 0).any()):
+        if all_greedy if all_greedy is not None else not bool((temperatures > 0).any()):
             return greedy
         logits = logits / temperatures.clamp_min(1e-5)[:, None]
         if top_ks is not None or top_ps is not None:
