@@ -132,9 +132,13 @@ class BlockManager:
         seq.block_table = []
         seq.num_computed_tokens = seq.num_cached_tokens = seq.num_hashed_blocks = 0
 
+    def needs_block(self, seq: Sequence) -> bool:
+        """Whether seq's newest token lies past the blocks it holds."""
+        return len(seq.block_table) * self.block_size < len(seq.token_ids)
+
     def can_append(self, seq: Sequence) -> bool:
         """Whether seq's newest token has (or can get) a slot."""
-        return len(seq.block_table) >= seq.num_blocks or len(self.free) >= 1
+        return not self.needs_block(seq) or len(self.free) >= 1
 
     def append_slot(self, seq: Sequence) -> None:
         while len(seq.block_table) < seq.num_blocks:

@@ -120,10 +120,9 @@ class Scheduler:
 
     def _schedule_decode(self) -> Batch | None:
         seqs: list[Sequence] = []
-        bs = self.bm.block_size
         while self.running:
             seq = self.running.popleft()
-            if len(seq.block_table) * bs >= len(seq.token_ids):  # its slot is there already
+            if not self.bm.needs_block(seq):  # its slot is there already
                 seqs.append(seq)
                 continue
             while not self.bm.can_append(seq):
@@ -216,5 +215,4 @@ class Scheduler:
         free = self.bm.num_free_blocks
         if free >= len(self.running):
             return False
-        bs = self.bm.block_size
-        return sum(1 for s in self.running if len(s.block_table) * bs < len(s.token_ids)) > free
+        return sum(1 for s in self.running if self.bm.needs_block(s)) > free
