@@ -189,8 +189,11 @@ def test_watchdog_kills_a_job_nobody_polls(tmp_path, cache_dir, box):
     env = ssh_env(cache_dir, f"sqlite:///{tmp_path / 'w.db'}", inv,
                   BENCHSWEEP_SSH_WATCHDOG_S="3")
     spec = sweep_file(tmp_path, "watchdog", matrix="max_num_seqs: [2]")
+    # A job of a minute or more, so that it cannot end on its own before the watchdog.
+    spec.write_text(spec.read_text().replace("num_seqs: 4,", "num_seqs: 64,")
+                    .replace("output_len: [2, 6]", "output_len: [400, 400]"))
     attempts_dir = server.dir / "home/benchsweep/attempts"
-    for d in attempts_dir.iterdir():  # what an earlier test left is not this test's
+    for d in attempts_dir.glob("*"):  # what an earlier test left is not this test's
         shutil.rmtree(d)
     spec.write_text(spec.read_text() + f"executor: {{kind: ssh, hosts: {inv}}}\n")
     left = start_and_kill_coordinator(env, spec, attempts_dir)
