@@ -16,9 +16,10 @@ import triton
 import triton.language as tl
 
 
-# NUM_SPLITS is a runtime value (not specialised) so that the graphs of every batch-size
-# bucket share one compiled kernel.
-@triton.jit(do_not_specialize=["NUM_SPLITS"])
+# NUM_SPLITS and the block-table width are runtime values (Triton would otherwise compile a
+# kernel for each of 1, multiples of 16 and the rest) so that the graphs of every batch-size
+# bucket, and every eager step, share one compiled kernel.
+@triton.jit(do_not_specialize=["NUM_SPLITS", "stride_bt"])
 def _decode_split_kernel(
     q_ptr, kc_ptr, vc_ptr, bt_ptr, ctx_ptr, o_ptr, lse_ptr,
     stride_qb, stride_qh, stride_ob, stride_oh,

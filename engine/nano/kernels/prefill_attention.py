@@ -17,7 +17,8 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+# The block-table width changes from step to step: not specialised, so one compile serves all.
+@triton.jit(do_not_specialize=["stride_bt"])
 def _prefill_kernel(
     q_ptr, kc_ptr, vc_ptr, bt_ptr, cu_q_ptr, ctx_ptr, o_ptr,
     stride_qt, stride_qh,

@@ -13,7 +13,9 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+# A new seed every step: not specialised, or one step in 16 (a seed divisible by 16) would
+# compile a second kernel, in the middle of a timed run.
+@triton.jit(do_not_specialize=["seed"])
 def _sample_kernel(logits_ptr, temp_ptr, out_ptr, stride, V, seed, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     t = tl.load(temp_ptr + row)

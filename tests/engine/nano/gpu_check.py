@@ -176,7 +176,7 @@ def bench(model_dir: str, num_seqs: int, ms: int, util: float, out: Path, timeou
         log(out, phase="bench", max_num_seqs=ms, util=util, error=p.stderr[-3000:])
         return
     keep = ("output_tokens", "requested_output_tokens", "elapsed_s", "output_tok_s",
-            "load_s", "profile_s", "capture_s", "warmup_s", "start_s", "prefill_s",
+            "load_s", "profile_s", "capture_s", "compile_s", "warmup_s", "start_s", "prefill_s",
             "decode_s", "kv_blocks", "kv_tokens", "peak_memory_bytes", "error")
     log(out, phase="bench", max_num_seqs=ms, util=util, wall_s=round(wall, 1), options=extra,
         **{k: r.get(k) for k in keep}, stderr_tail=p.stderr[-800:] if "error" in r else "")
