@@ -151,6 +151,7 @@ def run(a) -> dict:
     log: list = []
     graphs = runner.graphs
     runner.graphs = {b: _TimedGraph(g, log) for b, g in graphs.items()}
+    runner.prefill_graphs = {t: _TimedGraph(g, log) for t, g in runner.prefill_graphs.items()}
     runner.model.compute_logits = _timed(runner.model.compute_logits, "logits", log)
     runner.sampler = _timed(runner.sampler, "sampler", log)
     # Called only by eager steps (prefill, or decode without a graph): graph replays log
@@ -204,6 +205,7 @@ def profile_eager(runner, batch, graphs) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     timed, runner.graphs = runner.graphs, {}
+    timed_prefill, runner.prefill_graphs = runner.prefill_graphs, {}
     reps = 5
     try:
         runner.run(batch)
@@ -211,7 +213,7 @@ def profile_eager(runner, batch, graphs) -> dict:
             for _ in range(reps):
                 runner.run(batch)
     finally:
-        runner.graphs = timed
+        runner.graphs, runner.prefill_graphs = timed, timed_prefill
     by_cat: dict[str, float] = defaultdict(float)
     top: dict[str, float] = defaultdict(float)
     for ev in prof.key_averages():

@@ -1,6 +1,7 @@
 """Where nano's start goes: each phase, and each Triton compile inside it.
 
     python bench/nano_start.py --out $OUT [--max-num-seqs 256] [--runs 2] [--arch qwen2-1.5b]
+                               [--options '{"prefill_graph_tokens": 0}']
 
 Each run is a fresh process, as a sweep job is, and all runs share one new, empty Triton
 cache: the first run pays what a fresh machine pays, the later ones what a machine that has
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 PHASES = ("load_s", "profile_s", "capture_s", "compile_s")  # the order LLM() runs them in
 
 
-def child(model_dir: str, max_num_seqs: int) -> dict:
+def child(model_dir: str, max_num_seqs: int, options: dict) -> dict:
     t_import = time.perf_counter()
     import torch
     import triton
@@ -51,7 +52,7 @@ def child(model_dir: str, max_num_seqs: int) -> dict:
     runtime.jit_cache_hook, runtime.jit_post_compile_hook = before, after
     torch.cuda.init()
     t0 = time.perf_counter()
-    llm = LLM(model_dir, max_num_seqs=max_num_seqs)
+    llm = LLM(model_dir, max_num_seqs=max_num_seqs, **options)
     t_built = time.perf_counter()
     params = SamplingParams(temperature=0.6, max_tokens=16, ignore_eos=True)
     llm.generate([[i % 100 + 1] * 64 for i in range(max_num_seqs)], params)
@@ -97,10 +98,11 @@ def main() -> None:
     ap.add_argument("--arch", default="qwen2-1.5b")
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--options", default="{}", help="nano options, as JSON")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.max_num_seqs)))
+        print(json.dumps(child(args.child, args.max_num_seqs, json.loads(args.options))))
         return
 
     from engine.checkpoints import write_checkpoint
@@ -115,7 +117,7 @@ def main() -> None:
     for _ in range(args.runs):
         p = subprocess.run(
             [sys.executable, __file__, "--out", str(out), "--child", str(model_dir),
-             "--max-num-seqs", str(args.max_num_seqs)],
+             "--max-num-seqs", str(args.max_num_seqs), "--options", args.options],
             env=env, capture_output=True, text=True, check=False,
         )
         if p.returncode:

@@ -118,7 +118,9 @@ KINDS: dict[str, EngineKind] = {
             module="engine.engines.nano",
             description="nano: our engine (paged KV, prefix cache, Triton kernels, CUDA graphs)",
             options={
-                "enforce_eager": Option(bool, False, help="no CUDA graphs for decode"),
+                "enforce_eager": Option(bool, False, help="no CUDA graphs"),
+                "prefill_graph_tokens": Option(int, 2048, help="prefill steps up to this many "
+                                               "tokens replay CUDA graphs; 0: none"),
                 "block_size": Option(int, 256, help="tokens per KV-cache block"),
                 "attention_backend": Option(str, "auto", ("auto", "triton", "torch"),
                                             "auto: triton on CUDA, torch on CPU"),

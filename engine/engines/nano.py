@@ -59,6 +59,7 @@ def start(job: BenchJob, model_dir: str | Path) -> NanoEngine:
         gpu_memory_utilization=job.gpu_memory_utilization,
         max_num_batched_tokens=o["max_num_batched_tokens"],
         enforce_eager=o["enforce_eager"],
+        prefill_graph_tokens=o["prefill_graph_tokens"],
         block_size=o["block_size"],
         enable_prefix_caching=o["enable_prefix_caching"],
         async_scheduling=o["async_scheduling"],

@@ -92,6 +92,9 @@ class EngineConfig:
     max_model_len: int | None = None  # default: min(config max_position_embeddings, 4096)
     gpu_memory_utilization: float = 0.9
     enforce_eager: bool = False  # no CUDA graphs
+    # Prefill steps of up to this many tokens (and PREFILL_GRAPH_SEQS sequences) replay a
+    # CUDA graph (model_runner.py); 0: every prefill step runs eagerly.
+    prefill_graph_tokens: int = 2048
     block_size: int = 256
     enable_prefix_caching: bool = True
     # Queue each decode step before reading the previous one's tokens (LLM._run_steps).
@@ -113,6 +116,8 @@ class EngineConfig:
             raise ValueError("max_num_batched_tokens must be >= 1")
         if self.block_size < 1:
             raise ValueError("block_size must be >= 1")
+        if self.prefill_graph_tokens < 0:
+            raise ValueError("prefill_graph_tokens must be >= 0")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
         if self.attention_backend not in (None, "triton", "torch"):

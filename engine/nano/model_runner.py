@@ -8,7 +8,12 @@ takes cpu_kv_cache_bytes, at most a quarter of the RAM available at start, and n
 than max_num_seqs sequences of max_model_len need. num_kv_blocks, when given, wins.
 
 Decode steps on CUDA replay CUDA graphs captured for batch-size buckets up to max_num_seqs
-(unless enforce_eager); prefill steps run eagerly.
+(unless enforce_eager). So do prefill steps of up to PREFILL_GRAPH_SEQS sequences and
+prefill_graph_tokens tokens (Triton attention only: the torch path reads lengths on the
+host): the sequences admitted one or two at a time in the middle of a run. Run eagerly, such
+a step's ~170 kernel launches cost about 11 ms of host time on an H200, several times its
+GPU time, while every decoding sequence waits. Larger prefill steps run eagerly. The graphs'
+memory pool is taken after the KV cache, from the headroom the profiling pass measured.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ def available_ram_bytes() -> int:
     return 8 << 30
 
 
+PREFILL_GRAPH_SEQS = 8
+
+
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -86,7 +94,8 @@ class ModelRunner:
         self.block_size = cfg.block_size
         self.backend = cfg.attention_backend
         self.timings: dict[str, float] = {"load_s": 0.0, "profile_s": 0.0, "capture_s": 0.0}
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # decode, by batch size
+        self.prefill_graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by token count
         self.sampler = Sampler(self.backend == "triton" and self.is_cuda, cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.num_sms = (
@@ -320,6 +329,25 @@ class ModelRunner:
         self.graphs[bucket].replay()
         return g["out"][:b]
 
+    def _run_prefill(self, ids: torch.Tensor, positions: torch.Tensor,
+                     meta: AttentionMetadata) -> torch.Tensor:
+        t, n = ids.numel(), len(meta.cu_seqlens_q_host) - 1
+        bucket = next((b for b in sorted(self.prefill_graphs) if b >= t), None)
+        if bucket is None or n > PREFILL_GRAPH_SEQS:
+            return self.model(ids, positions, meta)
+        # Padding: tokens without a cache slot, sequences of no new tokens (cu repeats t).
+        p = self.prefill_inputs
+        p["ids"][:t] = ids
+        p["positions"][:t] = positions
+        p["slots"][t:bucket].fill_(-1)
+        p["slots"][:t] = meta.slot_mapping
+        p["cu"][n + 1:].fill_(t)
+        p["cu"][: n + 1] = meta.cu_seqlens_q
+        p["ctx"][:n] = meta.context_lens
+        p["tables"][:n, : meta.block_tables.shape[1]] = meta.block_tables
+        self.prefill_graphs[bucket].replay()
+        return p["out"][:t]
+
     def run(self, batch: Batch) -> list[int]:
         """One forward step; return the sampled token of each sampling sequence, in order."""
         return self.launch(batch).tolist()
@@ -331,7 +359,7 @@ class ModelRunner:
         sequences' PLACEHOLDER tokens are taken from it on the device."""
         if batch.is_prefill:
             ids, positions, meta, rows = self._prepare_prefill(batch)
-            hidden = self.model(ids, positions, meta)
+            hidden = self._run_prefill(ids, positions, meta)
             if not rows:
                 return StepTokens(torch.empty(0, dtype=torch.long), {}, self.is_cuda)
             hidden = hidden[self._tensor(rows, torch.long)]
@@ -358,9 +386,20 @@ class ModelRunner:
         buckets = [b for b in (1, 2, 4, 8) if b < n] + list(range(16, n, 16))
         return buckets + [n]
 
+    def prefill_graph_buckets(self) -> list[int]:
+        """64, 128, then powers of two and the halves between them: a step pads its tokens
+        to the next size, by a third at most from 256 on."""
+        cap = min(self.cfg.prefill_graph_tokens, self.cfg.max_num_batched_tokens)
+        if self.backend != "triton" or cap < 1:
+            return []
+        sizes, p = [], 64
+        while p < cap:
+            sizes += [p] if p < 256 else [p, p * 3 // 2]
+            p *= 2
+        return [t for t in sizes if t < cap] + [cap]
+
     @staticmethod
     def _capture_one(fn, pool):
-        fn()  # warm-up: compiles kernels, settles the allocator
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool):
             fn()
@@ -368,33 +407,62 @@ class ModelRunner:
 
     @torch.inference_mode()
     def _capture_graphs(self, capture=None) -> None:
-        """Capture the decode forward for each batch-size bucket, largest first, sharing one
-        memory pool. `capture(fn, pool) -> graph with replay()` defaults to CUDA graphs; a
-        test can pass one that simply calls fn, to check the static-buffer path on CPU."""
+        """Capture the prefill forward for each token-count bucket, then the decode forward
+        for each batch-size bucket, largest first, all sharing one memory pool. A capture
+        follows an eager run of the same step wherever that run may compile a kernel.
+        `capture(fn, pool) -> graph with replay()` defaults to CUDA graphs; a test can pass
+        one that simply calls fn, to check the static-buffer paths on CPU."""
         capture = capture or self._capture_one
         n = self.cfg.max_num_seqs
         width = _cdiv(self.max_model_len, self.block_size)
-        dev = self.device
+        dev, hidden = self.device, self.mcfg.hidden_size
+        pool = None
+
+        def keep(graph):
+            nonlocal pool
+            if pool is None and hasattr(graph, "pool"):
+                pool = graph.pool()
+            self._sync()
+            return graph
+
+        buckets = self.prefill_graph_buckets()
+        if buckets:
+            t, s = buckets[-1], PREFILL_GRAPH_SEQS
+            p = self.prefill_inputs = {
+                "ids": torch.zeros(t, dtype=torch.long, device=dev),
+                "positions": torch.zeros(t, dtype=torch.long, device=dev),
+                "slots": torch.full((t,), -1, dtype=torch.long, device=dev),
+                "tables": torch.zeros(s, width, dtype=torch.int32, device=dev),
+                "ctx": torch.zeros(s, dtype=torch.int32, device=dev),
+                "cu": torch.zeros(s + 1, dtype=torch.int32, device=dev),
+                "out": torch.zeros(t, hidden, dtype=self.dtype, device=dev),
+            }
+        for t in reversed(buckets):
+            meta = AttentionMetadata(True, p["slots"][:t], p["tables"], p["ctx"], p["cu"], t)
+
+            def prefill(t=t, meta=meta):
+                p["out"][:t] = self.model(p["ids"][:t], p["positions"][:t], meta)
+
+            if not self.prefill_graphs:
+                prefill()  # warm-up (the profiling pass compiled the prefill kernels)
+            self.prefill_graphs[t] = keep(capture(prefill, pool))
+
         g = self.graph_inputs = {
             "ids": torch.zeros(n, dtype=torch.long, device=dev),
             "positions": torch.zeros(n, dtype=torch.long, device=dev),
             "slots": torch.full((n,), -1, dtype=torch.long, device=dev),
             "ctx": torch.zeros(n, dtype=torch.int32, device=dev),
             "tables": torch.zeros(n, width, dtype=torch.int32, device=dev),
-            "out": torch.zeros(n, self.mcfg.hidden_size, dtype=self.dtype, device=dev),
+            "out": torch.zeros(n, hidden, dtype=self.dtype, device=dev),
         }
-        pool = None
         for b in reversed(self.graph_buckets()):
             meta = AttentionMetadata(
                 False, g["slots"][:b], g["tables"][:b], g["ctx"][:b],
                 num_splits=self.num_splits(b, self.max_model_len),
             )
 
-            def fn(b=b, meta=meta):
+            def decode(b=b, meta=meta):
                 g["out"][:b] = self.model(g["ids"][:b], g["positions"][:b], meta)
 
-            graph = capture(fn, pool)
-            if pool is None and hasattr(graph, "pool"):
-                pool = graph.pool()
-            self.graphs[b] = graph
-            self._sync()
+            decode()  # warm-up: compiles the decode kernels a split count needs first
+            self.graphs[b] = keep(capture(decode, pool))

@@ -232,16 +232,37 @@ class _Replay:
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_static_decode_buffers_as_cuda_graphs_use_them(checkpoints, backend):
-    """The decode path of CUDA graphs (static buffers, padded buckets: slot -1, context 0,
-    stale block-table rows) on CPU."""
+def test_static_buffers_as_cuda_graphs_use_them(checkpoints, backend):
+    """The paths of CUDA graphs on CPU: decode (static buffers, padded buckets: slot -1,
+    context 0, stale block-table rows) and, with Triton attention, prefill (tokens padded to
+    the bucket with slot -1, sequences padded with no new tokens, stale rows from the step
+    before: a chunked prefill's second step has fewer tokens than its first), and a step of
+    more sequences than a prefill graph takes (eager)."""
     if backend == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("needs the interpreter")
     d = checkpoints["tiny"]
-    llm = LLM(d, block_size=8, max_num_seqs=6, max_model_len=64, attention_backend=backend)
-    llm.runner._capture_graphs(capture=lambda fn, pool: _Replay(fn))
-    assert llm.runner.graph_buckets() == [1, 2, 4, 6]
-    ps = prompts([5, 19, 2, 11, 30], seed=4)
+    llm = LLM(d, block_size=8, max_num_seqs=10, max_model_len=64, attention_backend=backend,
+              max_num_batched_tokens=64)
+    replays = []
+
+    class Counted(_Replay):
+        def replay(self):
+            replays.append(self)
+            super().replay()
+
+    llm.runner._capture_graphs(capture=lambda fn, pool: Counted(fn))
+    assert llm.runner.graph_buckets() == [1, 2, 4, 8, 10]
+    runner = llm.runner
+    assert runner.prefill_graph_buckets() == ([] if backend == "torch" else [64])
     n = 6 if backend == "torch" else 3
-    out = llm.generate(ps, SamplingParams(0, n, True))
-    assert out == hf_greedy(d, ps, n)
+    for lens in ([5, 19, 2, 11, 30], [40, 3], [3, 9, 1, 4, 7, 2, 8, 5, 6]):
+        ps = prompts(lens, seed=len(lens))
+        replays.clear()
+        assert llm.generate(ps, SamplingParams(0, n, True)) == hf_greedy(d, ps, n)
+        used = {id(g) for g in runner.prefill_graphs.values()} & {id(g) for g in replays}
+        assert bool(used) == (backend == "triton" and len(lens) <= 8)
+    runner.cfg.max_num_batched_tokens = 16384
+    assert runner.prefill_graph_buckets() == (
+        [] if backend == "torch" else [64, 128, 256, 384, 512, 768, 1024, 1536, 2048])
+    runner.cfg.prefill_graph_tokens = 0
+    assert runner.prefill_graph_buckets() == []
