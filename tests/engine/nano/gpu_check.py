@@ -153,6 +153,30 @@ def async_check(model_dir: str, out: Path, num_seqs: int = 64, n_tok: int = 96) 
         log(out, phase="async-vs-sync", eos=eos, identical=f"{same}/{num_seqs}")
 
 
+def prefill_graph_check(model_dir: str, out: Path, num_seqs: int = 64, n_tok: int = 96) -> None:
+    """Greedy tokens with the prefill steps of sequences admitted mid-run (max_num_seqs 32,
+    64 prompts) replaying CUDA graphs and run eagerly. A graph pads the step's tokens, and
+    cuBLAS may pick another kernel for the padded shape, so bf16 rounding can differ: report
+    how many sequences agree and where the others first part."""
+    import gc
+
+    from engine.nano import LLM, SamplingParams
+    from engine.workload import WorkloadSpec, build
+
+    prompts = build(WorkloadSpec(num_seqs=num_seqs)).prompts
+    outs = []
+    for tokens in (2048, 0):
+        llm = LLM(model_dir, max_num_seqs=32, gpu_memory_utilization=0.3,
+                  prefill_graph_tokens=tokens)
+        outs.append(llm.generate(prompts, SamplingParams(0, n_tok, True)))
+        del llm
+        gc.collect()
+        torch.cuda.empty_cache()
+    parts = [_first_diff(a, b) for a, b in zip(*outs, strict=True)]
+    log(out, phase="prefill-graphs-vs-eager", identical=f"{parts.count(None)}/{num_seqs}",
+        first_diff=sorted(p for p in parts if p is not None))
+
+
 def bench(model_dir: str, num_seqs: int, ms: int, util: float, out: Path, timeout: float,
           extra: dict) -> None:
     from engine.job import BenchJob, ModelRef
@@ -212,12 +236,13 @@ def main() -> None:
             log(out, phase="logits", error=traceback.format_exc()[-3000:], what=str(e))
         log(out, phase="logits-done", s=round(time.monotonic() - t0, 1))
     if device == "cuda":
-        try:
-            async_check(d, out)
-        except Exception:
-            import traceback
+        for check in (async_check, prefill_graph_check):
+            try:
+                check(d, out)
+            except Exception:
+                import traceback
 
-            log(out, phase="async", error=traceback.format_exc()[-3000:])
+                log(out, phase=check.__name__, error=traceback.format_exc()[-3000:])
     runs = [(256, 0.9, {}), (128, 0.9, {}), (64, 0.5, {}), (256, 0.5, {}), (64, 0.9, {}),
             (128, 0.5, {}), (256, 0.9, {"async_scheduling": False}),
             (256, 0.9, {"enforce_eager": True})]
