@@ -41,6 +41,7 @@ class Option:
     default: Any
     choices: tuple = ()
     help: str = ""
+    minimum: int | None = None  # the least value a number may take
     check: Callable[[str, Any], None] | None = None  # raises ValueError for a bad value
 
     def coerce(self, name: str, value: Any) -> Any:
@@ -52,6 +53,8 @@ class Option:
             raise ValueError(f"option {name!r} must be {self.type.__name__}, got {value!r}")
         if self.choices and value not in self.choices:
             raise ValueError(f"option {name!r} must be one of {list(self.choices)}, got {value!r}")
+        if self.minimum is not None and value is not None and value < self.minimum:
+            raise ValueError(f"option {name!r} must be >= {self.minimum}, got {value!r}")
         if self.check:
             self.check(name, value)
         return value
@@ -119,12 +122,13 @@ KINDS: dict[str, EngineKind] = {
             description="nano: our engine (paged KV, prefix cache, Triton kernels, CUDA graphs)",
             options={
                 "enforce_eager": Option(bool, False, help="no CUDA graphs"),
-                "prefill_graph_tokens": Option(int, 2048, help="prefill steps up to this many "
-                                               "tokens replay CUDA graphs; 0: none"),
-                "block_size": Option(int, 256, help="tokens per KV-cache block"),
+                "prefill_graph_tokens": Option(int, 2048, minimum=0, help="prefill steps up to "
+                                               "this many tokens replay CUDA graphs; 0: none"),
+                "block_size": Option(int, 256, minimum=1, help="tokens per KV-cache block"),
                 "attention_backend": Option(str, "auto", ("auto", "triton", "torch"),
                                             "auto: triton on CUDA, torch on CPU"),
-                "max_num_batched_tokens": Option(int, 16384, help="prefill tokens per step"),
+                "max_num_batched_tokens": Option(int, 16384, minimum=1,
+                                                 help="prefill tokens per step"),
                 "enable_prefix_caching": Option(bool, True),
                 "async_scheduling": Option(bool, True, help="queue each decode step before "
                                            "reading the previous one's tokens"),
@@ -147,11 +151,12 @@ KINDS: dict[str, EngineKind] = {
             options={
                 "enforce_eager": Option(bool, False, help="no torch.compile, no CUDA graphs"),
                 # None: vLLM's own choice (16 for FlashAttention on Hopper); nano's is 256.
-                "block_size": Option(int, None, help="tokens per KV-cache block"),
+                "block_size": Option(int, None, minimum=1, help="tokens per KV-cache block"),
                 # True is vLLM V1's default and nano's; the standard workload's random
                 # prompts share no prefix, so it costs only the block hashing.
                 "enable_prefix_caching": Option(bool, True),
-                "max_num_batched_tokens": Option(int, None, help="prefill tokens per step"),
+                "max_num_batched_tokens": Option(int, None, minimum=1,
+                                                 help="prefill tokens per step"),
                 "dtype": Option(str, "bfloat16", ("auto", "bfloat16", "float16"),
                                 "bfloat16 like nano on CUDA; auto: the checkpoint's"),
                 "engine_args": Option(dict, {}, help="more LLM(...) keyword arguments, "

@@ -51,6 +51,7 @@ def test_options_normalize_to_stable_values() -> None:
 @pytest.mark.parametrize(("options", "message"), [
     ({"enforce_eager": "yes"}, "option 'enforce_eager' must be bool"),
     ({"block_size": 16.0}, "option 'block_size' must be int"),
+    ({"block_size": 0}, "option 'block_size' must be >= 1, got 0"),
     ({"dtype": "float32"}, "must be one of ['auto', 'bfloat16', 'float16']"),
     ({"engine_args": [1]}, "option 'engine_args' must be dict"),
     ({"engine_args": {"max_num_seqs": 8}}, "may not set 'max_num_seqs'"),

@@ -18,8 +18,14 @@ def test_registry_options():
         kind.normalize({"attention_backend": "flash"})
     assert set(kind.resolved({})) >= {
         "enforce_eager", "block_size", "attention_backend", "max_num_batched_tokens",
-        "enable_prefix_caching",
+        "enable_prefix_caching", "async_scheduling", "prefill_graph_tokens",
     }
+    # Caught when the sweep is read, not in every job's engine start.
+    assert kind.normalize({"prefill_graph_tokens": 0}) == {"prefill_graph_tokens": 0}
+    for name, bad, least in (("block_size", 0, 1), ("max_num_batched_tokens", -1, 1),
+                             ("prefill_graph_tokens", -1, 0)):
+        with pytest.raises(ValueError, match=f"option '{name}' must be >= {least}, got {bad}"):
+            kind.normalize({name: bad})
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.6])
