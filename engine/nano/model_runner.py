@@ -61,6 +61,11 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _smallest_at_least(sizes, n: int) -> int | None:
+    """The smallest graph size that holds a step of n (batch size or tokens), if any."""
+    return min((s for s in sizes if s >= n), default=None)
+
+
 class StepTokens:
     """One step's sampled tokens: on the device (the next step's input) and on their way
     to the host, which reads them with tolist() once the step is done."""
@@ -310,7 +315,7 @@ class ModelRunner:
             src = longs[3]
             ids = torch.where(src >= 0, prev.device[src.clamp(min=0)].to(ids.dtype), ids)
         b = len(seqs)
-        bucket = next((g for g in sorted(self.graphs) if g >= b), None)
+        bucket = _smallest_at_least(self.graphs, b)
         if bucket is None:
             ctx = ints[:, 0].contiguous()
             meta = AttentionMetadata(
@@ -332,7 +337,7 @@ class ModelRunner:
     def _run_prefill(self, ids: torch.Tensor, positions: torch.Tensor,
                      meta: AttentionMetadata) -> torch.Tensor:
         t, n = ids.numel(), len(meta.cu_seqlens_q_host) - 1
-        bucket = next((b for b in sorted(self.prefill_graphs) if b >= t), None)
+        bucket = _smallest_at_least(self.prefill_graphs, t)
         if bucket is None or n > PREFILL_GRAPH_SEQS:
             return self.model(ids, positions, meta)
         # Padding: tokens without a cache slot, sequences of no new tokens (cu repeats t).
@@ -415,7 +420,7 @@ class ModelRunner:
         capture = capture or self._capture_one
         n = self.cfg.max_num_seqs
         width = _cdiv(self.max_model_len, self.block_size)
-        dev, hidden = self.device, self.mcfg.hidden_size
+        dev = self.device
         pool = None
 
         def keep(graph):
@@ -425,18 +430,21 @@ class ModelRunner:
             self._sync()
             return graph
 
+        def inputs(tokens: int, seqs: int) -> dict[str, torch.Tensor]:
+            """The static buffers a graph reads its step from and writes its output to."""
+            return {
+                "ids": torch.zeros(tokens, dtype=torch.long, device=dev),
+                "positions": torch.zeros(tokens, dtype=torch.long, device=dev),
+                "slots": torch.full((tokens,), -1, dtype=torch.long, device=dev),
+                "tables": torch.zeros(seqs, width, dtype=torch.int32, device=dev),
+                "ctx": torch.zeros(seqs, dtype=torch.int32, device=dev),
+                "cu": torch.zeros(seqs + 1, dtype=torch.int32, device=dev),  # prefill only
+                "out": torch.zeros(tokens, self.mcfg.hidden_size, dtype=self.dtype, device=dev),
+            }
+
         buckets = self.prefill_graph_buckets()
         if buckets:
-            t, s = buckets[-1], PREFILL_GRAPH_SEQS
-            p = self.prefill_inputs = {
-                "ids": torch.zeros(t, dtype=torch.long, device=dev),
-                "positions": torch.zeros(t, dtype=torch.long, device=dev),
-                "slots": torch.full((t,), -1, dtype=torch.long, device=dev),
-                "tables": torch.zeros(s, width, dtype=torch.int32, device=dev),
-                "ctx": torch.zeros(s, dtype=torch.int32, device=dev),
-                "cu": torch.zeros(s + 1, dtype=torch.int32, device=dev),
-                "out": torch.zeros(t, hidden, dtype=self.dtype, device=dev),
-            }
+            p = self.prefill_inputs = inputs(buckets[-1], PREFILL_GRAPH_SEQS)
         for t in reversed(buckets):
             meta = AttentionMetadata(True, p["slots"][:t], p["tables"], p["ctx"], p["cu"], t)
 
@@ -447,14 +455,7 @@ class ModelRunner:
                 prefill()  # warm-up (the profiling pass compiled the prefill kernels)
             self.prefill_graphs[t] = keep(capture(prefill, pool))
 
-        g = self.graph_inputs = {
-            "ids": torch.zeros(n, dtype=torch.long, device=dev),
-            "positions": torch.zeros(n, dtype=torch.long, device=dev),
-            "slots": torch.full((n,), -1, dtype=torch.long, device=dev),
-            "ctx": torch.zeros(n, dtype=torch.int32, device=dev),
-            "tables": torch.zeros(n, width, dtype=torch.int32, device=dev),
-            "out": torch.zeros(n, hidden, dtype=self.dtype, device=dev),
-        }
+        g = self.graph_inputs = inputs(n, n)
         for b in reversed(self.graph_buckets()):
             meta = AttentionMetadata(
                 False, g["slots"][:b], g["tables"][:b], g["ctx"][:b],
