@@ -1,0 +1,66 @@
+"""Which executor a sweep runs on, and which inventory file names its hosts: the command
+line's flag first, then the sweep file's executor section, then the environment
+(BENCHSWEEP_HOSTS), then the default. One rule for every command that reads them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+EXECUTOR_KINDS = ("local", "ssh", "ray")
+DEFAULT_INVENTORY = Path("hosts.yaml")
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor was asked for correctly but cannot start (unreachable cluster, no
+    usable host): one line, exit 1."""
+
+
+def inventory_path(flag: Path | None, sweep_value: str | None = None,
+                   sweep_file: Path | None = None) -> Path:
+    """The inventory file: the flag, the sweep file's `executor.hosts` (relative to the sweep
+    file), $BENCHSWEEP_HOSTS, hosts.yaml."""
+    if flag is not None:
+        return flag
+    if sweep_value:
+        base = sweep_file.parent if sweep_file else Path()
+        return base / Path(sweep_value).expanduser()
+    return Path(os.environ.get("BENCHSWEEP_HOSTS") or DEFAULT_INVENTORY)
+
+
+def executor_kind(flag: str | None, section) -> str:
+    """The flag, else the sweep file's kind. ValueError names a kind that does not exist."""
+    if flag not in (None, *EXECUTOR_KINDS):
+        raise ValueError(f"--executor must be local, ssh or ray, not {flag!r}")
+    return flag or section.kind
+
+
+def make_executor(kind: str, section, sweep_file: Path, store, *, slots: int | None,
+                  hosts: Path | None, address: str | None, log: Callable[[str], None]):
+    """Start the executor a sweep runs on (kind from executor_kind). ValueError: the user's
+    choice is wrong (exit 2); ExecutorUnavailable: it cannot start."""
+    if kind == "ssh":
+        from orchestrator.executors.ssh import SSHExecutor
+        from orchestrator.hosts import Inventory
+
+        path = inventory_path(hosts, section.hosts, sweep_file)
+        inv = Inventory.load(path)
+        try:
+            return SSHExecutor(inv, store=store, log=log)
+        except RuntimeError as e:
+            raise ExecutorUnavailable(f"{path}: {e}") from None
+    if kind == "ray":
+        from orchestrator.executors.ray_cluster import RayClusterExecutor
+
+        address = address or section.address
+        if not address:
+            raise ValueError("the ray executor needs --address (or executor.address in the "
+                             "sweep file)")
+        try:
+            return RayClusterExecutor(address)
+        except (RuntimeError, ConnectionError) as e:
+            raise ExecutorUnavailable(f"ray cluster {address}: {e}") from None
+    from orchestrator.executors.local import LocalExecutor
+
+    return LocalExecutor(cpu_slots=slots or section.slots)
