@@ -17,18 +17,24 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Attempt, Host, Job, Result, Sweep, utcnow
 
 DEFAULT_URL = "sqlite:///benchsweep.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x62656E6368  # PostgreSQL advisory lock key held while migrating
 
 
 class SchemaError(RuntimeError):
     """The database was written by another version of benchsweep."""
+
+
+class LeaseHeld(RuntimeError):
+    """Another live coordinator runs the sweep."""
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -73,10 +79,20 @@ def schema_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
+    """Upgrade to head, one process at a time: two coordinators opening a new database at
+    once would otherwise both create the tables, and the loser fail."""
     cfg = _alembic_config()
+    if engine.dialect.name == "sqlite":
+        # pysqlite runs DDL outside any transaction; take SQLite's write lock first instead.
+        engine = create_engine(engine.url, connect_args={"timeout": 30, "isolation_level": None})
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    if engine.dialect.name == "sqlite":
+        engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -123,15 +139,20 @@ class Store:
     # --- sweeps and jobs -------------------------------------------------------------------
 
     def upsert_sweep(self, name: str, spec_yaml: str, baseline: str | None) -> int:
-        with self.session() as s:
-            sweep = s.scalar(select(Sweep).where(Sweep.name == name))
-            if sweep is None:
-                sweep = Sweep(name=name, spec_yaml=spec_yaml, baseline=baseline)
-                s.add(sweep)
-                s.flush()
-            else:
-                sweep.spec_yaml, sweep.baseline = spec_yaml, baseline
-            return sweep.id
+        for _ in range(2):  # a coordinator starting at the same moment may insert it first
+            try:
+                with self.session() as s:
+                    sweep = s.scalar(select(Sweep).where(Sweep.name == name))
+                    if sweep is None:
+                        sweep = Sweep(name=name, spec_yaml=spec_yaml, baseline=baseline)
+                        s.add(sweep)
+                        s.flush()
+                    else:
+                        sweep.spec_yaml, sweep.baseline = spec_yaml, baseline
+                    return sweep.id
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"sweep {name!r} could not be created or read")
 
     def sweep_id(self, name: str) -> int | None:
         with self.session() as s:
@@ -176,21 +197,37 @@ class Store:
     def acquire(self, sweep_id: int, owner: str, *, stale_after: timedelta,
                 owner_alive) -> int:
         """Make `owner` the sweep's coordinator. Attempts left running by a dead coordinator
-        become `lost` and their jobs pending again; returns how many. Raises if another live
-        coordinator holds the sweep."""
+        become `lost` and their jobs pending again; returns how many. Raises LeaseHeld if
+        another live coordinator holds the sweep.
+
+        Taking the lease is one conditional UPDATE whose row count decides, so two
+        coordinators starting at the same moment cannot both win on any backend (on SQLite
+        a SELECT ... FOR UPDATE locks nothing)."""
         with self.session() as s:
-            sweep = s.get(Sweep, sweep_id, with_for_update=True)
-            held = sweep.owner and sweep.owner != owner and sweep.heartbeat_at
-            if held and utcnow() - as_utc(sweep.heartbeat_at) < stale_after and owner_alive(
-                sweep.owner
-            ):
-                raise RuntimeError(
-                    f"sweep {sweep.name!r} is being run by {sweep.owner} "
-                    f"(heartbeat {sweep.heartbeat_at:%H:%M:%S}); wait for it or stop it first"
-                )
-            sweep.owner, sweep.heartbeat_at, sweep.last_started_at = owner, utcnow(), utcnow()
-            sweep.last_finished_at = None
+            now = utcnow()
+            free = or_(Sweep.owner.is_(None), Sweep.owner == owner,
+                       Sweep.heartbeat_at.is_(None), Sweep.heartbeat_at < now - stale_after)
+            if not self._take(s, sweep_id, owner, free):
+                holder, beat, name = s.execute(select(Sweep.owner, Sweep.heartbeat_at,
+                                                      Sweep.name).where(Sweep.id == sweep_id)).one()
+                # A holder whose process is gone (same host) is taken over at once; the
+                # compare-and-swap on its owner and heartbeat loses to anyone faster.
+                if owner_alive(holder) or not self._take(
+                        s, sweep_id, owner, and_(Sweep.owner == holder,
+                                                 Sweep.heartbeat_at == beat)):
+                    raise LeaseHeld(
+                        f"sweep {name!r} is being run by {holder} (heartbeat "
+                        f"{beat:%H:%M:%S}); wait for it or stop it first")
             return self._recover(s, sweep_id)
+
+    @staticmethod
+    def _take(s: Session, sweep_id: int, owner: str, condition) -> bool:
+        now = utcnow()
+        return s.execute(
+            update(Sweep).where(Sweep.id == sweep_id, condition)
+            .values(owner=owner, heartbeat_at=now, last_started_at=now, last_finished_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1
 
     @staticmethod
     def _recover(s: Session, sweep_id: int) -> int:
