@@ -7,6 +7,8 @@ sweep writes); any SQLAlchemy URL works, PostgreSQL through psycopg 3.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +49,20 @@ def resolve_url(url: str | None = None) -> str:
     return url
 
 
+def _wal(cur, wait_s: float = 30.0) -> None:
+    """Switch a SQLite file to WAL. Two processes opening a new file at once race for this
+    switch, and SQLite answers the loser `database is locked` at once, without waiting."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -54,7 +70,7 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record) -> None:
             cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
