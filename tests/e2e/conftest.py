@@ -77,9 +77,23 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def bench_processes() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "engine.bench --job"], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+def bench_processes(env: dict) -> list[int]:
+    """The job processes of the coordinator started with `env`: `engine.bench --job`
+    processes whose environment carries this test's database URL. Never another run's
+    jobs (a second checkout's suite, a real sweep) on the same machine."""
+    mine = f"BENCHSWEEP_DB={env['BENCHSWEEP_DB']}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"engine.bench\0--job" not in (proc / "cmdline").read_bytes():
+                continue
+            if mine in (proc / "environ").read_bytes().split(b"\0"):
+                pids.append(int(proc.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return pids
 
 
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

@@ -1,6 +1,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -68,7 +70,7 @@ def test_timeout_and_failure_do_not_stop_the_sweep(tmp_path, cache_dir):
     assert ("slow", "timeout", "timeout") in kinds
     assert ("hf", "failed", "bad_input") in kinds  # prompts longer than max_model_len 16
     assert ("hf", "succeeded", None) in kinds
-    assert not bench_processes()
+    assert not bench_processes(env)
     status = orchestrate(env, "status", "e2e")
     assert "timed out after 1 s" in status.stdout and "max_model_len" in status.stdout
 
@@ -83,7 +85,7 @@ def test_sigkilled_coordinator_resumes_without_loss_or_duplicates(tmp_path, cach
              180, "two results and a running attempt")
     os.kill(proc.pid, signal.SIGKILL)  # the coordinator alone, as a crash would
     proc.wait()
-    wait_for(lambda: not bench_processes(), 30, "the orphaned job process to die")
+    wait_for(lambda: not bench_processes(env), 30, "the orphaned job process to die")
     rerun = orchestrate(env, "sweep", str(spec))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "marked lost" in rerun.stdout
@@ -100,14 +102,14 @@ def test_ctrl_c_cancels_cleanly_and_resumes(tmp_path, cache_dir):
     proc = start(env, "sweep", str(spec))
     wait_for(lambda: query(db, "SELECT count(*) FROM attempts WHERE outcome = 'running'")[0][0],
              180, "a running attempt")
-    time.sleep(0.5)
+    wait_for(lambda: bench_processes(env), 60, "its job process")
     os.kill(proc.pid, signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "interrupted" in output and "Traceback" not in output
     assert query(db, "SELECT count(*) FROM attempts WHERE outcome = 'cancelled'") == [(1,)]
     assert query(db, "SELECT count(*) FROM jobs WHERE state = 'running'") == [(0,)]
-    wait_for(lambda: not bench_processes(), 30, "the cancelled job process to die")
+    wait_for(lambda: not bench_processes(env), 30, "the cancelled job process to die")
     rerun = orchestrate(env, "sweep", str(spec))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert query(db, "SELECT count(*) FROM results") == [(4,)]
@@ -123,3 +125,20 @@ def test_bad_sweep_file_writes_nothing(tmp_path, cache_dir):
     assert not db.exists()
     dry = orchestrate(env, "sweep", "--dry-run", str(sweep_file(tmp_path)))
     assert dry.returncode == 0 and "2 jobs" in dry.stdout and not db.exists()
+
+
+def test_leftover_check_sees_only_this_tests_jobs(tmp_path, cache_dir):
+    """A job process of another run (same command line, another database) is not ours."""
+    env = orchestrate_env(cache_dir, f"sqlite:///{tmp_path / 'mine.db'}")
+    other = dict(env, BENCHSWEEP_DB=f"sqlite:///{tmp_path / 'other.db'}")
+    sleeper = "import time; time.sleep(60)"
+    procs = [subprocess.Popen([sys.executable, "-c", sleeper, "-m", "engine.bench", "--job",
+                               "x"], env=e) for e in (env, other)]
+    try:
+        wait_for(lambda: procs[0].pid in bench_processes(env), 10, "the job-like process")
+        assert bench_processes(env) == [procs[0].pid]
+        assert bench_processes(other) == [procs[1].pid]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
