@@ -3,17 +3,28 @@
 A workload is data: a recipe name, a seed and its sizes. Building it draws every prompt's
 token ids and every request's max_tokens with Python's `random`, in the recipe's order, so
 two machines that build the same spec get the same token ids. The fingerprint (a hash of
-all token ids and max_tokens) travels with every result.
+all token ids and max_tokens, or of the recipe for a workload too large to draw cheaply)
+travels with every result.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import asdict, dataclass, field
 
 # Prompt token ids are drawn from [0, MAX_TOKEN_ID], as nano-vLLM's bench.py does.
 MAX_TOKEN_ID = 10000
+# The largest workload a sweep may ask for: far beyond any benchmark, and small enough that
+# a worker can hold it.
+MAX_NUM_SEQS = 100_000
+MAX_INPUT_LEN = MAX_OUTPUT_LEN = 1 << 20
+# Up to this many prompt tokens (at the spec's longest prompt) the fingerprint hashes the
+# token ids themselves, about a second's drawing in the coordinator; a larger workload is
+# fingerprinted by its recipe, name and seed (the draw is deterministic, so it names the
+# same tokens).
+TOKEN_FINGERPRINT_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class Workload:
 
     @property
     def fingerprint(self) -> str:
+        if _fingerprint_by_recipe(self.spec):
+            return recipe_fingerprint(self.spec)
         h = hashlib.sha256()
         for prompt, n in zip(self.prompts, self.max_tokens, strict=True):
             h.update(b"%d:" % n)
@@ -92,6 +105,21 @@ def _outputs_first(rng: random.Random, s: WorkloadSpec) -> tuple[list[list[int]]
 
 
 RECIPES = {"standard": _prompts_first, "phase1": _outputs_first}
+
+
+def _fingerprint_by_recipe(spec: WorkloadSpec) -> bool:
+    return spec.num_seqs * spec.input_len[1] > TOKEN_FINGERPRINT_MAX
+
+
+def recipe_fingerprint(spec: WorkloadSpec) -> str:
+    text = json.dumps(spec.to_dict(), sort_keys=True)
+    return "r" + hashlib.sha256(text.encode()).hexdigest()[:15]
+
+
+def fingerprint(spec: WorkloadSpec) -> str:
+    """The fingerprint a worker's build of this spec will carry, built only where the
+    token ids are hashed (a bounded draw)."""
+    return recipe_fingerprint(spec) if _fingerprint_by_recipe(spec) else build(spec).fingerprint
 
 
 def build(spec: WorkloadSpec) -> Workload:

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestrator import bounded_yaml
 from orchestrator.ssh import Connection, Endpoint, SSHError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +108,13 @@ class Inventory:
                 return cls(path, path.parent / "known_hosts", {})
             raise InventoryError(f"{path}: no such inventory file")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = bounded_yaml.load(bounded_yaml.read_text(path))[1] or {}
             data = _File.model_validate(raw)
+        except bounded_yaml.BoundedYAMLError as e:
+            where = f" line {e.line}" if e.line else ""
+            raise InventoryError(f"{path}{where}: {e.message}") from None
+        except OSError as e:
+            raise InventoryError(f"{path}: cannot read: {e.strerror}") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""

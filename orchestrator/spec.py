@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,9 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from engine import variants
 from engine.job import BenchJob, ModelRef
-from engine.workload import RECIPES, WorkloadSpec, build
+from engine.workload import (
+    MAX_INPUT_LEN,
+    MAX_NUM_SEQS,
+    MAX_OUTPUT_LEN,
+    RECIPES,
+    WorkloadSpec,
+    fingerprint,
+)
+from orchestrator import bounded_yaml
 
 CORE_AXES = ("variant", "max_num_seqs", "gpu_memory_utilization", "max_model_len")
+MAX_JOBS = 100_000  # the default limit; `orchestrate sweep --max-jobs` raises it
+# What one job costs the coordinator before any job runs: expanding it (46 us, 2-core CI
+# machine, 20,000-job sweep) and inserting its row (184 us: 5,433 jobs/s, BENCHMARKS.md).
+JOB_SECONDS = 230e-6
+MAX_OPTIONS_BYTES = 64 << 10  # a variant's options as JSON, aliases expanded
 
 
 class SpecError(ValueError):
@@ -60,7 +74,7 @@ class ModelSection(_Strict):
 
 class WorkloadSection(_Strict):
     name: str = "standard"
-    num_seqs: int = Field(256, gt=0)
+    num_seqs: int = Field(256, gt=0, le=MAX_NUM_SEQS)
     input_len: tuple[int, int] = (100, 1024)
     output_len: tuple[int, int] = (100, 1024)
     temperature: float = Field(0.6, ge=0)
@@ -79,6 +93,20 @@ class WorkloadSection(_Strict):
     def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
         if not 1 <= v[0] <= v[1]:
             raise ValueError("must be [min, max] with 1 <= min <= max")
+        return v
+
+    @field_validator("input_len")
+    @classmethod
+    def _input_bound(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[1] > MAX_INPUT_LEN:
+            raise ValueError(f"at most {MAX_INPUT_LEN:,} tokens")
+        return v
+
+    @field_validator("output_len")
+    @classmethod
+    def _output_bound(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[1] > MAX_OUTPUT_LEN:
+            raise ValueError(f"at most {MAX_OUTPUT_LEN:,} tokens")
         return v
 
 
@@ -146,7 +174,7 @@ class SweepSpec:
 
     @cached_property
     def fingerprint(self) -> str:
-        return build(self.workload).fingerprint
+        return fingerprint(self.workload)
 
     @property
     def baseline(self) -> str:
@@ -220,19 +248,22 @@ def _key(job: BenchJob, fingerprint: str, repeat: int | None) -> str:
 # --- loading and validation ----------------------------------------------------------------
 
 
-def load(path: str | Path) -> SweepSpec:
+def load(path: str | Path, *, max_jobs: int = MAX_JOBS) -> SweepSpec:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = bounded_yaml.read_text(path)
     except OSError as e:
         raise SpecError(f"cannot read: {e.strerror}", source=str(path)) from None
-    return parse(text, str(path))
+    except bounded_yaml.BoundedYAMLError as e:
+        raise SpecError(e.message, line=e.line, source=str(path)) from None
+    return parse(text, str(path), max_jobs=max_jobs)
 
 
-def parse(text: str, source: str = "<sweep>") -> SweepSpec:
+def parse(text: str, source: str = "<sweep>", *, max_jobs: int = MAX_JOBS) -> SweepSpec:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = bounded_yaml.load(text)
+    except bounded_yaml.BoundedYAMLError as e:
+        raise SpecError(e.message, line=e.line, source=source) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
@@ -249,7 +280,7 @@ def parse(text: str, source: str = "<sweep>") -> SweepSpec:
         loc = tuple(p for p in loc if p not in ("ModelSection", "str"))
         raise SpecError(_pydantic_message(err), loc, _line(node, loc), source) from None
     try:
-        _check(f)
+        _check(f, max_jobs)
         spec = SweepSpec(f, text, source)
         _ = spec.model
     except SpecError as e:
@@ -270,9 +301,9 @@ def _pydantic_message(err: dict) -> str:
     return msg
 
 
-def _check(f: SweepFile) -> None:
+def _check(f: SweepFile, max_jobs: int) -> None:
     """What pydantic cannot see field by field: names that refer to each other, options
-    that must exist on the variants' engines."""
+    that must exist on the variants' engines, the number of jobs."""
     seen: dict[str, str] = {}
     for name, v in f.variants.items():
         try:
@@ -312,6 +343,28 @@ def _check(f: SweepFile) -> None:
                         raise SpecError(f"an include names {required}", (section, i))
     if f.baseline is not None and f.baseline not in f.variants:
         raise SpecError(f"not a variant of this sweep ({', '.join(f.variants)})", ("baseline",))
+    n = job_count_bound(f)
+    if n > max_jobs:
+        raise SpecError(f"expands to up to {n:,} jobs, more than {max_jobs:,}; expanding and "
+                        f"recording them would take the coordinator about "
+                        f"{_duration(n * JOB_SECONDS)} before the first job runs (--max-jobs "
+                        f"raises the limit)", ("matrix",))
+    for name, v in f.variants.items():
+        size = len(json.dumps(v.options, default=str))
+        if size > MAX_OPTIONS_BYTES:
+            raise SpecError(f"{size:,} bytes of options, more than {MAX_OPTIONS_BYTES:,}",
+                            ("variants", name, "options"))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:,.0f} min"
+
+
+def job_count_bound(f: SweepFile) -> int:
+    """The jobs the matrix can expand to (before exclude rules), computed without
+    expanding it."""
+    axes = {"variant": f.matrix.get("variant", list(f.variants))} | f.matrix
+    return (math.prod(len(v) for v in axes.values()) + len(f.include)) * f.repeats
 
 
 def _check_axis_value(f: SweepFile, loc: tuple, axis: str, value: Any) -> None:

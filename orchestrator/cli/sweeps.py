@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.cli.common import DbOpt, err, fail, open_store, out, when
+from orchestrator.spec import MAX_JOBS
 
 
 def sweep(
@@ -32,13 +33,17 @@ def sweep(
         "--hosts", help="ssh: inventory file [default: the sweep file's, $BENCHSWEEP_HOSTS, "
                         "hosts.yaml]")] = None,
     address: Annotated[str | None, typer.Option(help="ray: the cluster's address")] = None,
+    max_jobs: Annotated[int, typer.Option(
+        "--max-jobs", min=1, help="Refuse a sweep that expands to more jobs (each costs the "
+                                  "coordinator ~0.23 ms before any job runs) "
+                                  f"[default: {MAX_JOBS}]")] = MAX_JOBS,
 ) -> None:
     """Run a sweep: every job not yet succeeded, resuming where the last run stopped."""
     from orchestrator.executors.choose import ExecutorUnavailable, executor_kind, make_executor
     from orchestrator.spec import SpecError, load
 
     try:
-        spec = load(file)
+        spec = load(file, max_jobs=max_jobs)
         planned = spec.expand()
     except SpecError as e:
         raise fail(str(e), 2) from None
