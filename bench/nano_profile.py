@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from engine import checkpoints  # noqa: E402
-from engine.job import ModelRef  # noqa: E402
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, ModelRef  # noqa: E402
 from engine.nano.llm import LLM  # noqa: E402
 from engine.nano.sampling import SamplingParams  # noqa: E402
 from engine.nano.sequence import Sequence  # noqa: E402
@@ -287,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--arch", default="qwen2-1.5b")
     p.add_argument("--max-num-seqs", type=int, default=256)
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--gpu-memory-utilization", type=float,
+                   default=DEFAULT_GPU_MEMORY_UTILIZATION)
     p.add_argument("--num-seqs", type=int, default=256, help="fewer for a smoke test")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION
+
 app = typer.Typer(help="Benchmark sweeps of LLM inference engines.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 model_app = typer.Typer(help="Checkpoints with random weights of named architectures.",
@@ -310,7 +312,8 @@ def bench(
     output_len: Annotated[str | None, typer.Option(help="MIN,MAX")] = None,
     temperature: Annotated[float | None, typer.Option(min=0)] = None,
     max_num_seqs: Annotated[int, typer.Option(min=1)] = 256,
-    gpu_memory_utilization: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.9,
+    gpu_memory_utilization: Annotated[float, typer.Option(min=0.01, max=1.0)] = (
+        DEFAULT_GPU_MEMORY_UTILIZATION),
     option: Annotated[list[str] | None, typer.Option("--option", "-o",
                                                      help="Engine option NAME=VALUE")] = None,
     timeout: float = 3600,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
 from engine import variants
 from engine.bench import run_job
-from engine.job import BenchJob, ModelRef
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, BenchJob, ModelRef
+from engine.nano.config import EngineConfig
 from engine.workload import WorkloadSpec
 
 
@@ -26,6 +32,32 @@ def test_registry_options():
                              ("prefill_graph_tokens", -1, 0)):
         with pytest.raises(ValueError, match=f"option '{name}' must be >= {least}, got {bad}"):
             kind.normalize({name: bad})
+
+
+def test_options_are_engine_config_fields():
+    """One definition: the registry's nano options are EngineConfig's, default for default,
+    and the engine checks a value with the registry's own check."""
+    kind = variants.kind("nano")
+    defaults = {f.name: f.default for f in fields(EngineConfig)}
+    assert {n: o.default for n, o in kind.options.items()} == {n: defaults[n]
+                                                                for n in kind.options}
+    assert kind.options["attention_backend"].default == "auto"
+    assert defaults["gpu_memory_utilization"] == DEFAULT_GPU_MEMORY_UTILIZATION
+    assert EngineConfig("m").attention_backend == "auto"
+    with pytest.raises(ValueError, match="option 'block_size' must be >= 1, got 0"):
+        EngineConfig("m", block_size=0)
+    with pytest.raises(ValueError, match="option 'attention_backend' must be one of"):
+        EngineConfig("m", attention_backend="flash")
+    with pytest.raises(ValueError, match="option 'enforce_eager' must be bool"):
+        EngineConfig("m", enforce_eager=1)
+
+
+def test_registry_imports_without_torch():
+    code = ("import sys, engine.variants; engine.variants.kind('nano').options; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    root = Path(__file__).resolve().parents[3]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.6])
