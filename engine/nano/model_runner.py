@@ -353,10 +353,6 @@ class ModelRunner:
         self.prefill_graphs[bucket].replay()
         return p["out"][:t]
 
-    def run(self, batch: Batch) -> list[int]:
-        """One forward step; return the sampled token of each sampling sequence, in order."""
-        return self.launch(batch).tolist()
-
     @torch.inference_mode()
     def launch(self, batch: Batch, prev: StepTokens | None = None) -> StepTokens:
         """Queue one forward step and its sampling on the device and return at once. A
