@@ -1,4 +1,4 @@
-"""engine/engines/nano.py through engine.bench.run_job, and the registry entry."""
+"""engine/engines/nano.py through engine.bench.run_in_process, and the registry entry."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine import variants
-from engine.bench import run_job
+from engine.bench import run_in_process
 from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, BenchJob, ModelRef
 from engine.nano.config import EngineConfig
 from engine.workload import WorkloadSpec
@@ -61,7 +61,7 @@ def test_registry_imports_without_torch():
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.6])
-def test_run_job_generates_exactly_the_requested_tokens(checkpoints, temperature):
+def test_run_in_process_generates_exactly_the_requested_tokens(checkpoints, temperature):
     job = BenchJob(
         engine="nano", variant="nano-test", model=ModelRef(path=checkpoints["tiny"]),
         workload=WorkloadSpec(num_seqs=6, input_len=(10, 60), output_len=(5, 20),
@@ -69,7 +69,7 @@ def test_run_job_generates_exactly_the_requested_tokens(checkpoints, temperature
         max_num_seqs=4, max_model_len=128,
         options={"block_size": 16, "max_num_batched_tokens": 64},
     )
-    r = run_job(job)
+    r = run_in_process(job)
     assert r.output_tokens == r.requested_output_tokens
     assert r.kv_blocks and r.block_size == 16 and r.kv_tokens == r.kv_blocks * 16
     assert r.prefill_s and r.decode_s and r.load_s > 0
