@@ -6,6 +6,7 @@ can read engine.nano.config without importing torch."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -13,15 +14,10 @@ if TYPE_CHECKING:
     from engine.nano.sampling import SamplingParams
 
 __all__ = ["LLM", "SamplingParams"]
+_HOMES = {"LLM": "engine.nano.llm", "SamplingParams": "engine.nano.sampling"}
 
 
 def __getattr__(name: str):
-    if name == "LLM":
-        from engine.nano.llm import LLM
-
-        return LLM
-    if name == "SamplingParams":
-        from engine.nano.sampling import SamplingParams
-
-        return SamplingParams
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
