@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine import checkpoints  # noqa: E402
-from engine.job import BenchJob, ModelRef  # noqa: E402
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, BenchJob, ModelRef  # noqa: E402
 from engine.workload import WorkloadSpec  # noqa: E402
 from orchestrator.executors.process import run_job  # noqa: E402
 
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="directory for the result JSONs")
     p.add_argument("--engines", default="vllm,nano")
     p.add_argument("--max-num-seqs", default="256,128,64")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--gpu-memory-utilization", type=float,
+                   default=DEFAULT_GPU_MEMORY_UTILIZATION)
     p.add_argument("--arch", default="qwen2-1.5b")
     p.add_argument("--num-seqs", type=int, default=None,
                    help="fewer requests than the standard 256 (a smoke test)")

@@ -3,9 +3,11 @@
     python bench/nano_profile.py --out $OUT [--max-num-seqs 256] [--arch qwen2-1.5b]
 
 1. The card: copy bandwidth (a 4 GiB device-to-device copy) and bf16 matrix rate (8192^3).
-2. The standard workload on nano with CUDA graphs, every step timed: host wall time split into
-   schedule / prepare+launch / wait / postprocess, and the GPU time of the graph replay, the
-   logits and the sampler (CUDA events). Host overhead = step wall time - GPU busy time.
+2. The standard workload through LLM.generate, the loop a job runs (LLM._run_steps, async
+   scheduling as configured), every step timed: the host's time for it split into
+   schedule / prepare+launch / advance / wait (reading its tokens back) / complete, and the
+   GPU time of the graph replay, the logits and the sampler (CUDA events). Host overhead =
+   wall time - GPU busy time.
 3. A window of full-batch decode steps replayed eagerly under torch.profiler: kernel time
    split into attention, GEMMs, norms, sampling and the rest.
 4. The roofline: per decode step, bytes moved (weights + KV cache read) and FLOPs, against
@@ -17,7 +19,6 @@ Writes profile.json and profile.txt into --out and prints the text.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
@@ -30,10 +31,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from engine import checkpoints  # noqa: E402
-from engine.job import ModelRef  # noqa: E402
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, ModelRef  # noqa: E402
 from engine.nano.llm import LLM  # noqa: E402
 from engine.nano.sampling import SamplingParams  # noqa: E402
-from engine.nano.sequence import Sequence  # noqa: E402
 from engine.workload import WorkloadSpec, build  # noqa: E402
 
 CATEGORIES = (  # first match wins, on the lower-cased kernel name
@@ -158,60 +158,93 @@ def run(a) -> dict:
     # their own forward.
     runner.model.forward = _timed(runner.model.forward, "forward", log)
 
-    for p, n in zip(w.prompts, w.max_tokens, strict=True):
-        sched.add(Sequence(p, SamplingParams(temperature=w.spec.temperature, max_tokens=n,
-                                             ignore_eos=True), llm.config.block_size))
-    steps, profiled, prefill_profiled = [], None, None
-    profiling_s = 0.0  # spent in the eager profiles, left out of every figure
-    gc.disable()  # as LLM.generate does
-    t_run = time.perf_counter()
-    while not sched.is_finished():
-        t0 = time.perf_counter()
-        batch = sched.schedule()
-        t1 = time.perf_counter()
-        full = not batch.is_prefill and len(batch.seqs) == a.max_num_seqs
-        cuda = torch.cuda.is_available()
-        if profiled is None and full and cuda and len(steps) >= 40:
-            profiled = profile_eager(runner, batch, graphs)
-        if prefill_profiled is None and batch.is_prefill and cuda:
-            prefill_profiled = profile_eager(runner, batch, graphs)
-        t1b = time.perf_counter()
-        profiling_s += t1b - t1
-        log.clear()
-        tokens = runner.run(batch)
-        t2 = time.perf_counter()
-        sched.postprocess(batch, tokens)
-        t3 = time.perf_counter()
-        gpu = defaultdict(float)
-        for label, s, e in log:
-            gpu[label] += s.elapsed_time(e) / 1e3
-        steps.append({
+    # LLM._run_steps runs unchanged; the scheduler and runner calls it makes are timed, each
+    # against the record of the step (the Batch) it concerns.
+    steps: list[dict] = []
+    prof: dict = {"decode": None, "prefill": None, "s": 0.0}  # profiles; the time they took
+    cuda = torch.cuda.is_available()
+    schedule, launch = sched.schedule, runner.launch
+    advance, complete = sched.advance, sched.complete
+
+    def timed_schedule():
+        t = time.perf_counter()
+        batch = schedule()
+        batch.profile = rec = {
             "prefill": batch.is_prefill, "seqs": len(batch.seqs), "tokens": batch.num_tokens,
-            "ctx": sum(len(s) for s in batch.seqs), "schedule_s": t1 - t0, "run_s": t2 - t1b,
-            "postprocess_s": t3 - t2, **{f"gpu_{k}_s": v for k, v in gpu.items()},
-        })
-    total_s = time.perf_counter() - t_run - profiling_s
-    gc.enable()
+            "ctx": sum(len(s) for s in batch.seqs), "schedule_s": time.perf_counter() - t,
+            "launch_s": 0.0, "advance_s": 0.0, "wait_s": 0.0, "complete_s": 0.0}
+        steps.append(rec)
+        return batch
+
+    def timed_launch(batch, prev=None):
+        rec = batch.profile
+        t = time.perf_counter()
+        full = not batch.is_prefill and len(batch.seqs) == a.max_num_seqs
+        if prof["decode"] is None and full and cuda and len(steps) >= 40:
+            prof["decode"] = profile_eager(runner, launch, batch, prev)
+        if prof["prefill"] is None and batch.is_prefill and cuda:
+            prof["prefill"] = profile_eager(runner, launch, batch, prev)
+        t1 = time.perf_counter()
+        prof["s"] += t1 - t
+        log.clear()
+        tokens = launch(batch, prev)
+        rec["launch_s"] = time.perf_counter() - t1
+        rec["events"] = list(log)
+        read = tokens.tolist
+
+        def timed_tolist():  # the host waits here for the step to finish
+            t = time.perf_counter()
+            out = read()
+            rec["wait_s"] += time.perf_counter() - t
+            return out
+
+        tokens.tolist = timed_tolist
+        return tokens
+
+    def timed(fn, key):
+        def wrapper(batch, *args):
+            t = time.perf_counter()
+            out = fn(batch, *args)
+            batch.profile[key] += time.perf_counter() - t
+            return out
+        return wrapper
+
+    sched.schedule, runner.launch = timed_schedule, timed_launch
+    sched.advance, sched.complete = timed(advance, "advance_s"), timed(complete, "complete_s")
+    params = [SamplingParams(temperature=w.spec.temperature, max_tokens=n, ignore_eos=True)
+              for n in w.max_tokens]
+    t_run = time.perf_counter()
+    llm.generate(w.prompts, params)
+    total_s = time.perf_counter() - t_run - prof["s"]
+    if cuda:
+        torch.cuda.synchronize()
+    for rec in steps:  # every step's events have completed: read their GPU times
+        gpu: dict[str, float] = defaultdict(float)
+        for label, s, e in rec.pop("events", []):
+            gpu[label] += s.elapsed_time(e) / 1e3
+        rec.update({f"gpu_{k}_s": v for k, v in gpu.items()})
     return {"card": card, "arch": a.arch, "max_num_seqs": a.max_num_seqs,
+            "async_scheduling": llm.config.async_scheduling,
             "start_s": start_s, "timings": llm.timings, "sizes": sizes, "total_s": total_s,
-            "output_tokens": sum(w.max_tokens), "steps": steps, "eager_profile": profiled,
-            "prefill_profile": prefill_profiled}
+            "engine_stats": llm.last_stats,
+            "output_tokens": sum(w.max_tokens), "steps": steps, "eager_profile": prof["decode"],
+            "prefill_profile": prof["prefill"]}
 
 
-def profile_eager(runner, batch, graphs) -> dict:
-    """Run this batch eagerly under the profiler a few times (the KV slots it writes are
-    rewritten, with the same values, by the real step that follows) and split kernel time by
-    category."""
+def profile_eager(runner, launch, batch, prev) -> dict:
+    """Run this step eagerly under the profiler a few times, before the real one (the KV
+    slots it writes are rewritten, with the same values, by the real step; its samples
+    draw on the sampler's generator) and split kernel time by category."""
     from torch.profiler import ProfilerActivity, profile
 
     timed, runner.graphs = runner.graphs, {}
     timed_prefill, runner.prefill_graphs = runner.prefill_graphs, {}
     reps = 5
     try:
-        runner.run(batch)
+        launch(batch, prev).tolist()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(reps):
-                runner.run(batch)
+                launch(batch, prev).tolist()
     finally:
         runner.graphs, runner.prefill_graphs = timed, timed_prefill
     by_cat: dict[str, float] = defaultdict(float)
@@ -227,6 +260,11 @@ def profile_eager(runner, batch, graphs) -> dict:
             "top_kernels_ms": dict(sorted(top.items(), key=lambda kv: -kv[1])[:15])}
 
 
+# The host's time for one step, in the order _run_steps spends it; wait is the time it
+# blocks reading the step's tokens back.
+HOST_PARTS = ("schedule", "launch", "advance", "wait", "complete")
+
+
 def summarize(r: dict) -> str:
     card, sz, steps = r["card"], r["sizes"], r["steps"]
     bw, fl = card["copy_bytes_per_s"], card["bf16_flops_per_s"]
@@ -237,7 +275,8 @@ def summarize(r: dict) -> str:
         return sum(s.get(key, 0.0) for s in rows)
 
     lines = [f"card {card['name']}: copy {bw / 1e12:.2f} TB/s, bf16 matmul {fl / 1e12:.0f} "
-             f"TFLOP/s; {r['arch']}, max_num_seqs {r['max_num_seqs']}",
+             f"TFLOP/s; {r['arch']}, max_num_seqs {r['max_num_seqs']}, async scheduling "
+             f"{'on' if r['async_scheduling'] else 'off'}",
              f"run {r['total_s']:.2f} s for {r['output_tokens']:,} output tokens "
              f"({r['output_tokens'] / r['total_s']:,.0f} tok/s); start {r['start_s']:.1f} s "
              f"{ {k: round(v, 2) for k, v in r['timings'].items()} }"]
@@ -245,7 +284,7 @@ def summarize(r: dict) -> str:
     for name, rows in (("decode", dec), ("prefill", pre)):
         if not rows:
             continue
-        wall = total(rows, "schedule_s") + total(rows, "run_s") + total(rows, "postprocess_s")
+        wall = sum(total(rows, f"{k}_s") for k in HOST_PARTS)
         gpu = total(rows, "gpu_forward_s") + total(rows, "gpu_logits_s") + \
             total(rows, "gpu_sampler_s")
         byte = flop = floor = 0.0
@@ -257,9 +296,8 @@ def summarize(r: dict) -> str:
             byte, flop, floor = byte + b, flop + f, floor + max(b / bw, f / fl)
         floor_total += floor
         lines += [
-            f"{name}: {len(rows)} steps, wall {wall:.3f} s ({1e3 * wall / len(rows):.2f} ms/step)"
-            f" = schedule {total(rows, 'schedule_s'):.3f} + run {total(rows, 'run_s'):.3f}"
-            f" + postprocess {total(rows, 'postprocess_s'):.3f}",
+            f"{name}: {len(rows)} steps, host {wall:.3f} s ({1e3 * wall / len(rows):.2f} ms/step)"
+            " = " + " + ".join(f"{k} {total(rows, f'{k}_s'):.3f}" for k in HOST_PARTS),
             f"  GPU busy {gpu:.3f} s: forward {total(rows, 'gpu_forward_s'):.3f}, logits "
             f"{total(rows, 'gpu_logits_s'):.3f}, sampler {total(rows, 'gpu_sampler_s'):.3f};"
             f" host overhead (wall - GPU) {wall - gpu:.3f} s",
@@ -287,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--arch", default="qwen2-1.5b")
     p.add_argument("--max-num-seqs", type=int, default=256)
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--gpu-memory-utilization", type=float,
+                   default=DEFAULT_GPU_MEMORY_UTILIZATION)
     p.add_argument("--num-seqs", type=int, default=256, help="fewer for a smoke test")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)

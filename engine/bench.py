@@ -49,7 +49,7 @@ def _set_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
-def run_job(job: BenchJob) -> BenchResult:
+def run_in_process(job: BenchJob) -> BenchResult:
     """Run one job in this process. Raises BadInput for problems of the job itself."""
     try:
         kind = variants.kind(job.engine)
@@ -210,7 +210,7 @@ def self_check() -> str:
             gpu_memory_utilization=0.5,
             max_model_len=256,
         )
-        r = run_job(job)
+        r = run_in_process(job)
         if r.output_tokens != r.requested_output_tokens:
             raise RuntimeError(
                 f"{name}: {r.output_tokens} tokens, expected {r.requested_output_tokens}"
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--job and --out are required (or --self-check)")
     out = Path(args.out)
     try:
-        result = run_job(_load_job(args.job))
+        result = run_in_process(_load_job(args.job))
     except Exception as e:
         traceback.print_exc()
         _report(out, Failure(one_line(e), classify(e)).to_json())

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field
 
 from engine.workload import WorkloadSpec
 
+# A job's gpu_memory_utilization where the sweep (or the command line) does not set one.
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -29,7 +32,7 @@ class BenchJob:
     model: ModelRef
     workload: WorkloadSpec
     max_num_seqs: int
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
     max_model_len: int | None = None
     options: dict = field(default_factory=dict)  # engine options, validated by variants.py
     repeat: int = 0

@@ -1,16 +1,19 @@
 """Engine variant registry: which engine kinds exist, which options each accepts.
 
 This module is imported by the coordinator, so it must not import torch or any engine:
-`start()` imports the engine's adapter module only in the worker.
+`start()` imports the engine's adapter module only in the worker. nano's options are
+EngineConfig's option fields (engine/nano/config.py, torch-free), defined there once.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from engine.nano.config import nano_options
+from engine.options import Option
 
 
 class Engine(Protocol):
@@ -33,31 +36,6 @@ class Engine(Protocol):
     def peak_memory_bytes(self) -> int | None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Option:
-    type: type
-    default: Any
-    choices: tuple = ()
-    help: str = ""
-    minimum: int | None = None  # the least value a number may take
-    check: Callable[[str, Any], None] | None = None  # raises ValueError for a bad value
-
-    def coerce(self, name: str, value: Any) -> Any:
-        is_bool = isinstance(value, bool)
-        ok = isinstance(value, self.type) and (self.type is bool or not is_bool)
-        if self.type is float and isinstance(value, int) and not is_bool:
-            value, ok = float(value), True
-        if not ok:
-            raise ValueError(f"option {name!r} must be {self.type.__name__}, got {value!r}")
-        if self.choices and value not in self.choices:
-            raise ValueError(f"option {name!r} must be one of {list(self.choices)}, got {value!r}")
-        if self.minimum is not None and value is not None and value < self.minimum:
-            raise ValueError(f"option {name!r} must be >= {self.minimum}, got {value!r}")
-        if self.check:
-            self.check(name, value)
-        return value
 
 
 @dataclass(frozen=True)
@@ -120,19 +98,8 @@ KINDS: dict[str, EngineKind] = {
             name="nano",
             module="engine.engines.nano",
             description="nano: our engine (paged KV, prefix cache, Triton kernels, CUDA graphs)",
-            options={
-                "enforce_eager": Option(bool, False, help="no CUDA graphs"),
-                "prefill_graph_tokens": Option(int, 2048, minimum=0, help="prefill steps up to "
-                                               "this many tokens replay CUDA graphs; 0: none"),
-                "block_size": Option(int, 256, minimum=1, help="tokens per KV-cache block"),
-                "attention_backend": Option(str, "auto", ("auto", "triton", "torch"),
-                                            "auto: triton on CUDA, torch on CPU"),
-                "max_num_batched_tokens": Option(int, 16384, minimum=1,
-                                                 help="prefill tokens per step"),
-                "enable_prefix_caching": Option(bool, True),
-                "async_scheduling": Option(bool, True, help="queue each decode step before "
-                                           "reading the previous one's tokens"),
-            },
+            # One definition each: EngineConfig's fields (engine/nano/config.py).
+            options=nano_options(),
         ),
         EngineKind(
             name="hf",

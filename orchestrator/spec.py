@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine import variants
-from engine.job import BenchJob, ModelRef
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, BenchJob, ModelRef
 from engine.workload import (
     MAX_INPUT_LEN,
     MAX_NUM_SEQS,
@@ -190,14 +190,15 @@ class SweepSpec:
         f = self.file
         fingerprint = self.fingerprint
         model, workload = self.model, self.workload
-        axes = {"variant": self.variant_names, "gpu_memory_utilization": [0.9],
+        axes = {"variant": self.variant_names,
+                "gpu_memory_utilization": [DEFAULT_GPU_MEMORY_UTILIZATION],
                 "max_model_len": [None]} | f.matrix
         names = list(axes)
         points = [dict(zip(names, combo, strict=True))
                   for combo in itertools.product(*(axes[n] for n in names))]
         points = [p for p in points if not any(_matches(p, e) for e in f.exclude)]
-        points += [{"gpu_memory_utilization": 0.9, "max_model_len": None} | inc
-                   for inc in f.include]
+        points += [{"gpu_memory_utilization": DEFAULT_GPU_MEMORY_UTILIZATION,
+                    "max_model_len": None} | inc for inc in f.include]
         configs: dict[str, tuple[dict, BenchJob]] = {}
         for point in points:
             job = _job(f, point, model, workload)

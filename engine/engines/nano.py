@@ -51,18 +51,12 @@ class NanoEngine:
 
 def start(job: BenchJob, model_dir: str | Path) -> NanoEngine:
     kind = variants.kind(job.engine)
-    o = kind.resolved(kind.normalize(job.options))
+    # Every option of the kind is a field of EngineConfig (engine/nano/config.py).
     llm = LLM(
         str(model_dir),
         max_num_seqs=job.max_num_seqs,
         max_model_len=job.max_model_len,
         gpu_memory_utilization=job.gpu_memory_utilization,
-        max_num_batched_tokens=o["max_num_batched_tokens"],
-        enforce_eager=o["enforce_eager"],
-        prefill_graph_tokens=o["prefill_graph_tokens"],
-        block_size=o["block_size"],
-        enable_prefix_caching=o["enable_prefix_caching"],
-        async_scheduling=o["async_scheduling"],
-        attention_backend=None if o["attention_backend"] == "auto" else o["attention_backend"],
+        **kind.resolved(kind.normalize(job.options)),
     )
     return NanoEngine(llm)

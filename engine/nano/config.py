@@ -1,10 +1,19 @@
-"""Configuration: the model's (read from config.json) and the engine's (given by the caller)."""
+"""Configuration: the model's (read from config.json) and the engine's (given by the caller).
+
+EngineConfig's option fields are the one definition of the nano engine kind's options
+(default, bounds, help): engine/variants.py lists them from here. No torch import: the
+coordinator reads this module through the registry."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
+from typing import Any, get_type_hints
+
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION
+from engine.options import Option
 
 SUPPORTED_ARCHS = {"qwen2", "qwen3"}
 
@@ -82,24 +91,37 @@ class ModelConfig:
         )
 
 
+def _option(default: Any, help: str = "", *, choices: tuple = (), minimum: int | None = None):
+    """An EngineConfig field that is also an option of the nano engine kind: its default,
+    bounds and help are defined here once, for the registry (engine/variants.py), the
+    adapter (engine/engines/nano.py) and LLM(...) alike."""
+    return field(default=default,
+                 metadata={"option": {"choices": choices, "help": help, "minimum": minimum}})
+
+
 @dataclass
 class EngineConfig:
-    """What the caller chooses. Values of None are filled in by LLM from the model and device."""
+    """What the caller chooses. Values of None (and attention_backend "auto") are filled in
+    by LLM from the model and device."""
 
     model_dir: str
     max_num_seqs: int = 256
-    max_num_batched_tokens: int = 16384  # prefill token budget of one step
     max_model_len: int | None = None  # default: min(config max_position_embeddings, 4096)
-    gpu_memory_utilization: float = 0.9
-    enforce_eager: bool = False  # no CUDA graphs
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    # The options a sweep's variant may set (nano_options()), in the registry's order.
+    enforce_eager: bool = _option(False, "no CUDA graphs")
     # Prefill steps of up to this many tokens (and PREFILL_GRAPH_SEQS sequences) replay a
     # CUDA graph (model_runner.py); 0: every prefill step runs eagerly.
-    prefill_graph_tokens: int = 2048
-    block_size: int = 256
-    enable_prefix_caching: bool = True
+    prefill_graph_tokens: int = _option(
+        2048, "prefill steps up to this many tokens replay CUDA graphs; 0: none", minimum=0)
+    block_size: int = _option(256, "tokens per KV-cache block", minimum=1)
+    attention_backend: str = _option("auto", "auto: triton on CUDA, torch on CPU",
+                                     choices=("auto", "triton", "torch"))
+    max_num_batched_tokens: int = _option(16384, "prefill tokens per step", minimum=1)
+    enable_prefix_caching: bool = _option(True)
     # Queue each decode step before reading the previous one's tokens (LLM._run_steps).
-    async_scheduling: bool = True
-    attention_backend: str | None = None  # triton | torch; default triton on CUDA, torch on CPU
+    async_scheduling: bool = _option(
+        True, "queue each decode step before reading the previous one's tokens")
     device: str | None = None  # default cuda when available
     dtype: str | None = None  # default bfloat16 on CUDA, float32 on CPU
     # On CPU gpu_memory_utilization means nothing: the KV cache takes this many bytes at most
@@ -112,15 +134,15 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
             raise ValueError("max_num_seqs must be >= 1")
-        if self.max_num_batched_tokens < 1:
-            raise ValueError("max_num_batched_tokens must be >= 1")
-        if self.block_size < 1:
-            raise ValueError("block_size must be >= 1")
-        if self.prefill_graph_tokens < 0:
-            raise ValueError("prefill_graph_tokens must be >= 0")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
-        if self.attention_backend not in (None, "triton", "torch"):
-            raise ValueError(
-                f"attention_backend must be 'triton' or 'torch', got {self.attention_backend!r}"
-            )
+        for name, opt in nano_options().items():
+            setattr(self, name, opt.coerce(name, getattr(self, name)))
+
+
+@cache
+def nano_options() -> dict[str, Option]:
+    """The nano engine kind's options, from EngineConfig's option fields."""
+    types = get_type_hints(EngineConfig)
+    return {f.name: Option(types[f.name], f.default, **f.metadata["option"])
+            for f in fields(EngineConfig) if "option" in f.metadata}

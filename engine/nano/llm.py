@@ -28,7 +28,7 @@ def _resolve(cfg: EngineConfig) -> None:
         cfg.dtype = "bfloat16" if on_cuda else "float32"
     if not isinstance(getattr(torch, cfg.dtype, None), torch.dtype):
         raise ValueError(f"unknown dtype {cfg.dtype!r}")
-    if cfg.attention_backend is None:
+    if cfg.attention_backend == "auto":
         cfg.attention_backend = "triton" if on_cuda else "torch"
     if cfg.attention_backend == "triton" and not on_cuda and os.environ.get(
         "TRITON_INTERPRET"

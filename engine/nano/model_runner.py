@@ -71,21 +71,21 @@ class StepTokens:
     to the host, which reads them with tolist() once the step is done."""
 
     def __init__(self, tokens: torch.Tensor, rows: dict[int, int], is_cuda: bool):
-        self.device = tokens
+        self.on_device = tokens  # the tensor the next decode step reads its inputs from
         self.rows = rows  # seq_id -> row of tokens
         self.event = None
         if is_cuda and tokens.is_cuda:
-            self.host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
-            self.host.copy_(tokens, non_blocking=True)
+            self.on_host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+            self.on_host.copy_(tokens, non_blocking=True)
             self.event = torch.cuda.Event()
             self.event.record()
         else:
-            self.host = tokens
+            self.on_host = tokens
 
     def tolist(self) -> list[int]:
         if self.event is not None:
             self.event.synchronize()
-        return self.host.tolist()
+        return self.on_host.tolist()
 
 
 class ModelRunner:
@@ -313,7 +313,7 @@ class ModelRunner:
         ids = longs[0]
         if pending:  # tokens the previous step sampled, still on the device
             src = longs[3]
-            ids = torch.where(src >= 0, prev.device[src.clamp(min=0)].to(ids.dtype), ids)
+            ids = torch.where(src >= 0, prev.on_device[src.clamp(min=0)].to(ids.dtype), ids)
         b = len(seqs)
         bucket = _smallest_at_least(self.graphs, b)
         if bucket is None:
@@ -352,10 +352,6 @@ class ModelRunner:
         p["tables"][:n, : meta.block_tables.shape[1]] = meta.block_tables
         self.prefill_graphs[bucket].replay()
         return p["out"][:t]
-
-    def run(self, batch: Batch) -> list[int]:
-        """One forward step; return the sampled token of each sampling sequence, in order."""
-        return self.launch(batch).tolist()
 
     @torch.inference_mode()
     def launch(self, batch: Batch, prev: StepTokens | None = None) -> StepTokens:

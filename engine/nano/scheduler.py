@@ -144,11 +144,6 @@ class Scheduler:
         self.num_preemptions += 1
         self.waiting.appendleft(seq)
 
-    def postprocess(self, batch: Batch, token_ids: list[int]) -> list[Sequence]:
-        """Record a step whose sampled tokens are known: advance() then complete()."""
-        self.advance(batch)
-        return self.complete(batch, token_ids)
-
     def advance(self, batch: Batch) -> None:
         """Record a step as soon as it is queued, before its tokens are known: computed
         tokens, a PLACEHOLDER for each sampled token, and the end of every sequence that

@@ -13,6 +13,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION
 from orchestrator.cli.common import err, fail, out
 
 model_app = typer.Typer(help="Checkpoints with random weights of named architectures.",
@@ -43,7 +44,8 @@ def bench(
     output_len: Annotated[str | None, typer.Option(help="MIN,MAX")] = None,
     temperature: Annotated[float | None, typer.Option(min=0)] = None,
     max_num_seqs: Annotated[int, typer.Option(min=1)] = 256,
-    gpu_memory_utilization: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.9,
+    gpu_memory_utilization: Annotated[float, typer.Option(min=0.01, max=1.0)] = (
+        DEFAULT_GPU_MEMORY_UTILIZATION),
     option: Annotated[list[str] | None, typer.Option("--option", "-o",
                                                      help="Engine option NAME=VALUE")] = None,
     timeout: float = 3600,

@@ -47,23 +47,23 @@ def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path):
     model, runner = llm.runner.model, llm.runner
     rows: list[torch.Tensor] = []
     per_seq: dict[int, list[torch.Tensor]] = {}
-    orig_logits, orig_run = model.compute_logits, runner.run
+    orig_logits, orig_launch = model.compute_logits, runner.launch
 
     def compute(h):
         x = orig_logits(h)
         rows.append(x.float().cpu())
         return x
 
-    def run(batch):
+    def launch(batch, prev=None):
         seqs = [s for i, s in enumerate(batch.seqs) if batch.samples(i)]
         n0 = len(rows)
-        toks = orig_run(batch)
+        toks = orig_launch(batch, prev)
         if len(rows) > n0:
             for s, r in zip(seqs, rows[-1], strict=True):
                 per_seq.setdefault(s.seq_id, []).append(r)
         return toks
 
-    model.compute_logits, runner.run = compute, run
+    model.compute_logits, runner.launch = compute, launch
     toks = llm.generate(prompts, SamplingParams(0, n_tok, True))
     log(out, phase="nano", backend=backend, start_s=round(start_s, 2),
         timings=llm.timings, kv_blocks=llm.num_kv_blocks)

@@ -1,12 +1,18 @@
-"""engine/engines/nano.py through engine.bench.run_job, and the registry entry."""
+"""engine/engines/nano.py through engine.bench.run_in_process, and the registry entry."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
 from engine import variants
-from engine.bench import run_job
-from engine.job import BenchJob, ModelRef
+from engine.bench import run_in_process
+from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, BenchJob, ModelRef
+from engine.nano.config import EngineConfig
 from engine.workload import WorkloadSpec
 
 
@@ -28,8 +34,34 @@ def test_registry_options():
             kind.normalize({name: bad})
 
 
+def test_options_are_engine_config_fields():
+    """One definition: the registry's nano options are EngineConfig's, default for default,
+    and the engine checks a value with the registry's own check."""
+    kind = variants.kind("nano")
+    defaults = {f.name: f.default for f in fields(EngineConfig)}
+    assert {n: o.default for n, o in kind.options.items()} == {n: defaults[n]
+                                                                for n in kind.options}
+    assert kind.options["attention_backend"].default == "auto"
+    assert defaults["gpu_memory_utilization"] == DEFAULT_GPU_MEMORY_UTILIZATION
+    assert EngineConfig("m").attention_backend == "auto"
+    with pytest.raises(ValueError, match="option 'block_size' must be >= 1, got 0"):
+        EngineConfig("m", block_size=0)
+    with pytest.raises(ValueError, match="option 'attention_backend' must be one of"):
+        EngineConfig("m", attention_backend="flash")
+    with pytest.raises(ValueError, match="option 'enforce_eager' must be bool"):
+        EngineConfig("m", enforce_eager=1)
+
+
+def test_registry_imports_without_torch():
+    code = ("import sys, engine.variants; engine.variants.kind('nano').options; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    root = Path(__file__).resolve().parents[3]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.parametrize("temperature", [0.0, 0.6])
-def test_run_job_generates_exactly_the_requested_tokens(checkpoints, temperature):
+def test_run_in_process_generates_exactly_the_requested_tokens(checkpoints, temperature):
     job = BenchJob(
         engine="nano", variant="nano-test", model=ModelRef(path=checkpoints["tiny"]),
         workload=WorkloadSpec(num_seqs=6, input_len=(10, 60), output_len=(5, 20),
@@ -37,7 +69,7 @@ def test_run_job_generates_exactly_the_requested_tokens(checkpoints, temperature
         max_num_seqs=4, max_model_len=128,
         options={"block_size": 16, "max_num_batched_tokens": 64},
     )
-    r = run_job(job)
+    r = run_in_process(job)
     assert r.output_tokens == r.requested_output_tokens
     assert r.kv_blocks and r.block_size == 16 and r.kv_tokens == r.kv_blocks * 16
     assert r.prefill_s and r.decode_s and r.load_s > 0

@@ -125,11 +125,11 @@ def test_append_slot_allocates_on_block_boundary():
     a = seq([1, 2, 3, 4])
     bm.allocate(a)
     assert len(a.block_table) == 1
-    a.append_token(5)
+    a.token_ids.append(5)
     assert bm.can_append(a)
     bm.append_slot(a)
     assert len(a.block_table) == 2
-    a.append_token(6)
+    a.token_ids.append(6)
     bm.append_slot(a)  # same block
     assert len(a.block_table) == 2 and bm.num_free_blocks == 1
 

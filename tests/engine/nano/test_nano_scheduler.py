@@ -24,9 +24,12 @@ def seq(n: int, max_tokens: int = 4, start: int = 0, ignore_eos: bool = True) ->
 
 
 def step(s: Scheduler, token: int = 7):
+    """One step as LLM._run_steps records it with its tokens known at once: advance() when
+    it is queued, complete() with its sampled tokens."""
     batch = s.schedule()
     n = sum(1 for i in range(len(batch.seqs)) if batch.samples(i))
-    s.postprocess(batch, [token] * n)
+    s.advance(batch)
+    s.complete(batch, [token] * n)
     return batch
 
 
