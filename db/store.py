@@ -22,13 +22,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Attempt, Host, Job, Result, Sweep, utcnow
+from engine.errors import UserError
 
 DEFAULT_URL = "sqlite:///benchsweep.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class SchemaError(RuntimeError):
+class SchemaError(UserError, RuntimeError):
     """The database was written by another version of benchsweep."""
+
+
+class SweepHeld(UserError, RuntimeError):
+    """Another live coordinator is running the sweep (its lease is fresh)."""
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -177,14 +182,14 @@ class Store:
                 owner_alive) -> int:
         """Make `owner` the sweep's coordinator. Attempts left running by a dead coordinator
         become `lost` and their jobs pending again; returns how many. Raises if another live
-        coordinator holds the sweep."""
+        coordinator holds the sweep (SweepHeld)."""
         with self.session() as s:
             sweep = s.get(Sweep, sweep_id, with_for_update=True)
             held = sweep.owner and sweep.owner != owner and sweep.heartbeat_at
             if held and utcnow() - as_utc(sweep.heartbeat_at) < stale_after and owner_alive(
                 sweep.owner
             ):
-                raise RuntimeError(
+                raise SweepHeld(
                     f"sweep {sweep.name!r} is being run by {sweep.owner} "
                     f"(heartbeat {sweep.heartbeat_at:%H:%M:%S}); wait for it or stop it first"
                 )

@@ -33,13 +33,16 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.errors import UserError
 from orchestrator.ssh import Connection, Endpoint, SSHError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class InventoryError(ValueError):
+class InventoryError(UserError, ValueError):
     """The inventory file is missing, not YAML, or names a field wrongly (one line)."""
+
+    exit_code = 2
 
 
 class HostConfig(BaseModel):

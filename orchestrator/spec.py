@@ -18,13 +18,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine import variants
+from engine.errors import UserError
 from engine.job import BenchJob, ModelRef
 from engine.workload import RECIPES, WorkloadSpec, build
 
 CORE_AXES = ("variant", "max_num_seqs", "gpu_memory_utilization", "max_model_len")
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
+    """A sweep file that cannot run as written: one line naming the file, line and field."""
+
+    exit_code = 2
+
     def __init__(self, message: str, loc: tuple = (), line: int | None = None,
                  source: str = "<sweep>"):
         self.message, self.loc, self.line, self.source = message, loc, line, source

@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from orchestrator.executors.base import Slot
+from orchestrator.executors.base import ExecutorUnavailable, Slot
 from orchestrator.executors.process import Outcome, run_job
 
 SLOT_PREFIX = "slot:"
@@ -70,7 +70,7 @@ class RayClusterExecutor:
                              if r.startswith(SLOT_PREFIX)), key=lambda s: s.name)
         if not self.slots:
             ray.shutdown()
-            raise RuntimeError("no host has joined the cluster; run `orchestrate hosts join "
+            raise ExecutorUnavailable("no host has joined the cluster; run `orchestrate hosts join "
                                f"--head {address}` first")
         self.refresh_s = refresh_s
         self._alive: set[str] = set()

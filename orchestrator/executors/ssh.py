@@ -30,7 +30,7 @@ from typing import Any
 
 import ray
 
-from orchestrator.executors.base import Slot
+from orchestrator.executors.base import ExecutorUnavailable, Slot
 from orchestrator.executors.process import Outcome
 from orchestrator.hosts import Host, Inventory, check, slots_of
 from orchestrator.ssh import Connection, SSHError
@@ -272,7 +272,7 @@ class SSHExecutor:
                             g, g if gpus else "")
                 plan.append((host, slot))
         if not plan:
-            raise RuntimeError("no host can run jobs (" + "; ".join(skipped) + ")")
+            raise ExecutorUnavailable("no host can run jobs (" + "; ".join(skipped) + ")")
         ray.init(num_cpus=1, num_gpus=0, object_store_memory=object_store_mb * 1024 * 1024,
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
         self.actors: dict[str, Any] = {}
