@@ -61,7 +61,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=6)
     p.add_argument("--liveness", type=float, default=10.0)
     a = p.parse_args()
-    os.environ["BENCHSWEEP_SSH_LIVENESS_S"] = str(a.liveness)  # read when ssh is imported
+    os.environ["BENCHSWEEP_SSH_LIVENESS_S"] = str(a.liveness)  # engine.settings reads it
     with tempfile.TemporaryDirectory(prefix="bench-hosts-") as tmp, namespaces(
             a.hosts, subnet_base=40) as nss:
         tmp = Path(tmp)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
 
-from db.store import DEFAULT_URL, SchemaError, Store, resolve_url
+from db.store import SchemaError, Store, resolve_url
 from engine.errors import UserError
 
 HERE = Path(__file__).parent
@@ -35,7 +34,7 @@ class NoDatabase(UserError):
 
 
 def db_url() -> str:
-    return resolve_url(os.environ.get("BENCHSWEEP_DB") or DEFAULT_URL)
+    return resolve_url()  # $BENCHSWEEP_DB, else ./benchsweep.db
 
 
 @st.cache_resource(show_spinner=False)

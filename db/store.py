@@ -6,7 +6,6 @@ sweep writes); any SQLAlchemy URL works, PostgreSQL through psycopg 3.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Attempt, Host, Job, Result, Sweep, utcnow
 from engine.errors import UserError
+from engine.settings import settings
 
 DEFAULT_URL = "sqlite:///benchsweep.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,7 +37,9 @@ class SweepHeld(UserError, RuntimeError):
 
 
 def resolve_url(url: str | None = None) -> str:
-    url = url or os.environ.get("BENCHSWEEP_DB") or DEFAULT_URL
+    """The SQLAlchemy URL: `url`, else $BENCHSWEEP_DB, else ./benchsweep.db; a bare path
+    is a SQLite file."""
+    url = url or settings().db or DEFAULT_URL
     if "://" not in url:  # a bare file path
         url = f"sqlite:///{url}"
     for prefix in ("postgresql://", "postgres://"):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.job import ModelRef
+from engine.settings import settings
 
 _QWEN2_COMMON: dict[str, Any] = {
     "architectures": ["Qwen2ForCausalLM"],
@@ -248,7 +249,7 @@ def _default_modes(directory: Path) -> None:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("BENCHSWEEP_CACHE") or "~/.cache/benchsweep").expanduser()
+    return settings().cache
 
 
 @contextlib.contextmanager

@@ -12,16 +12,17 @@ more. Without pynvml, an NVIDIA driver or a GPU every check passes as "not check
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.settings import settings
+
 GIB = 1 << 30
 # An idle GPU shows a few hundred MiB in use (driver reservations); a leftover engine
-# holds gigabytes. BENCHSWEEP_GPU_IDLE_MAX_USED_MIB overrides, BENCHSWEEP_GPU_HYGIENE=0
-# switches the checks off.
+# holds gigabytes. settings().gpu_idle_max_used_mib ($BENCHSWEEP_GPU_IDLE_MAX_USED_MIB)
+# overrides; settings().gpu_hygiene ($BENCHSWEEP_GPU_HYGIENE=0) switches the checks off.
 IDLE_MAX_USED_BYTES = 2 * GIB
 BEFORE_WAIT_S = 60.0  # how long a job waits for its GPU to become idle
 AFTER_WAIT_S = 20.0  # how long the worker waits for a finished job's memory to come back
@@ -66,12 +67,12 @@ class Check:
 
 
 def enabled() -> bool:
-    return os.environ.get("BENCHSWEEP_GPU_HYGIENE", "1") != "0"
+    return settings().gpu_hygiene
 
 
 def idle_max_used_bytes() -> int:
-    mib = os.environ.get("BENCHSWEEP_GPU_IDLE_MAX_USED_MIB", "")
-    return int(mib) << 20 if mib.isdigit() else IDLE_MAX_USED_BYTES
+    mib = settings().gpu_idle_max_used_mib
+    return IDLE_MAX_USED_BYTES if mib is None else mib << 20
 
 
 def devices(cuda_visible_devices: str) -> list[str]:

@@ -14,9 +14,9 @@ from engine.errors import UserError
 out = Console()
 err = Console(stderr=True)
 
-DbOpt = Annotated[str | None, typer.Option("--db", envvar="BENCHSWEEP_DB",
-                                           help="Database URL or SQLite path "
-                                                "[default: ./benchsweep.db]")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL or SQLite path "
+                                                       "[default: $BENCHSWEEP_DB, "
+                                                       "./benchsweep.db]")]
 
 
 def open_store(db: str | None):

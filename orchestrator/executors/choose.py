@@ -4,11 +4,11 @@ line's flag first, then the sweep file's executor section, then the environment
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.settings import settings
 from orchestrator.executors.base import ExecutorUnavailable
 
 EXECUTOR_KINDS = ("local", "ssh", "ray")
@@ -24,7 +24,7 @@ def inventory_path(flag: Path | None, sweep_value: str | None = None,
     if sweep_value:
         base = sweep_file.parent if sweep_file else Path()
         return base / Path(sweep_value).expanduser()
-    return Path(os.environ.get("BENCHSWEEP_HOSTS") or DEFAULT_INVENTORY)
+    return settings().hosts or DEFAULT_INVENTORY
 
 
 def executor_kind(flag: str | None, section) -> str:
