@@ -25,9 +25,8 @@ from db.store import Store  # noqa: E402
 from orchestrator.hosts import Inventory, provision  # noqa: E402
 from orchestrator.run import run_sweep  # noqa: E402
 from orchestrator.spec import parse  # noqa: E402
-from tests.e2e.netns import namespaces  # noqa: E402
-from tests.e2e.sshd import Sshd, keygen  # noqa: E402
-from tests.e2e.test_ssh import inventory  # noqa: E402
+from testbed.netns import namespaces  # noqa: E402
+from testbed.sshd import Sshd, inventory, keygen  # noqa: E402
 
 SWEEP = textwrap.dedent("""\
     name: {name}

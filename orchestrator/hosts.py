@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.errors import UserError
+from orchestrator.ray_resources import slot_resources
 from orchestrator.ssh import Connection, Endpoint, SSHError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,8 +296,6 @@ def summary(info: dict) -> str:
 def join(conn: Connection, host: Host, head: str, gpus: list[str], ray_args: str = "") -> str:
     """`ray start` on the host as a worker of the cluster at `head`, labelled with one
     resource per slot. Jobs import the synced project, hence PYTHONPATH."""
-    from orchestrator.executors.ray_cluster import slot_resources
-
     src = conn.abspath(host.src)
     resources = json.dumps(slot_resources(host.name, gpus), separators=(",", ":"))
     command = (f"cd {shlex.quote(src)} && PYTHONPATH={shlex.quote(src)} RAY_USAGE_STATS_ENABLED=0 "

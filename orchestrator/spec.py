@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine import variants
+from engine.archs import ARCHS
 from engine.errors import UserError
 from engine.job import BenchJob, ModelRef
 from engine.workload import RECIPES, WorkloadSpec, build
@@ -51,8 +52,6 @@ class ModelSection(_Strict):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, v: str | None) -> str | None:
-        from engine.checkpoints import ARCHS
-
         if v is not None and v not in ARCHS:
             raise ValueError(f"unknown arch {v!r}; known: {', '.join(sorted(ARCHS))}")
         return v
