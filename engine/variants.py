@@ -42,7 +42,7 @@ class Option:
     choices: tuple = ()
     help: str = ""
     minimum: int | None = None  # the least value a number may take
-    check: Callable[[str, Any], None] | None = None  # raises ValueError for a bad value
+    validate: Callable[[str, Any], None] | None = None  # raises ValueError for a bad value
 
     def coerce(self, name: str, value: Any) -> Any:
         is_bool = isinstance(value, bool)
@@ -55,8 +55,8 @@ class Option:
             raise ValueError(f"option {name!r} must be one of {list(self.choices)}, got {value!r}")
         if self.minimum is not None and value is not None and value < self.minimum:
             raise ValueError(f"option {name!r} must be >= {self.minimum}, got {value!r}")
-        if self.check:
-            self.check(name, value)
+        if self.validate:
+            self.validate(name, value)
         return value
 
 
@@ -104,7 +104,7 @@ VLLM_MAPPED_ARGS = ("model", "skip_tokenizer_init", "max_num_seqs", "gpu_memory_
                     "max_num_batched_tokens", "dtype", "tokenizer")
 
 
-def _check_engine_args(name: str, value: dict) -> None:
+def _validate_engine_args(name: str, value: dict) -> None:
     for key in value:
         if not isinstance(key, str) or not key.isidentifier():
             raise ValueError(f"option {name!r}: {key!r} is not an argument name")
@@ -160,7 +160,7 @@ KINDS: dict[str, EngineKind] = {
                 "dtype": Option(str, "bfloat16", ("auto", "bfloat16", "float16"),
                                 "bfloat16 like nano on CUDA; auto: the checkpoint's"),
                 "engine_args": Option(dict, {}, help="more LLM(...) keyword arguments, "
-                                      "passed through as they are", check=_check_engine_args),
+                                      "passed through as they are", validate=_validate_engine_args),
             },
             requires="vllm",
             install="pip install vllm==0.26.0",

@@ -1,6 +1,7 @@
-"""The SSH inventory (a YAML file), and what `orchestrate hosts` does to a host: check it
-(reach it, read nvidia-smi, python, disk) and provision it (sync the project's tracked
-files, build its environment, verify `python -m engine.bench --self-check`).
+"""The SSH inventory (a YAML file), and what `orchestrate hosts` does to a host: probe it
+(`hosts check`: reach it, read nvidia-smi, python, disk) and provision it (sync the
+project's tracked files, build its environment, verify `python -m engine.bench
+--self-check`).
 
     known_hosts: known_hosts        # optional; beside this file by default
     hosts:
@@ -153,7 +154,7 @@ class Inventory:
         return Connection(host.endpoint, self.known_hosts, accept_new=accept_new, **kw)
 
 
-# --- check -----------------------------------------------------------------------------
+# --- probe -----------------------------------------------------------------------------
 
 _PROBE = r"""
 echo "python=$({py} -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none)"
@@ -167,7 +168,7 @@ then echo provisioned=yes; else echo provisioned=no; fi
 """
 
 
-def check(conn: Connection, host: Host) -> dict:
+def probe_host(conn: Connection, host: Host) -> dict:
     """What the host has: python version, free disk, GPUs (index, name, memory)."""
     c = host.config
     wd = c.workdir.rstrip("/")

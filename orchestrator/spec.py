@@ -253,7 +253,7 @@ def parse(text: str, source: str = "<sweep>") -> SweepSpec:
         loc = tuple(p for p in loc if p not in ("ModelSection", "str"))
         raise SpecError(_pydantic_message(err), loc, _line(node, loc), source) from None
     try:
-        _check(f)
+        _cross_validate(f)
         spec = SweepSpec(f, text, source)
         _ = spec.model
     except SpecError as e:
@@ -274,7 +274,7 @@ def _pydantic_message(err: dict) -> str:
     return msg
 
 
-def _check(f: SweepFile) -> None:
+def _cross_validate(f: SweepFile) -> None:
     """What pydantic cannot see field by field: names that refer to each other, options
     that must exist on the variants' engines."""
     seen: dict[str, str] = {}
@@ -295,7 +295,7 @@ def _check(f: SweepFile) -> None:
         if not values:
             raise SpecError("an axis needs at least one value", ("matrix", axis))
         for i, value in enumerate(values):
-            _check_axis_value(f, ("matrix", axis, i), axis, value)
+            _validate_axis_value(f, ("matrix", axis, i), axis, value)
         if axis not in CORE_AXES:
             kinds = {f.variants[v].kind for v in matrix_variants if v in f.variants}
             if not any(axis in variants.kind(k).options or variants.kind(k).free_form
@@ -309,7 +309,7 @@ def _check(f: SweepFile) -> None:
             for axis, value in rule.items():
                 if axis not in f.matrix and axis not in CORE_AXES:
                     raise SpecError("not an axis of the matrix", (section, i, axis))
-                _check_axis_value(f, (section, i, axis), axis, value)
+                _validate_axis_value(f, (section, i, axis), axis, value)
             if section == "include":
                 for required in ("variant", "max_num_seqs"):
                     if required not in rule:
@@ -318,7 +318,7 @@ def _check(f: SweepFile) -> None:
         raise SpecError(f"not a variant of this sweep ({', '.join(f.variants)})", ("baseline",))
 
 
-def _check_axis_value(f: SweepFile, loc: tuple, axis: str, value: Any) -> None:
+def _validate_axis_value(f: SweepFile, loc: tuple, axis: str, value: Any) -> None:
     def positive_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
 

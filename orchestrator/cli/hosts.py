@@ -156,11 +156,11 @@ def _each_host(names: list[str] | None, accept_new: bool, inventory: Path | None
 def hosts_check(names: NamesArg = None, accept_new: AcceptNewOpt = False,
                 inventory: InventoryOpt = None, db: DbOpt = None) -> None:
     """Reach each host: python, free disk, GPUs (nvidia-smi). Exits 1 if any failed."""
-    from orchestrator.hosts import check, summary
+    from orchestrator.hosts import probe_host, summary
     from orchestrator.ssh import HostKeyError
 
     def step(conn, host):
-        info = check(conn, host)
+        info = probe_host(conn, host)
         return "ok", info, escape(summary(info))
 
     _each_host(names, accept_new, inventory, db, step,
@@ -171,11 +171,11 @@ def hosts_check(names: NamesArg = None, accept_new: AcceptNewOpt = False,
 def hosts_provision(names: NamesArg = None, accept_new: AcceptNewOpt = False,
                     inventory: InventoryOpt = None, db: DbOpt = None) -> None:
     """Sync the project's tracked files, build the environment, run the engine self-check."""
-    from orchestrator.hosts import check, provision
+    from orchestrator.hosts import probe_host, provision
 
     def step(conn, host):
         done = provision(conn, host, log=lambda m: out.print(m, highlight=False))
-        info = check(conn, host) | {"provision_s": done.seconds}
+        info = probe_host(conn, host) | {"provision_s": done.seconds}
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
         return "ok", info, escape(f"provisioned ({steps}); {done.self_check}")
 
@@ -195,10 +195,10 @@ def hosts_join(
 ) -> None:
     """Start Ray on provisioned hosts as workers of a cluster, one resource per GPU slot;
     then `orchestrate sweep FILE --executor ray --address HEAD`."""
-    from orchestrator.hosts import check, join, slots_of
+    from orchestrator.hosts import join, probe_host, slots_of
 
     def step(conn, host):
-        info = check(conn, host)
+        info = probe_host(conn, host)
         resources = join(conn, host, head, slots_of(host, info), ray_args)
         return "joined", info, escape(f"joined {head} with {resources}")
 

@@ -32,7 +32,7 @@ import ray
 from engine.settings import settings
 from orchestrator.executors.base import ExecutorUnavailable, Slot
 from orchestrator.executors.process import Outcome
-from orchestrator.hosts import Host, Inventory, check, slots_of
+from orchestrator.hosts import Host, Inventory, probe_host, slots_of
 from orchestrator.ssh import Connection, SSHError
 
 # The liveness window, the watchdog and the quarantine come from engine.settings
@@ -251,7 +251,7 @@ class SSHExecutor:
         for host in hosts:
             try:
                 with contextlib.closing(inventory.connect(host, timeout_s=10)) as conn:
-                    info = check(conn, host)
+                    info = probe_host(conn, host)
                     killed = reap(conn, host)
             except SSHError as e:
                 skipped.append(str(e))
