@@ -32,8 +32,8 @@ class SchemaError(UserError, RuntimeError):
     """The database was written by another version of benchsweep."""
 
 
-class SweepHeld(UserError, RuntimeError):
-    """Another live coordinator is running the sweep (its lease is fresh)."""
+class LeaseHeld(UserError, RuntimeError):
+    """Another live coordinator runs the sweep."""
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -183,15 +183,15 @@ class Store:
     def acquire(self, sweep_id: int, owner: str, *, stale_after: timedelta,
                 owner_alive) -> int:
         """Make `owner` the sweep's coordinator. Attempts left running by a dead coordinator
-        become `lost` and their jobs pending again; returns how many. Raises if another live
-        coordinator holds the sweep (SweepHeld)."""
+        become `lost` and their jobs pending again; returns how many. Raises LeaseHeld if
+        another live coordinator holds the sweep."""
         with self.session() as s:
             sweep = s.get(Sweep, sweep_id, with_for_update=True)
             held = sweep.owner and sweep.owner != owner and sweep.heartbeat_at
             if held and utcnow() - as_utc(sweep.heartbeat_at) < stale_after and owner_alive(
                 sweep.owner
             ):
-                raise SweepHeld(
+                raise LeaseHeld(
                     f"sweep {sweep.name!r} is being run by {sweep.owner} "
                     f"(heartbeat {sweep.heartbeat_at:%H:%M:%S}); wait for it or stop it first"
                 )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from db.store import SchemaError, SweepHeld
+from db.store import LeaseHeld, SchemaError
 from engine.errors import BadInput, UserError
 from orchestrator.cli import app, sweeps
 from orchestrator.executors.base import ExecutorUnavailable
@@ -24,7 +24,7 @@ def run(*args: str, tmp_path: Path):
 
 @pytest.mark.parametrize("cls, code", [
     (SpecError, 2), (InventoryError, 2), (BadInput, 2), (SSHError, 1), (HostKeyError, 1),
-    (SchemaError, 1), (SweepHeld, 1), (ExecutorUnavailable, 1), (UserError, 1),
+    (SchemaError, 1), (LeaseHeld, 1), (ExecutorUnavailable, 1), (UserError, 1),
 ])
 def test_user_errors_share_one_base_and_carry_their_exit_code(cls, code):
     e = cls("something")
