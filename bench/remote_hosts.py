@@ -25,9 +25,8 @@ from db.store import Store  # noqa: E402
 from orchestrator.hosts import Inventory, provision  # noqa: E402
 from orchestrator.run import run_sweep  # noqa: E402
 from orchestrator.spec import parse  # noqa: E402
-from tests.e2e.netns import namespaces  # noqa: E402
-from tests.e2e.sshd import Sshd, keygen  # noqa: E402
-from tests.e2e.test_ssh import inventory  # noqa: E402
+from testbed.netns import namespaces  # noqa: E402
+from testbed.sshd import Sshd, inventory, keygen  # noqa: E402
 
 SWEEP = textwrap.dedent("""\
     name: {name}
@@ -61,7 +60,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=6)
     p.add_argument("--liveness", type=float, default=10.0)
     a = p.parse_args()
-    os.environ["BENCHSWEEP_SSH_LIVENESS_S"] = str(a.liveness)  # read when ssh is imported
+    os.environ["BENCHSWEEP_SSH_LIVENESS_S"] = str(a.liveness)  # engine.settings reads it
     with tempfile.TemporaryDirectory(prefix="bench-hosts-") as tmp, namespaces(
             a.hosts, subnet_base=40) as nss:
         tmp = Path(tmp)

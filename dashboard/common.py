@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
 
-from db.store import DEFAULT_URL, SchemaError, Store, resolve_url
+from db.store import SchemaError, Store, resolve_url
+from engine.errors import UserError
 
 HERE = Path(__file__).parent
 # One file a page. Not `pages/`: a directory of that name next to app.py switches Streamlit
@@ -29,12 +29,12 @@ CSS_COLORS = {"blue": "#1c6dd0", "green": "#1a8a3a", "red": "#d32f2f", "orange":
               "gray": "#808080"}
 
 
-class NoDatabase(Exception):
+class NoDatabase(UserError):
     """There is no database to show; the message says what to do."""
 
 
 def db_url() -> str:
-    return resolve_url(os.environ.get("BENCHSWEEP_DB") or DEFAULT_URL)
+    return resolve_url()  # $BENCHSWEEP_DB, else ./benchsweep.db
 
 
 @st.cache_resource(show_spinner=False)

@@ -6,7 +6,6 @@ sweep writes); any SQLAlchemy URL works, PostgreSQL through psycopg 3.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -25,22 +24,26 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Attempt, Host, Job, Result, Sweep, utcnow
+from engine.errors import UserError
+from engine.settings import settings
 
 DEFAULT_URL = "sqlite:///benchsweep.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x62656E6368  # PostgreSQL advisory lock key held while migrating
 
 
-class SchemaError(RuntimeError):
+class SchemaError(UserError, RuntimeError):
     """The database was written by another version of benchsweep."""
 
 
-class LeaseHeld(RuntimeError):
+class LeaseHeld(UserError, RuntimeError):
     """Another live coordinator runs the sweep."""
 
 
 def resolve_url(url: str | None = None) -> str:
-    url = url or os.environ.get("BENCHSWEEP_DB") or DEFAULT_URL
+    """The SQLAlchemy URL: `url`, else $BENCHSWEEP_DB, else ./benchsweep.db; a bare path
+    is a SQLite file."""
+    url = url or settings().db or DEFAULT_URL
     if "://" not in url:  # a bare file path
         url = f"sqlite:///{url}"
     for prefix in ("postgresql://", "postgres://"):

@@ -1,7 +1,8 @@
 """HF-format checkpoints with random weights for named architectures (no model hub needed).
 
-`ARCHS` is plain data so the coordinator can validate names without torch; everything that
-needs torch, transformers or safetensors imports it inside the function that uses it.
+The architectures are plain data in engine/archs.py, which the coordinator reads without
+torch; everything here that needs torch, transformers or safetensors imports it inside the
+function that uses it.
 
 Every tensor is drawn from its own torch.Generator, seeded from (seed, tensor name), so a
 checkpoint does not depend on the order or the parallelism of the writing.
@@ -24,98 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from engine.archs import ARCHS, arch_config
 from engine.job import ModelRef
-
-_QWEN2_COMMON: dict[str, Any] = {
-    "architectures": ["Qwen2ForCausalLM"],
-    "model_type": "qwen2",
-    "attention_dropout": 0.0,
-    "bos_token_id": 151643,
-    "eos_token_id": 151645,
-    "hidden_act": "silu",
-    "initializer_range": 0.02,
-    "max_position_embeddings": 32768,
-    "rms_norm_eps": 1e-06,
-    "rope_theta": 1000000.0,
-    "sliding_window": 32768,
-    "use_sliding_window": False,
-    "use_cache": True,
-    "vocab_size": 151936,
-    "tie_word_embeddings": True,
-    "torch_dtype": "bfloat16",
-}
-
-_QWEN3_COMMON: dict[str, Any] = {
-    "architectures": ["Qwen3ForCausalLM"],
-    "model_type": "qwen3",
-    "attention_bias": False,
-    "attention_dropout": 0.0,
-    "bos_token_id": 151643,
-    "eos_token_id": 151645,
-    "hidden_act": "silu",
-    "initializer_range": 0.02,
-    "max_position_embeddings": 40960,
-    "rms_norm_eps": 1e-06,
-    "rope_scaling": None,
-    "rope_theta": 1000000,
-    "sliding_window": None,
-    "use_sliding_window": False,
-    "use_cache": True,
-    "vocab_size": 151936,
-    "tie_word_embeddings": True,
-    "torch_dtype": "bfloat16",
-}
-
-# The tiny models keep token ids of the workloads (up to 10000) inside the vocabulary.
-_TINY: dict[str, Any] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_window_layers": 2,
-    "max_position_embeddings": 4096,
-    "sliding_window": None,
-    "vocab_size": 10240,
-    "bos_token_id": 10238,
-    "eos_token_id": 10239,
-}
-
-ARCHS: dict[str, dict[str, Any]] = {
-    # Qwen/Qwen2-1.5B-Instruct
-    "qwen2-1.5b": {
-        **_QWEN2_COMMON,
-        "hidden_size": 1536,
-        "intermediate_size": 8960,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 12,
-        "num_key_value_heads": 2,
-        "max_window_layers": 21,
-    },
-    # Qwen/Qwen2-0.5B-Instruct
-    "qwen2-0.5b": {
-        **_QWEN2_COMMON,
-        "hidden_size": 896,
-        "intermediate_size": 4864,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 14,
-        "num_key_value_heads": 2,
-        "max_window_layers": 24,
-    },
-    # Qwen/Qwen3-0.6B
-    "qwen3-0.6b": {
-        **_QWEN3_COMMON,
-        "hidden_size": 1024,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "head_dim": 128,
-        "max_window_layers": 28,
-    },
-    "tiny": {**_QWEN2_COMMON, **_TINY, "tie_word_embeddings": False},
-    "tiny-qwen3": {**_QWEN3_COMMON, **_TINY, "head_dim": 16, "tie_word_embeddings": True},
-}
+from engine.settings import settings
 
 DTYPES = ("bfloat16", "float16", "float32")
 # save_pretrained shards at 5 GB; we shard smaller so a shard never needs much memory.
@@ -123,18 +35,12 @@ MAX_SHARD_BYTES = 2 * 1024**3
 _ITEMSIZE = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 
-def check_arch(arch: str) -> dict[str, Any]:
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
-    return ARCHS[arch]
-
-
 def config_for(arch: str, dtype: str = "bfloat16") -> dict[str, Any]:
     """The config.json we write: the arch's HF config with its dtype under both spellings
     (transformers 5 reads `dtype`, older readers `torch_dtype`)."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
-    return dict(check_arch(arch)) | {"torch_dtype": dtype, "dtype": dtype}
+    return dict(arch_config(arch)) | {"torch_dtype": dtype, "dtype": dtype}
 
 
 def tensor_specs(arch: str) -> list[tuple[str, tuple[int, ...]]]:
@@ -248,7 +154,7 @@ def _default_modes(directory: Path) -> None:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("BENCHSWEEP_CACHE") or "~/.cache/benchsweep").expanduser()
+    return settings().cache
 
 
 @contextlib.contextmanager
@@ -275,7 +181,7 @@ def resolve(ref: ModelRef) -> Path:
         return path.absolute()
     if not ref.arch:
         raise ValueError("model names neither a path nor an arch")
-    check_arch(ref.arch)
+    arch_config(ref.arch)
     models = cache_root() / "models"
     name = f"{ref.arch}-s{ref.seed}"
     final = models / name

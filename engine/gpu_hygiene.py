@@ -12,16 +12,17 @@ more. Without pynvml, an NVIDIA driver or a GPU every check passes as "not check
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.settings import settings
+
 GIB = 1 << 30
 # An idle GPU shows a few hundred MiB in use (driver reservations); a leftover engine
-# holds gigabytes. BENCHSWEEP_GPU_IDLE_MAX_USED_MIB overrides, BENCHSWEEP_GPU_HYGIENE=0
-# switches the checks off.
+# holds gigabytes. settings().gpu_idle_max_used_mib ($BENCHSWEEP_GPU_IDLE_MAX_USED_MIB)
+# overrides; settings().gpu_hygiene ($BENCHSWEEP_GPU_HYGIENE=0) switches the checks off.
 IDLE_MAX_USED_BYTES = 2 * GIB
 BEFORE_WAIT_S = 60.0  # how long a job waits for its GPU to become idle
 AFTER_WAIT_S = 20.0  # how long the worker waits for a finished job's memory to come back
@@ -58,20 +59,25 @@ class GpuState:
 
 
 @dataclass
-class Check:
+class IdleCheck:
     ok: bool
     waited_s: float
     states: list[GpuState]  # empty: not checked (no NVML, no GPU, or switched off)
     message: str
 
+    @property
+    def waited(self) -> bool:
+        """Whether the GPU was busy at first (the wait took at least one poll)."""
+        return self.waited_s >= POLL_S
+
 
 def enabled() -> bool:
-    return os.environ.get("BENCHSWEEP_GPU_HYGIENE", "1") != "0"
+    return settings().gpu_hygiene
 
 
 def idle_max_used_bytes() -> int:
-    mib = os.environ.get("BENCHSWEEP_GPU_IDLE_MAX_USED_MIB", "")
-    return int(mib) << 20 if mib.isdigit() else IDLE_MAX_USED_BYTES
+    mib = settings().gpu_idle_max_used_mib
+    return IDLE_MAX_USED_BYTES if mib is None else mib << 20
 
 
 def devices(cuda_visible_devices: str) -> list[str]:
@@ -140,30 +146,43 @@ def used_bytes(device: str) -> int | None:
 
 
 def wait_idle(cuda_visible_devices: str, timeout_s: float,
-              max_used_bytes: int | None = None) -> Check:
+              max_used_bytes: int | None = None) -> IdleCheck:
     """Wait up to timeout_s until every GPU named is idle. Never raises: an NVML error
     counts as "not checked", since a broken probe must not stop every job."""
     names = devices(cuda_visible_devices)
     if not names or not enabled():
-        return Check(True, 0.0, [], "not checked (no GPU or checks off)")
+        return IdleCheck(True, 0.0, [], "not checked (no GPU or checks off)")
     limit = idle_max_used_bytes() if max_used_bytes is None else max_used_bytes
     started = time.monotonic()
     with nvml() as pynvml:
         if pynvml is None:
-            return Check(True, 0.0, [], "not checked (no NVML)")
+            return IdleCheck(True, 0.0, [], "not checked (no NVML)")
         while True:
             try:
                 states = [read(pynvml, d) for d in names]
             except Exception as e:
-                return Check(True, time.monotonic() - started, [],
+                return IdleCheck(True, time.monotonic() - started, [],
                              f"not checked (NVML: {type(e).__name__}: {e})")
             waited = time.monotonic() - started
             busy = [s for s in states if not s.idle(limit)]
             if not busy:
-                return Check(True, waited, states, "idle")
+                return IdleCheck(True, waited, states, "idle")
             if waited >= timeout_s:
-                return Check(False, waited, states,
+                return IdleCheck(False, waited, states,
                              f"{'; '.join(s.describe() for s in busy)} after waiting "
                              f"{waited:.0f} s (idle: no compute process and under "
                              f"{limit / GIB:.1f} GiB in use)")
             time.sleep(POLL_S)
+
+
+def before_job(cuda_visible_devices: str, job_timeout_s: float,
+               wait_s: float | None = None) -> IdleCheck:
+    """Wait for a job's GPUs to be idle before it starts: up to wait_s (BEFORE_WAIT_S by
+    default), never longer than the job's own timeout."""
+    return wait_idle(cuda_visible_devices,
+                     min(BEFORE_WAIT_S if wait_s is None else wait_s, job_timeout_s))
+
+
+def after_job(cuda_visible_devices: str) -> IdleCheck:
+    """Wait up to AFTER_WAIT_S for a finished job's memory to come back."""
+    return wait_idle(cuda_visible_devices, AFTER_WAIT_S)

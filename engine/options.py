@@ -1,4 +1,4 @@
-"""Option: one engine option's type, default, bounds and help, and its one check.
+"""Option: one engine option's type, default, bounds and help, and its one validation.
 
 A leaf module (no torch, no engine import), so that both the registry (engine/variants.py)
 and an engine's own configuration (engine/nano/config.py) can build on it.
@@ -18,7 +18,7 @@ class Option:
     choices: tuple = ()
     help: str = ""
     minimum: int | None = None  # the least value a number may take
-    check: Callable[[str, Any], None] | None = None  # raises ValueError for a bad value
+    validate: Callable[[str, Any], None] | None = None  # raises ValueError for a bad value
 
     def coerce(self, name: str, value: Any) -> Any:
         is_bool = isinstance(value, bool)
@@ -31,6 +31,6 @@ class Option:
             raise ValueError(f"option {name!r} must be one of {list(self.choices)}, got {value!r}")
         if self.minimum is not None and value is not None and value < self.minimum:
             raise ValueError(f"option {name!r} must be >= {self.minimum}, got {value!r}")
-        if self.check:
-            self.check(name, value)
+        if self.validate:
+            self.validate(name, value)
         return value

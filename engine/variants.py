@@ -82,7 +82,7 @@ VLLM_MAPPED_ARGS = ("model", "skip_tokenizer_init", "max_num_seqs", "gpu_memory_
                     "max_num_batched_tokens", "dtype", "tokenizer")
 
 
-def _check_engine_args(name: str, value: dict) -> None:
+def _validate_engine_args(name: str, value: dict) -> None:
     for key in value:
         if not isinstance(key, str) or not key.isidentifier():
             raise ValueError(f"option {name!r}: {key!r} is not an argument name")
@@ -127,7 +127,7 @@ KINDS: dict[str, EngineKind] = {
                 "dtype": Option(str, "bfloat16", ("auto", "bfloat16", "float16"),
                                 "bfloat16 like nano on CUDA; auto: the checkpoint's"),
                 "engine_args": Option(dict, {}, help="more LLM(...) keyword arguments, "
-                                      "passed through as they are", check=_check_engine_args),
+                                      "passed through as they are", validate=_validate_engine_args),
             },
             requires="vllm",
             install="pip install vllm==0.26.0",

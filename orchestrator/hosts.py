@@ -1,6 +1,7 @@
-"""The SSH inventory (a YAML file), and what `orchestrate hosts` does to a host: check it
-(reach it, read nvidia-smi, python, disk) and provision it (sync the project's tracked
-files, build its environment, verify `python -m engine.bench --self-check`).
+"""The SSH inventory (a YAML file), and what `orchestrate hosts` does to a host: probe it
+(`hosts check`: reach it, read nvidia-smi, python, disk) and provision it (sync the
+project's tracked files, build its environment, verify `python -m engine.bench
+--self-check`).
 
     known_hosts: known_hosts        # optional; beside this file by default
     hosts:
@@ -33,14 +34,18 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.errors import UserError
 from orchestrator import bounded_yaml
+from orchestrator.ray_resources import slot_resources
 from orchestrator.ssh import Connection, Endpoint, SSHError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class InventoryError(ValueError):
+class InventoryError(UserError, ValueError):
     """The inventory file is missing, not YAML, or names a field wrongly (one line)."""
+
+    exit_code = 2
 
 
 class HostConfig(BaseModel):
@@ -155,7 +160,7 @@ class Inventory:
         return Connection(host.endpoint, self.known_hosts, accept_new=accept_new, **kw)
 
 
-# --- check -----------------------------------------------------------------------------
+# --- probe -----------------------------------------------------------------------------
 
 _PROBE = r"""
 echo "python=$({py} -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none)"
@@ -169,7 +174,7 @@ then echo provisioned=yes; else echo provisioned=no; fi
 """
 
 
-def check(conn: Connection, host: Host) -> dict:
+def probe_host(conn: Connection, host: Host) -> dict:
     """What the host has: python version, free disk, GPUs (index, name, memory)."""
     c = host.config
     wd = c.workdir.rstrip("/")
@@ -298,8 +303,6 @@ def summary(info: dict) -> str:
 def join(conn: Connection, host: Host, head: str, gpus: list[str], ray_args: str = "") -> str:
     """`ray start` on the host as a worker of the cluster at `head`, labelled with one
     resource per slot. Jobs import the synced project, hence PYTHONPATH."""
-    from orchestrator.executors.ray_cluster import slot_resources
-
     src = conn.abspath(host.src)
     resources = json.dumps(slot_resources(host.name, gpus), separators=(",", ":"))
     command = (f"cd {shlex.quote(src)} && PYTHONPATH={shlex.quote(src)} RAY_USAGE_STATS_ENABLED=0 "

@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine import variants
+from engine.archs import ARCHS
+from engine.errors import UserError
 from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, BenchJob, ModelRef
 from engine.workload import (
     MAX_INPUT_LEN,
@@ -38,7 +40,11 @@ JOB_SECONDS = 230e-6
 MAX_OPTIONS_BYTES = 64 << 10  # a variant's options as JSON, aliases expanded
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
+    """A sweep file that cannot run as written: one line naming the file, line and field."""
+
+    exit_code = 2
+
     def __init__(self, message: str, loc: tuple = (), line: int | None = None,
                  source: str = "<sweep>"):
         self.message, self.loc, self.line, self.source = message, loc, line, source
@@ -60,8 +66,6 @@ class ModelSection(_Strict):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, v: str | None) -> str | None:
-        from engine.checkpoints import ARCHS
-
         if v is not None and v not in ARCHS:
             raise ValueError(f"unknown arch {v!r}; known: {', '.join(sorted(ARCHS))}")
         return v
@@ -281,7 +285,7 @@ def parse(text: str, source: str = "<sweep>", *, max_jobs: int = MAX_JOBS) -> Sw
         loc = tuple(p for p in loc if p not in ("ModelSection", "str"))
         raise SpecError(_pydantic_message(err), loc, _line(node, loc), source) from None
     try:
-        _check(f, max_jobs)
+        _cross_validate(f, max_jobs)
         spec = SweepSpec(f, text, source)
         _ = spec.model
     except SpecError as e:
@@ -302,7 +306,7 @@ def _pydantic_message(err: dict) -> str:
     return msg
 
 
-def _check(f: SweepFile, max_jobs: int) -> None:
+def _cross_validate(f: SweepFile, max_jobs: int) -> None:
     """What pydantic cannot see field by field: names that refer to each other, options
     that must exist on the variants' engines, the number of jobs."""
     seen: dict[str, str] = {}
@@ -323,7 +327,7 @@ def _check(f: SweepFile, max_jobs: int) -> None:
         if not values:
             raise SpecError("an axis needs at least one value", ("matrix", axis))
         for i, value in enumerate(values):
-            _check_axis_value(f, ("matrix", axis, i), axis, value)
+            _validate_axis_value(f, ("matrix", axis, i), axis, value)
         if axis not in CORE_AXES:
             kinds = {f.variants[v].kind for v in matrix_variants if v in f.variants}
             if not any(axis in variants.kind(k).options or variants.kind(k).free_form
@@ -337,7 +341,7 @@ def _check(f: SweepFile, max_jobs: int) -> None:
             for axis, value in rule.items():
                 if axis not in f.matrix and axis not in CORE_AXES:
                     raise SpecError("not an axis of the matrix", (section, i, axis))
-                _check_axis_value(f, (section, i, axis), axis, value)
+                _validate_axis_value(f, (section, i, axis), axis, value)
             if section == "include":
                 for required in ("variant", "max_num_seqs"):
                     if required not in rule:
@@ -368,7 +372,7 @@ def job_count_bound(f: SweepFile) -> int:
     return (math.prod(len(v) for v in axes.values()) + len(f.include)) * f.repeats
 
 
-def _check_axis_value(f: SweepFile, loc: tuple, axis: str, value: Any) -> None:
+def _validate_axis_value(f: SweepFile, loc: tuple, axis: str, value: Any) -> None:
     def positive_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import paramiko
 
+from engine.errors import UserError
 
-class SSHError(RuntimeError):
+
+class SSHError(UserError, RuntimeError):
     """A host could not be reached, refused us, or did not answer in time (one line)."""
 
 

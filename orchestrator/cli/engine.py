@@ -13,8 +13,9 @@ import typer
 import yaml
 from rich.table import Table
 
+from engine.errors import UserError
 from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION
-from orchestrator.cli.common import err, fail, out
+from orchestrator.cli.common import err, out
 
 model_app = typer.Typer(help="Checkpoints with random weights of named architectures.",
                         no_args_is_help=True)
@@ -59,9 +60,9 @@ def bench(
     from orchestrator.executors.process import run_job
 
     if (model is None) == (arch is None):
-        raise fail("give exactly one of --model DIR or --arch NAME", 2)
+        raise UserError("give exactly one of --model DIR or --arch NAME", 2)
     if workload not in RECIPES:
-        raise fail(f"unknown workload {workload!r}; known: {', '.join(sorted(RECIPES))}", 2)
+        raise UserError(f"unknown workload {workload!r}; known: {', '.join(sorted(RECIPES))}", 2)
     try:
         kind = variants.kind(engine)
         opts = dict(_parse_option(o) for o in option or [])
@@ -78,14 +79,14 @@ def bench(
                        workload=WorkloadSpec(**w), max_num_seqs=max_num_seqs,
                        gpu_memory_utilization=gpu_memory_utilization, options=opts)
     except ValueError as e:
-        raise fail(str(e), 2) from None
+        raise UserError(str(e), 2) from None
     gpus = visible_gpus()
     outcome = run_job(job.to_json(), gpu=gpus[0] if gpus else "cpu",
                       cuda_visible_devices=gpus[0] if gpus else "", timeout_s=timeout)
     if outcome.outcome != "succeeded":
         if outcome.error_kind == "crash":
             err.print(outcome.log_tail, markup=False, highlight=False)
-        raise fail(f"{outcome.error_kind}: {outcome.error}")
+        raise UserError(f"{outcome.error_kind}: {outcome.error}")
     r = outcome.result
     if as_json:
         print(json.dumps(r, sort_keys=True))

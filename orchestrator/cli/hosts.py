@@ -12,7 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import DbOpt, err, fail, open_store, out, when
+from engine.errors import UserError
+from orchestrator.cli.common import DbOpt, err, open_store, out, when
 
 hosts_app = typer.Typer(help="Remote GPU hosts reached over SSH: inventory, checks, "
                              "provisioning.", no_args_is_help=True)
@@ -26,23 +27,15 @@ NamesArg = Annotated[list[str] | None, typer.Argument(help="Hosts [default: all]
 
 def _inventory(flag: Path | None, missing_ok: bool = False):
     from orchestrator.executors.choose import inventory_path
-    from orchestrator.hosts import Inventory, InventoryError
+    from orchestrator.hosts import Inventory
 
-    try:
-        return Inventory.load(inventory_path(flag), missing_ok=missing_ok)
-    except InventoryError as e:
-        raise fail(str(e), 2) from None
+    return Inventory.load(inventory_path(flag), missing_ok=missing_ok)
 
 
 def _selected(inv, names: list[str] | None):
-    from orchestrator.hosts import InventoryError
-
-    try:
-        hosts = inv.select(names)
-    except InventoryError as e:
-        raise fail(str(e), 2) from None
+    hosts = inv.select(names)
     if not hosts:
-        raise fail(f"{inv.path} has no hosts; add one with `orchestrate hosts add`", 2)
+        raise UserError(f"{inv.path} has no hosts; add one with `orchestrate hosts add`", 2)
     return hosts
 
 
@@ -74,16 +67,16 @@ def hosts_add(
     from orchestrator.hosts import NAME, Host, HostConfig
 
     if not NAME.match(name):
-        raise fail(f"host name {name!r} must be letters, digits, '.', '_' or '-'", 2)
+        raise UserError(f"host name {name!r} must be letters, digits, '.', '_' or '-'", 2)
     if key_file and not Path(key_file).expanduser().is_file():
-        raise fail(f"--key-file {key_file}: no such file", 2)
+        raise UserError(f"--key-file {key_file}: no such file", 2)
     inv = _inventory(inventory, missing_ok=True)
     try:
         cfg = HostConfig(address=address, port=port, user=user, key_file=key_file, setup=setup,
                          python=python, venv=venv, pip_args=pip_args, workdir=workdir,
                          gpus=[g.strip() for g in gpus.split(",")] if gpus else None)
     except ValidationError as e:
-        raise fail(f"{e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}", 2) from None
+        raise UserError(f"{e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}", 2) from None
     inv.hosts[name] = Host(name, cfg)
     inv.save()
     open_store(db).save_host(name, address=address, port=port, user=user, key_file=key_file,
@@ -97,7 +90,7 @@ def hosts_remove(name: str, inventory: InventoryOpt = None,
     """Remove a host from the inventory (its attempts stay in the database)."""
     inv = _inventory(inventory)
     if name not in inv.hosts:
-        raise fail(f"no host named {name!r} in {inv.path}", 2)
+        raise UserError(f"no host named {name!r} in {inv.path}", 2)
     del inv.hosts[name]
     inv.save()
     open_store(db).remove_host(name)
@@ -163,11 +156,11 @@ def _each_host(names: list[str] | None, accept_new: bool, inventory: Path | None
 def hosts_check(names: NamesArg = None, accept_new: AcceptNewOpt = False,
                 inventory: InventoryOpt = None, db: DbOpt = None) -> None:
     """Reach each host: python, free disk, GPUs (nvidia-smi). Exits 1 if any failed."""
-    from orchestrator.hosts import check, summary
+    from orchestrator.hosts import probe_host, summary
     from orchestrator.ssh import HostKeyError
 
     def step(conn, host):
-        info = check(conn, host)
+        info = probe_host(conn, host)
         return "ok", info, escape(summary(info))
 
     _each_host(names, accept_new, inventory, db, step,
@@ -178,11 +171,11 @@ def hosts_check(names: NamesArg = None, accept_new: AcceptNewOpt = False,
 def hosts_provision(names: NamesArg = None, accept_new: AcceptNewOpt = False,
                     inventory: InventoryOpt = None, db: DbOpt = None) -> None:
     """Sync the project's tracked files, build the environment, run the engine self-check."""
-    from orchestrator.hosts import check, provision
+    from orchestrator.hosts import probe_host, provision
 
     def step(conn, host):
         done = provision(conn, host, log=lambda m: out.print(m, highlight=False))
-        info = check(conn, host) | {"provision_s": done.seconds}
+        info = probe_host(conn, host) | {"provision_s": done.seconds}
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
         return "ok", info, escape(f"provisioned ({steps}); {done.self_check}")
 
@@ -202,10 +195,10 @@ def hosts_join(
 ) -> None:
     """Start Ray on provisioned hosts as workers of a cluster, one resource per GPU slot;
     then `orchestrate sweep FILE --executor ray --address HEAD`."""
-    from orchestrator.hosts import check, join, slots_of
+    from orchestrator.hosts import join, probe_host, slots_of
 
     def step(conn, host):
-        info = check(conn, host)
+        info = probe_host(conn, host)
         resources = join(conn, host, head, slots_of(host, info), ray_args)
         return "joined", info, escape(f"joined {head} with {resources}")
 

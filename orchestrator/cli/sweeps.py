@@ -13,7 +13,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from orchestrator.cli.common import DbOpt, err, fail, open_store, out, when
+from engine.errors import UserError
+from orchestrator.cli.common import DbOpt, err, open_store, out, when
 from orchestrator.spec import MAX_JOBS
 
 
@@ -39,30 +40,19 @@ def sweep(
                                   f"[default: {MAX_JOBS}]")] = MAX_JOBS,
 ) -> None:
     """Run a sweep: every job not yet succeeded, resuming where the last run stopped."""
-    from orchestrator.executors.choose import ExecutorUnavailable, executor_kind, make_executor
-    from orchestrator.spec import SpecError, load
+    from orchestrator.executors.choose import executor_kind, make_executor
+    from orchestrator.spec import load
 
-    try:
-        spec = load(file, max_jobs=max_jobs)
-        planned = spec.expand()
-    except SpecError as e:
-        raise fail(str(e), 2) from None
+    spec = load(file, max_jobs=max_jobs)
+    planned = spec.expand()
     if dry_run:
         _print_plan(spec, planned)
         return
     section = spec.file.executor
-    try:
-        kind = executor_kind(executor_flag, section)
-    except ValueError as e:
-        raise fail(str(e), 2) from None
+    kind = executor_kind(executor_flag, section)
     store = open_store(db)
-    try:
-        executor = make_executor(kind, section, file, store, slots=slots, hosts=hosts,
-                                 address=address, log=lambda m: err.print(m, highlight=False))
-    except ValueError as e:
-        raise fail(str(e), 2) from None
-    except ExecutorUnavailable as e:
-        raise fail(str(e)) from None
+    executor = make_executor(kind, section, file, store, slots=slots, hosts=hosts,
+                             address=address, log=lambda m: err.print(m, highlight=False))
     try:
         summary = _run(spec, store, executor, rerun_failed, force)
     finally:
@@ -73,9 +63,9 @@ def sweep(
               + (f"; {summary.recovered} attempts of a stopped run marked lost"
                  if summary.recovered else ""))
     if summary.interrupted:
-        raise fail("interrupted; run the same command again to resume", 130)
+        raise UserError("interrupted; run the same command again to resume", 130)
     if summary.failed_jobs:
-        raise fail(f"{summary.failed_jobs} job(s) failed; `orchestrate status {spec.name}` "
+        raise UserError(f"{summary.failed_jobs} job(s) failed; `orchestrate status {spec.name}` "
                    f"shows them, --rerun-failed runs them again")
 
 
@@ -92,11 +82,8 @@ def _run(spec, store, executor, rerun_failed: bool, force: bool):
             progress.update(task, total=s.total - s.skipped, completed=done,
                             state=f"running {running}, failed {s.failed_jobs}")
 
-        try:
-            return run_sweep(spec, store, executor, rerun_failed=rerun_failed, force=force,
-                             on_change=on_change)
-        except RuntimeError as e:
-            raise fail(str(e)) from None
+        return run_sweep(spec, store, executor, rerun_failed=rerun_failed, force=force,
+                         on_change=on_change)
 
 
 def _print_plan(spec, planned) -> None:
@@ -120,7 +107,7 @@ def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = No
     store = open_store(db)
     rows = sweep_rows(store, sweep)
     if sweep and not rows:
-        raise fail(f"no sweep named {sweep!r}")
+        raise UserError(f"no sweep named {sweep!r}")
     table = Table(title="sweeps")
     for col in ("sweep", "jobs", "pending", "running", "succeeded", "failed", "coordinator",
                 "last run"):
@@ -164,7 +151,7 @@ def results(
 
     store = open_store(db)
     if store.sweep_id(sweep) is None:
-        raise fail(f"no sweep named {sweep!r}")
+        raise UserError(f"no sweep named {sweep!r}")
     baseline = baseline or _sweep_baseline(store, sweep)
     summary = summarize(results_frame(store, sweep), baseline)
     if summary.empty:
@@ -206,10 +193,10 @@ def export(
     from db.results import results_frame
 
     if fmt not in ("csv", "json", "parquet"):
-        raise fail(f"--format must be csv, json or parquet, not {fmt!r}", 2)
+        raise UserError(f"--format must be csv, json or parquet, not {fmt!r}", 2)
     store = open_store(db)
     if store.sweep_id(sweep) is None:
-        raise fail(f"no sweep named {sweep!r}")
+        raise UserError(f"no sweep named {sweep!r}")
     df = results_frame(store, sweep)
     try:
         if fmt == "csv":
@@ -219,7 +206,7 @@ def export(
         else:
             df.to_parquet(output, index=False)
     except OSError as e:
-        raise fail(f"cannot write {output}: {e.strerror}") from None
+        raise UserError(f"cannot write {output}: {e.strerror}") from None
     out.print(f"wrote {len(df)} results of {sweep} to {output}")
 
 
@@ -236,7 +223,7 @@ def dashboard(
     from db.store import resolve_url
 
     if importlib.util.find_spec("streamlit") is None:
-        raise fail("the dashboard needs streamlit: pip install '.[dashboard]'", 2)
+        raise UserError("the dashboard needs streamlit: pip install '.[dashboard]'", 2)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[bold yellow]warning:[/] the dashboard has no login: anyone who can reach "
                   f"{host}:{port} can read every result in the database", highlight=False,

@@ -6,7 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from engine.errors import UserError
 from orchestrator.executors.process import Outcome
+
+
+class ExecutorUnavailable(UserError, RuntimeError):
+    """The executor was asked for correctly but cannot start (no usable host, no node
+    joined the cluster): one line, exit 1."""
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,15 @@ line's flag first, then the sweep file's executor section, then the environment
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.errors import UserError
+from engine.settings import settings
+from orchestrator.executors.base import ExecutorUnavailable
+
 EXECUTOR_KINDS = ("local", "ssh", "ray")
 DEFAULT_INVENTORY = Path("hosts.yaml")
-
-
-class ExecutorUnavailable(RuntimeError):
-    """The executor was asked for correctly but cannot start (unreachable cluster, no
-    usable host): one line, exit 1."""
 
 
 def inventory_path(flag: Path | None, sweep_value: str | None = None,
@@ -26,20 +24,22 @@ def inventory_path(flag: Path | None, sweep_value: str | None = None,
     if sweep_value:
         base = sweep_file.parent if sweep_file else Path()
         return base / Path(sweep_value).expanduser()
-    return Path(os.environ.get("BENCHSWEEP_HOSTS") or DEFAULT_INVENTORY)
+    return settings().hosts or DEFAULT_INVENTORY
 
 
 def executor_kind(flag: str | None, section) -> str:
-    """The flag, else the sweep file's kind. ValueError names a kind that does not exist."""
+    """The flag, else the sweep file's kind. UserError (exit 2) names a kind that does not
+    exist."""
     if flag not in (None, *EXECUTOR_KINDS):
-        raise ValueError(f"--executor must be local, ssh or ray, not {flag!r}")
+        raise UserError(f"--executor must be local, ssh or ray, not {flag!r}", 2)
     return flag or section.kind
 
 
 def make_executor(kind: str, section, sweep_file: Path, store, *, slots: int | None,
                   hosts: Path | None, address: str | None, log: Callable[[str], None]):
-    """Start the executor a sweep runs on (kind from executor_kind). ValueError: the user's
-    choice is wrong (exit 2); ExecutorUnavailable: it cannot start."""
+    """Start the executor a sweep runs on (kind from executor_kind). UserError: the user's
+    choice is wrong (exit 2: no address, a bad inventory); ExecutorUnavailable: it cannot
+    start (exit 1)."""
     if kind == "ssh":
         from orchestrator.executors.ssh import SSHExecutor
         from orchestrator.hosts import Inventory
@@ -48,18 +48,18 @@ def make_executor(kind: str, section, sweep_file: Path, store, *, slots: int | N
         inv = Inventory.load(path)
         try:
             return SSHExecutor(inv, store=store, log=log)
-        except RuntimeError as e:
+        except ExecutorUnavailable as e:
             raise ExecutorUnavailable(f"{path}: {e}") from None
     if kind == "ray":
         from orchestrator.executors.ray_cluster import RayClusterExecutor
 
         address = address or section.address
         if not address:
-            raise ValueError("the ray executor needs --address (or executor.address in the "
-                             "sweep file)")
+            raise UserError("the ray executor needs --address (or executor.address in the "
+                            "sweep file)", 2)
         try:
             return RayClusterExecutor(address)
-        except (RuntimeError, ConnectionError) as e:
+        except (ExecutorUnavailable, ConnectionError) as e:
             raise ExecutorUnavailable(f"ray cluster {address}: {e}") from None
     from orchestrator.executors.local import LocalExecutor
 

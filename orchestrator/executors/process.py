@@ -69,23 +69,24 @@ def _tail(path: Path) -> str:
 
 def run_job(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
             threads: int | None = None, python: str = sys.executable,
-            idle_wait_s: float = gpu_hygiene.BEFORE_WAIT_S) -> Outcome:
+            idle_wait_s: float | None = None) -> Outcome:
     """Run `python -m engine.bench` for one job; never raises for a job's own failure.
 
-    GPU hygiene around it: the job starts only on an idle GPU (waiting up to idle_wait_s,
-    which counts against timeout_s, else it fails as gpu_busy), and after it the worker
-    waits a while for the GPU to be idle again; if it is not, the log tail says so."""
+    GPU hygiene around it (engine.gpu_hygiene): the job starts only on an idle GPU
+    (waiting up to idle_wait_s, by default gpu_hygiene's, which counts against timeout_s,
+    else it fails as gpu_busy), and after it the worker waits a while for the GPU to be
+    idle again; if it is not, the log tail says so."""
     host = socket.gethostname()
-    before = gpu_hygiene.wait_idle(cuda_visible_devices, min(idle_wait_s, timeout_s))
+    before = gpu_hygiene.before_job(cuda_visible_devices, timeout_s, idle_wait_s)
     if not before.ok:
         return Outcome("failed", host, gpu, error=f"GPU busy: {before.message}",
                        error_kind="gpu_busy", elapsed_s=before.waited_s)
     notes = []
-    if before.waited_s >= gpu_hygiene.POLL_S:
+    if before.waited:
         notes.append(f"waited {before.waited_s:.1f} s for the GPU to become idle")
     outcome = _run(job_json, host, gpu, cuda_visible_devices, timeout_s - before.waited_s,
                    threads, python)
-    after = gpu_hygiene.wait_idle(cuda_visible_devices, gpu_hygiene.AFTER_WAIT_S)
+    after = gpu_hygiene.after_job(cuda_visible_devices)
     if not after.ok:
         notes.append(f"warning: the GPU is not idle after the job: {after.message}")
     if notes:

@@ -1,7 +1,8 @@
 """An existing Ray cluster (`--address`). Each worker host joined with
 `orchestrate hosts join --head ADDR`, which runs `ray start` there with one custom resource
-per slot, `slot:<host>:<gpu>` (or `slot:<host>:cpu`), beside `host:<host>`. A job is a Ray
-task pinned to its slot's resource, running the same `run_job` as everywhere else.
+per slot, `slot:<host>:<gpu>` (or `slot:<host>:cpu`), beside `host:<host>`
+(orchestrator/ray_resources.py). A job is a Ray task pinned to its slot's resource, running
+the same `run_job` as everywhere else.
 
 Ray does not retry a task cut off from its node: a dead node's task ends "lost" here and
 the sweep retries it on another slot; a node that stops answering without dying is given
@@ -16,27 +17,20 @@ from typing import Any
 
 import ray
 
-from orchestrator.executors.base import Slot
+from orchestrator.executors.base import ExecutorUnavailable, Slot
 from orchestrator.executors.process import Outcome, run_job
+from orchestrator.ray_resources import SLOT_PREFIX, parse_slot_resource, slot_resource
 
-SLOT_PREFIX = "slot:"
 HOLD_AFTER_LOSS_S = 15.0
 
 
-def slot_resources(host: str, gpus: list[str]) -> dict[str, float]:
-    """The custom resources `hosts join` gives a node."""
-    res = {f"host:{host}": float(max(1, len(gpus)))}
-    res.update({f"{SLOT_PREFIX}{host}:{g}": 1.0 for g in gpus or ["cpu"]})
-    return res
-
-
 def slot_of(resource: str) -> Slot:
-    host, _, gpu = resource.removeprefix(SLOT_PREFIX).rpartition(":")
+    host, gpu = parse_slot_resource(resource)
     return Slot(f"{host}/{gpu}", host, gpu, "" if gpu == "cpu" else gpu)
 
 
 def resource_of(slot: Slot) -> str:
-    return f"{SLOT_PREFIX}{slot.host}:{slot.name.rpartition('/')[2]}"
+    return slot_resource(slot.host, slot.name.rpartition("/")[2])
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -70,7 +64,7 @@ class RayClusterExecutor:
                              if r.startswith(SLOT_PREFIX)), key=lambda s: s.name)
         if not self.slots:
             ray.shutdown()
-            raise RuntimeError("no host has joined the cluster; run `orchestrate hosts join "
+            raise ExecutorUnavailable("no host has joined the cluster; run `orchestrate hosts join "
                                f"--head {address}` first")
         self.refresh_s = refresh_s
         self._alive: set[str] = set()

@@ -5,7 +5,7 @@ own session in a per-attempt directory:
 
     <workdir>/attempts/<slot>-<token>/  job.json  pid  runner.log  outcome.json
 
-The actor polls that directory. A host that does not answer for LIVENESS_S seconds loses
+The actor polls that directory. A host that does not answer for ssh_liveness_s seconds loses
 the attempt ("lost", so the sweep retries it elsewhere); whatever that attempt left
 running is killed, unread, the next time the slot's host answers, so a job never counts
 twice. A watchdog beside each runner kills its job when no poll came for twice that
@@ -14,13 +14,12 @@ attempt a dead predecessor left on its hosts: no orphan keeps a GPU.
 
 After a lost attempt a host gets no job until a probe reaches it again; a host whose probe
 fails, or that loses QUARANTINE_AFTER attempts in a row, is quarantined: no jobs for
-QUARANTINE_S, then a probe again. One coordinator drives a host at a time."""
+ssh_quarantine_s (engine.settings), then a probe again. One coordinator drives a host at a time."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shlex
 import threading
 import time
@@ -30,17 +29,17 @@ from typing import Any
 
 import ray
 
-from orchestrator.executors.base import Slot
+from engine.settings import settings
+from orchestrator.executors.base import ExecutorUnavailable, Slot
 from orchestrator.executors.process import Outcome
-from orchestrator.hosts import Host, Inventory, check, slots_of
+from orchestrator.hosts import Host, Inventory, probe_host, slots_of
 from orchestrator.ssh import Connection, SSHError
 
-LIVENESS_S = float(os.environ.get("BENCHSWEEP_SSH_LIVENESS_S", 60))
+# The liveness window, the watchdog and the quarantine come from engine.settings
+# ($BENCHSWEEP_SSH_LIVENESS_S, _WATCHDOG_S, _QUARANTINE_S).
 POLL_S = 1.0
-WATCHDOG_S = float(os.environ.get("BENCHSWEEP_SSH_WATCHDOG_S", 0))  # 0: twice LIVENESS_S
 QUARANTINE_AFTER = 3
 PROBE_TIMEOUT_S = 10.0
-QUARANTINE_S = float(os.environ.get("BENCHSWEEP_SSH_QUARANTINE_S", 300))
 
 # Kill what attempt directories matching $1 still run (the pid must still be our runner,
 # not a reused number), then remove them. Prints what it killed.
@@ -104,7 +103,7 @@ class SlotWorker:
     def __init__(self, host: Host, slot: Slot, known_hosts: str, liveness_s: float):
         self.host, self.slot, self.known_hosts = host, slot, known_hosts
         self.liveness_s = liveness_s
-        self.watchdog_s = int(WATCHDOG_S or max(2 * liveness_s, 20))
+        self.watchdog_s = int(settings().ssh_watchdog_s or max(2 * liveness_s, 20))
         self.conn: Connection | None = None
         self.current: str | None = None  # the attempt directory running now
         self.cancelled = threading.Event()
@@ -239,8 +238,11 @@ class SlotWorker:
 
 class SSHExecutor:
     def __init__(self, inventory: Inventory, names: list[str] | None = None, *, store=None,
-                 liveness_s: float = LIVENESS_S, quarantine_s: float = QUARANTINE_S,
+                 liveness_s: float | None = None, quarantine_s: float | None = None,
                  log=print, object_store_mb: int = 128):
+        s = settings()
+        liveness_s = s.ssh_liveness_s if liveness_s is None else liveness_s
+        quarantine_s = s.ssh_quarantine_s if quarantine_s is None else quarantine_s
         self.store, self.log, self.quarantine_s = store, log, quarantine_s
         self.slots: list[Slot] = []
         hosts = inventory.select(names)
@@ -249,7 +251,7 @@ class SSHExecutor:
         for host in hosts:
             try:
                 with contextlib.closing(inventory.connect(host, timeout_s=10)) as conn:
-                    info = check(conn, host)
+                    info = probe_host(conn, host)
                     killed = reap(conn, host)
             except SSHError as e:
                 skipped.append(str(e))
@@ -272,7 +274,7 @@ class SSHExecutor:
                             g, g if gpus else "")
                 plan.append((host, slot))
         if not plan:
-            raise RuntimeError("no host can run jobs (" + "; ".join(skipped) + ")")
+            raise ExecutorUnavailable("no host can run jobs (" + "; ".join(skipped) + ")")
         ray.init(num_cpus=1, num_gpus=0, object_store_memory=object_store_mb * 1024 * 1024,
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
         self.actors: dict[str, Any] = {}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from testbed.netns import can_make_namespaces, namespaces
+from testbed.sshd import PYTHON, Sshd, have_sshd, inventory, keygen
 from tests.e2e.conftest import kill_group, orchestrate, query, start, sweep_file, wait_for
-from tests.e2e.netns import can_make_namespaces, namespaces
-from tests.e2e.sshd import Sshd, have_sshd, keygen
-from tests.e2e.test_ssh import PYTHON, assert_each_job_succeeded_once, inventory, ssh_env
+from tests.e2e.test_ssh import assert_each_job_succeeded_once, ssh_env
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not (have_sshd() and can_make_namespaces()),

@@ -5,13 +5,14 @@ loopback (the coordinator is SIGKILLed and restarted)."""
 import os
 import shutil
 import signal
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from testbed.netns import can_make_namespaces, namespaces
+from testbed.sshd import Sshd, free_port, have_sshd, inventory, keygen
 from tests.e2e.conftest import (
     kill_group,
     orchestrate,
@@ -21,31 +22,13 @@ from tests.e2e.conftest import (
     sweep_file,
     wait_for,
 )
-from tests.e2e.netns import can_make_namespaces, namespaces
-from tests.e2e.sshd import Sshd, free_port, have_sshd, keygen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not have_sshd(), reason="needs sshd")]
-ROOT = Path(__file__).resolve().parents[2]
-PYTHON = str(ROOT / ".venv/bin/python") if (ROOT / ".venv").exists() else sys.executable
 
 
 @pytest.fixture(scope="module")
 def client_key(tmp_path_factory) -> Path:
     return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
-
-
-def inventory(path: Path, key: Path, servers: dict[str, Sshd], setup: str = "") -> Path:
-    """Each host has its own home (sshd sets it), so its own workdir and model cache; the
-    interpreter is one that has the engine's requirements, as a conda python on a rented
-    box would."""
-    import yaml
-
-    hosts = {name: dict(address=s.address, port=s.port, user="root", key_file=str(key),
-                        python=PYTHON, venv=False, pip_args="--no-index",
-                        **({"setup": setup} if setup else {}))
-             for name, s in servers.items()}
-    path.write_text(yaml.safe_dump({"hosts": hosts}))
-    return path
 
 
 def ssh_env(cache_dir: Path, db: str, inv: Path, **extra: str) -> dict:

@@ -11,7 +11,8 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from engine import checkpoints
-from engine.checkpoints import ARCHS, resolve, tensor_specs, write_checkpoint
+from engine.archs import ARCHS
+from engine.checkpoints import resolve, tensor_specs, write_checkpoint
 from engine.job import ModelRef
 
 ROOT = Path(__file__).resolve().parents[2]

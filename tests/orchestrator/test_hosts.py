@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from db.store import Store
 from orchestrator.cli import app
 from orchestrator.hosts import Host, HostConfig, Inventory, InventoryError, parse_probe, slots_of
-from tests.e2e.sshd import free_port, have_sshd, keygen, running_sshd
+from testbed.sshd import free_port, have_sshd, keygen, running_sshd
 
 pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"),
               pytest.mark.timeout(120)]

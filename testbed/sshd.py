@@ -1,5 +1,6 @@
-"""A real OpenSSH server for tests: its own host key, config, authorized key and home
-directory, on a non-standard port, optionally inside a network namespace."""
+"""A real OpenSSH server standing in for a remote host: its own host key, config, authorized
+key and home directory, on a non-standard port, optionally inside a network namespace; and
+an inventory file naming such servers."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+ROOT = Path(__file__).resolve().parents[1]
+# The interpreter the hosts run jobs with: the project's, which has the engine's requirements.
+PYTHON = str(ROOT / ".venv/bin/python") if (ROOT / ".venv").exists() else sys.executable
 
 
 def have_sshd() -> bool:
@@ -108,3 +113,17 @@ def running_sshd(dir: Path, client_pub: Path, *, address: str = "127.0.0.1",
         yield server
     finally:
         server.stop()
+
+
+def inventory(path: Path, key: Path, servers: dict[str, Sshd], setup: str = "") -> Path:
+    """Each host has its own home (sshd sets it), so its own workdir and model cache; the
+    interpreter is one that has the engine's requirements, as a conda python on a rented
+    box would."""
+    import yaml
+
+    hosts = {name: dict(address=s.address, port=s.port, user="root", key_file=str(key),
+                        python=PYTHON, venv=False, pip_args="--no-index",
+                        **({"setup": setup} if setup else {}))
+             for name, s in servers.items()}
+    path.write_text(yaml.safe_dump({"hosts": hosts}))
+    return path

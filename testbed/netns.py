@@ -1,4 +1,4 @@
-"""Network namespaces as test hosts: each has a veth to this machine on its own /24 of
+"""Network namespaces as stand-in hosts: each has a veth to this machine on its own /24 of
 10.213.0.0/16, and can be cut off by dropping every packet inside it (nft). An unreachable
 route for the whole test range goes in first, so no packet of it ever leaves the machine."""
 
