@@ -54,7 +54,7 @@ def bench(
     from engine.job import BenchJob, ModelRef
     from engine.workload import RECIPES, WorkloadSpec
     from orchestrator.executors.local import visible_gpus
-    from orchestrator.executors.process import run_job
+    from orchestrator.executors.process import run_job_process
 
     if (model is None) == (arch is None):
         raise fail("give exactly one of --model DIR or --arch NAME", 2)
@@ -78,8 +78,8 @@ def bench(
     except ValueError as e:
         raise fail(str(e), 2) from None
     gpus = visible_gpus()
-    outcome = run_job(job.to_json(), gpu=gpus[0] if gpus else "cpu",
-                      cuda_visible_devices=gpus[0] if gpus else "", timeout_s=timeout)
+    outcome = run_job_process(job.to_json(), gpu=gpus[0] if gpus else "cpu",
+                              cuda_visible_devices=gpus[0] if gpus else "", timeout_s=timeout)
     if outcome.outcome != "succeeded":
         if outcome.error_kind == "crash":
             err.print(outcome.log_tail, markup=False, highlight=False)

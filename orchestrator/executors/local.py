@@ -13,7 +13,7 @@ from typing import Any
 import ray
 
 from orchestrator.executors.base import Slot
-from orchestrator.executors.process import Outcome, run_job
+from orchestrator.executors.process import Outcome, run_job_process
 
 
 def visible_gpus() -> list[str]:
@@ -34,8 +34,9 @@ def visible_gpus() -> list[str]:
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _run_on_slot(slot: Slot, job_json: str, timeout_s: float) -> dict:
-    return run_job(job_json, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
-                   timeout_s=timeout_s, threads=slot.threads).to_dict()
+    return run_job_process(job_json, gpu=slot.gpu,
+                           cuda_visible_devices=slot.cuda_visible_devices,
+                           timeout_s=timeout_s, threads=slot.threads).to_dict()
 
 
 class LocalExecutor:

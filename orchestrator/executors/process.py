@@ -67,9 +67,9 @@ def _tail(path: Path) -> str:
         return f.read().decode(errors="replace")
 
 
-def run_job(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
-            threads: int | None = None, python: str = sys.executable,
-            idle_wait_s: float = gpu_hygiene.BEFORE_WAIT_S) -> Outcome:
+def run_job_process(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
+                    threads: int | None = None, python: str = sys.executable,
+                    idle_wait_s: float = gpu_hygiene.BEFORE_WAIT_S) -> Outcome:
     """Run `python -m engine.bench` for one job; never raises for a job's own failure.
 
     GPU hygiene around it: the job starts only on an idle GPU (waiting up to idle_wait_s,
@@ -148,7 +148,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m orchestrator.executors.process`: run_job on a worker host (SSH or a Ray
+    """`python -m orchestrator.executors.process`: run_job_process on a worker host (SSH or a Ray
     node), Outcome JSON written to --out. Only the standard library is needed there."""
     import argparse
 
@@ -160,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
-    out = run_job(a.job.read_text(), gpu=a.gpu, cuda_visible_devices=a.cuda_visible_devices,
-                  timeout_s=a.timeout, threads=a.threads)
+    out = run_job_process(a.job.read_text(), gpu=a.gpu,
+                          cuda_visible_devices=a.cuda_visible_devices,
+                          timeout_s=a.timeout, threads=a.threads)
     tmp = a.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(out.to_dict()))
     tmp.replace(a.out)  # the reader never sees half a file

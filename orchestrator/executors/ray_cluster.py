@@ -1,7 +1,7 @@
 """An existing Ray cluster (`--address`). Each worker host joined with
 `orchestrate hosts join --head ADDR`, which runs `ray start` there with one custom resource
 per slot, `slot:<host>:<gpu>` (or `slot:<host>:cpu`), beside `host:<host>`. A job is a Ray
-task pinned to its slot's resource, running the same `run_job` as everywhere else.
+task pinned to its slot's resource, running the same `run_job_process` as everywhere else.
 
 Ray does not retry a task cut off from its node: a dead node's task ends "lost" here and
 the sweep retries it on another slot; a node that stops answering without dying is given
@@ -17,7 +17,7 @@ from typing import Any
 import ray
 
 from orchestrator.executors.base import Slot
-from orchestrator.executors.process import Outcome, run_job
+from orchestrator.executors.process import Outcome, run_job_process
 
 SLOT_PREFIX = "slot:"
 HOLD_AFTER_LOSS_S = 15.0
@@ -41,8 +41,9 @@ def resource_of(slot: Slot) -> str:
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _run_on_slot(slot: Slot, job_json: str, timeout_s: float) -> dict:
-    out = run_job(job_json, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
-                  timeout_s=timeout_s, threads=slot.threads)
+    out = run_job_process(job_json, gpu=slot.gpu,
+                          cuda_visible_devices=slot.cuda_visible_devices,
+                          timeout_s=timeout_s, threads=slot.threads)
     out.host = slot.host
     return out.to_dict()
 
