@@ -14,8 +14,7 @@ from datetime import timedelta
 
 from db.models import Job
 from db.store import Store
-from orchestrator.executors.base import Executor, Slot
-from orchestrator.executors.process import Outcome
+from orchestrator.executors.base import Executor, Outcome, Slot
 from orchestrator.spec import SweepSpec
 
 HEARTBEAT_S = 5.0
@@ -108,7 +107,6 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
     failures: dict[int, int] = {}  # job id -> failed attempts this run
     lost: dict[int, int] = {}
     last_beat = time.monotonic()
-    ready = getattr(executor, "ready", None)
 
     def notify() -> None:
         if on_change:
@@ -143,7 +141,7 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
         while queue or running:
             while queue:
                 # An executor may hold a slot back for a while (a quarantined SSH host).
-                slot = next((s for s in free if ready is None or ready(s)), None)
+                slot = next((s for s in free if executor.ready(s)), None)
                 if slot is None:
                     if not running:
                         time.sleep(0.5)
@@ -164,9 +162,8 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
                 if now > r.deadline:
                     executor.cancel(handle)
                     del running[handle]
-                    settle(r, Outcome("lost", r.slot.host, r.slot.gpu, error_kind="lost",
-                                      error="the executor did not answer within the job's "
-                                            "timeout; the attempt was given up"))
+                    settle(r, Outcome.lost(r.slot, "the executor did not answer within the "
+                                                   "job's timeout; the attempt was given up"))
                     notify()
             if now - last_beat > HEARTBEAT_S:
                 store.heartbeat(summary.sweep_id, owner)

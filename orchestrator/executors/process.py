@@ -1,5 +1,7 @@
-"""Run one benchmark job as a fresh process: its own process group, a hard timeout that
-kills the whole group, the log tail kept. Executors call this wherever the GPU is."""
+"""Run one benchmark job as a fresh process (`run_job_process`): its own process group, a
+hard timeout that kills the whole group, the log tail kept, the end told as an Outcome
+(base.py). Executors call this wherever the GPU is, in place or as
+`python -m orchestrator.executors.process` on a worker host."""
 
 from __future__ import annotations
 
@@ -12,28 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine import gpu_hygiene
+from orchestrator.executors.base import Outcome
 
 LOG_TAIL_BYTES = 8192
 KILL_GRACE_S = 5.0
-
-
-@dataclass
-class Outcome:
-    outcome: str  # succeeded | failed | timeout | lost | cancelled
-    host: str
-    gpu: str
-    result: dict | None = None
-    error: str | None = None  # one line
-    error_kind: str | None = None  # oom | bad_input | engine | timeout | crash | lost | gpu_busy
-    log_tail: str = ""
-    elapsed_s: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _die_with_parent() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import ray
 
-from orchestrator.executors.base import Slot
-from orchestrator.executors.process import Outcome, run_job_process
+from orchestrator.executors.base import Outcome, RayExecutor, Slot
+from orchestrator.executors.process import run_job_process
 
 SLOT_PREFIX = "slot:"
 HOLD_AFTER_LOSS_S = 15.0
@@ -59,8 +59,11 @@ def _reachable(address: str, timeout_s: float = 5.0) -> None:
         raise ConnectionError(f"cannot reach {address}: {e.strerror or e}") from None
 
 
-class RayClusterExecutor:
+class RayClusterExecutor(RayExecutor):
+    lost_error = "ray node or worker lost"
+
     def __init__(self, address: str, *, refresh_s: float = 2.0):
+        super().__init__()
         _reachable(address)
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -76,7 +79,6 @@ class RayClusterExecutor:
         self.refresh_s = refresh_s
         self._alive: set[str] = set()
         self._alive_at = 0.0
-        self._running: dict[Any, Slot] = {}
         self._held: dict[str, float] = {}  # slot -> no job before this time
 
     def _alive_slots(self, fresh: bool = False) -> set[str]:
@@ -92,43 +94,23 @@ class RayClusterExecutor:
         return resource_of(slot) in self._alive_slots()
 
     def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        ref = _run_on_slot.options(resources={resource_of(slot): 1}).remote(
-            slot, job_json, timeout_s)
-        self._running[ref] = slot
-        return ref
+        return self._started(slot, _run_on_slot.options(resources={resource_of(slot): 1})
+                             .remote(slot, job_json, timeout_s))
+
+    def _finished(self, slot: Slot, out: Outcome) -> None:
+        if out.outcome == "lost":
+            # The node or its worker died under the job. The cluster may not know yet that
+            # the node is gone: give it a few health checks before this slot gets another job.
+            self._held[slot.name] = time.monotonic() + HOLD_AFTER_LOSS_S
+            self._alive_at = 0.0
 
     def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
-        if not handles:
-            return []
-        ready, waiting = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
-        done = []
-        for ref in ready:
-            slot = self._running.pop(ref)
-            try:
-                out = Outcome(**ray.get(ref))
-            except ray.exceptions.RayError as e:
-                # The node or its worker died under the job.
-                out = Outcome("lost", slot.host, slot.gpu, error_kind="lost",
-                              error=f"ray node or worker lost: {type(e).__name__}")
-                # The cluster may not know yet that the node is gone: give it a few
-                # health checks before this slot gets another job.
-                self._held[slot.name] = time.monotonic() + HOLD_AFTER_LOSS_S
-                self._alive_at = 0.0
-            done.append((ref, out))
+        done = super().wait(handles, timeout_s)
         # A task whose slot's node has left would wait forever for its resource.
         alive = self._alive_slots()
-        for ref in waiting:
-            slot = self._running[ref]
-            if resource_of(slot) not in alive:
+        for ref in handles:
+            slot = self._running.get(ref)
+            if slot is not None and resource_of(slot) not in alive:
                 self.cancel(ref)
-                done.append((ref, Outcome("lost", slot.host, slot.gpu, error_kind="lost",
-                                          error="the slot's node left the cluster")))
+                done.append((ref, Outcome.lost(slot, "the slot's node left the cluster")))
         return done
-
-    def cancel(self, handle: Any) -> None:
-        self._running.pop(handle, None)
-        # force: the worker process dies, and the job's group with it (PDEATHSIG).
-        ray.cancel(handle, force=True)
-
-    def shutdown(self) -> None:
-        ray.shutdown()
