@@ -123,12 +123,10 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
             failures[r.job.id] = failures.get(r.job.id, 0) + 1
             if failures[r.job.id] <= spec.file.retries:
                 job_state = "pending"
-        gpu_name = (out.result or {}).get("env", {}).get("gpu", {}) or {}
         store.finish_attempt(
             r.attempt_id, out.outcome, job_state=job_state, error=out.error,
             error_kind=out.error_kind, log_tail=out.log_tail, result=out.result,
             elapsed_s=out.elapsed_s or None,
-            gpu_name=gpu_name.get("name") if isinstance(gpu_name, dict) else None,
         )
         if job_state == "pending":
             queue.append(r.job)

@@ -3,7 +3,6 @@ checkpoints."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +85,7 @@ def bench(
         raise fail(f"{outcome.error_kind}: {outcome.error}")
     r = outcome.result
     if as_json:
-        print(json.dumps(r, sort_keys=True))
+        print(r.to_json())
         return
     table = Table(title=f"{engine} on {job.model.label}, workload {workload}")
     table.add_column("figure")
@@ -96,7 +95,7 @@ def bench(
               "profile_s", "compile_s", "capture_s", "warmup_s", "start_s", "kv_blocks",
               "block_size", "kv_tokens", "compile_cache_warm", "peak_memory_bytes", "device",
               "workload_fingerprint"):
-        v = r.get(k)
+        v = getattr(r, k)
         table.add_row(k, "" if v is None else f"{v:,.2f}" if isinstance(v, float) else str(v))
     out.print(table)
 

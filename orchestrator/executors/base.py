@@ -1,6 +1,7 @@
 """The seam between the sweep runner and its executors: Slot (where one job runs), Outcome
-(how one attempt ended: the record every executor hands back), the Executor protocol, and
-RayExecutor, the bookkeeping and waiting that the Ray-backed executors share.
+(how one attempt ended, with its typed BenchResult when it succeeded: the record every
+executor hands back; a plain dict on the wire), the Executor protocol, and RayExecutor,
+the bookkeeping and waiting that the Ray-backed executors share.
 
 This module imports no executor implementation (they import it), and Ray only when a Ray
 executor runs: process.py imports it on worker hosts, where only the job runner starts."""
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
+
+from engine.result import BenchResult
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class Outcome:
     outcome: str  # succeeded | failed | timeout | lost | cancelled
     host: str
     gpu: str
-    result: dict | None = None
+    result: BenchResult | None = None  # succeeded outcomes only
     error: str | None = None  # one line
     error_kind: str | None = None  # oom | bad_input | engine | timeout | crash | lost | gpu_busy
     log_tail: str = ""
@@ -38,12 +41,16 @@ class Outcome:
         return cls("lost", slot.host, slot.gpu, error=error, error_kind="lost", **kw)
 
     def to_dict(self) -> dict:
-        """The wire form (JSON-ready) in which an outcome crosses Ray and SSH."""
-        return asdict(self)
+        """The wire form (JSON-ready) in which an outcome crosses Ray and SSH: the result
+        as its record (BenchResult.to_dict, derived figures included)."""
+        d = asdict(self)
+        d["result"] = self.result.to_dict() if self.result is not None else None
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Outcome:
-        return cls(**d)
+        result = d.get("result")
+        return cls(**{**d, "result": BenchResult.from_dict(result) if result else None})
 
 
 class Executor(Protocol):

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from engine import gpu_hygiene
+from engine.result import BenchResult
 from orchestrator.executors.base import Outcome
 
 LOG_TAIL_BYTES = 8192
@@ -114,7 +115,10 @@ def _run(job_json: str, host: str, gpu: str, cuda_visible_devices: str, timeout_
             return out
         record = _read_json(out_path)
         if code == 0 and record and "error" not in record:
-            out.outcome, out.result = "succeeded", record
+            try:
+                out.outcome, out.result = "succeeded", BenchResult.from_dict(record)
+            except TypeError as e:  # the engine side wrote something else
+                out.error_kind, out.error = "crash", f"not a BenchResult: {e}"
         elif record and "error" in record:
             out.error, out.error_kind = record["error"], record.get("error_kind", "engine")
         elif code is not None and code < 0:

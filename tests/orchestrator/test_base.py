@@ -1,12 +1,14 @@
 """The executor seam: Outcome's wire form and lost constructor, the protocol's default
 ready(), and RayExecutor's shared waiting on a real (embedded) Ray."""
 
+import json
 import os
 
 import pytest
 import ray
 
 from orchestrator.executors.base import Executor, Outcome, RayExecutor, Slot
+from tests.engine.test_result import make
 
 SLOT = Slot("gpu0", "box", "0", "0")
 
@@ -17,9 +19,15 @@ def test_lost_outcome_names_the_slot() -> None:
     assert (out.host, out.gpu, out.elapsed_s) == ("box", "0", 2.0)
 
 
-def test_outcome_round_trips_its_wire_form() -> None:
-    out = Outcome("failed", "box", "0", error="boom", error_kind="engine", log_tail="x")
-    assert Outcome.from_dict(out.to_dict()) == out
+@pytest.mark.parametrize("out", [
+    Outcome("failed", "box", "0", error="boom", error_kind="engine", log_tail="x"),
+    Outcome("succeeded", "box", "0", result=make(env={"gpu": {"name": "H200"}})),
+])
+def test_outcome_round_trips_its_wire_form(out: Outcome) -> None:
+    wire = json.loads(json.dumps(out.to_dict()))
+    if out.result:  # the record, derived figures included
+        assert wire["result"] == out.result.to_dict()
+    assert Outcome.from_dict(wire) == out
 
 
 def test_every_slot_is_ready_by_default() -> None:
@@ -33,7 +41,7 @@ def test_every_slot_is_ready_by_default() -> None:
 def _answer(crash: bool) -> dict:
     if crash:
         os._exit(1)  # the worker dies under the job
-    return Outcome("succeeded", "box", "0", elapsed_s=1.0).to_dict()
+    return Outcome("succeeded", "box", "0", make(), elapsed_s=1.0).to_dict()
 
 
 class _Fake(RayExecutor):
@@ -68,7 +76,7 @@ def test_ray_executor_waits_and_turns_a_dead_worker_into_lost(embedded_ray) -> N
         done.update(ex.wait([h for h in (ok, crash) if h not in done], timeout_s=0.5))
         if len(done) == 2:
             break
-    assert done[ok] == Outcome("succeeded", "box", "0", elapsed_s=1.0)
+    assert done[ok] == Outcome("succeeded", "box", "0", make(), elapsed_s=1.0)
     lost = done[crash]
     assert (lost.outcome, lost.host, lost.gpu) == ("lost", "box", "1")
     assert lost.error.startswith("fake worker lost: ")

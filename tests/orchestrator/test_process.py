@@ -1,6 +1,7 @@
 """run_job_process with real processes: the job's whole process group is gone afterwards (a child
 that ignores SIGTERM included), GPU hygiene is a no-op without NVML and refuses a busy GPU,
-and the worker CLI writes its Outcome."""
+a written record that is no BenchResult fails the job, and the worker CLI writes its
+Outcome."""
 
 import json
 import os
@@ -17,6 +18,7 @@ from engine import gpu_hygiene
 from orchestrator.executors import process
 from orchestrator.executors.process import run_job_process
 from tests.engine.test_gpu_hygiene import FakeGpu, fake_pynvml
+from tests.engine.test_result import make
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1 << 30
@@ -44,8 +46,8 @@ def gone(pid: int) -> bool:
 
 
 def test_job_group_killed_after_success(tmp_path: Path) -> None:
-    result = {"output_tokens": 3, "elapsed_s": 1.0}
-    py = fake_python(tmp_path, f"echo '{json.dumps(result)}' > \"$6\"; echo done; exit 0")
+    result = make(output_tokens=3, elapsed_s=1.0)
+    py = fake_python(tmp_path, f"echo '{result.to_json()}' > \"$6\"; echo done; exit 0")
     out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
     # No NVML on this machine: the checks pass as "not checked", the job runs.
     assert out.outcome == "succeeded" and out.result == result, out
@@ -54,6 +56,13 @@ def test_job_group_killed_after_success(tmp_path: Path) -> None:
     # SIGTERM was ignored, so the group got SIGKILL after the grace period.
     assert out.elapsed_s >= process.KILL_GRACE_S
     assert "[benchsweep worker]" not in out.log_tail
+
+
+def test_a_record_that_is_no_bench_result_fails_the_job(tmp_path: Path) -> None:
+    py = fake_python(tmp_path, "echo '{\"output_tokens\": 1}' > \"$6\"")
+    out = run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py)
+    assert (out.outcome, out.error_kind, out.result) == ("failed", "crash", None)
+    assert out.error.startswith("not a BenchResult: ")
 
 
 def test_job_group_killed_on_timeout(tmp_path: Path) -> None:
@@ -88,7 +97,7 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
     monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.2)
     monkeypatch.setattr(gpu_hygiene, "AFTER_WAIT_S", 0.3)
-    py = fake_python(tmp_path, "echo '{\"output_tokens\": 1}' > \"$6\"")
+    py = fake_python(tmp_path, f"echo '{make(output_tokens=1).to_json()}' > \"$6\"")
     out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
     assert out.outcome == "succeeded"
     assert re.search(r"\[benchsweep worker\] waited 0\.\d s for the GPU to become idle",
