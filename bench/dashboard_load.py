@@ -33,6 +33,7 @@ from sqlalchemy import func, select, update  # noqa: E402
 
 from db.models import Job, Sweep, utcnow  # noqa: E402
 from db.store import Store  # noqa: E402
+from engine.result import BenchResult  # noqa: E402
 
 APP = ROOT / "dashboard" / "app.py"
 VARIANTS = {"nano": {}, "nano-fused": {"fuse_rmsnorm_linear": True},
@@ -103,16 +104,18 @@ def synthesize(url: str, sweeps: int = 100, jobs: int = 500, *, seed: int = 0,
             tok_s = (2000 * FACTORS[job.variant] * math.sqrt(job.max_num_seqs / 16)
                      * (0.9 + job.gpu_memory_utilization / 10) * rnd.gauss(1, 0.02))
             elapsed = 144831 / tok_s
-            record = {"output_tokens": 144831, "requested_output_tokens": 144831,
-                      "prompt_tokens": 140000, "elapsed_s": elapsed, "output_tok_s": tok_s,
-                      "total_tok_s": (144831 + 140000) / elapsed, "load_s": 2.1,
-                      "profile_s": 0.4, "compile_s": 0.0, "capture_s": 3.2, "warmup_s": 0.8,
-                      "start_s": 6.5, "kv_blocks": 4000, "block_size": 256,
-                      "kv_tokens": 1024000, "peak_memory_bytes": 70 * 2**30,
-                      "device": "cuda", "workload_fingerprint": fp,
-                      "env": {"gpu": {"name": CARD}, "torch": "2.13.0", "cuda": "12.8"}}
-            store.finish_attempt(at, "succeeded", job_state="succeeded", result=record,
-                                 elapsed_s=elapsed + 8, gpu_name=CARD)
+            result = BenchResult(
+                engine=job.engine, variant=job.variant, model=job.model,
+                workload=job.workload, workload_fingerprint=fp, num_seqs=256,
+                max_num_seqs=job.max_num_seqs,
+                gpu_memory_utilization=job.gpu_memory_utilization, prompt_tokens=140000,
+                requested_output_tokens=144831, output_tokens=144831, elapsed_s=elapsed,
+                load_s=2.1, profile_s=0.4, compile_s=0.0, capture_s=3.2, warmup_s=0.8,
+                kv_blocks=4000, block_size=256, kv_tokens=1024000,
+                peak_memory_bytes=70 * 2**30, device="cuda", options=job.options,
+                env={"gpu": {"name": CARD}, "torch": "2.13.0", "cuda": "12.8"})
+            store.finish_attempt(at, "succeeded", job_state="succeeded", result=result,
+                                 elapsed_s=elapsed + 8)
         if not live:
             with store.session() as ses:
                 ses.execute(update(Sweep).where(Sweep.id == sid).values(

@@ -1,5 +1,5 @@
 """nano against vLLM on one GPU: the standard workload on a random-weight Qwen2-1.5B, each
-run a fresh `python -m engine.bench` process started by run_job exactly as a sweep job is
+run a fresh `python -m engine.bench` process started by run_job_process exactly as a sweep job is
 (own process group, GPU hygiene before and after), at max_num_seqs 256, 128 and 64.
 
     python bench/engine_vs_vllm.py --out $OUT [--engines vllm,nano] [--max-num-seqs 256,128]
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from engine import checkpoints  # noqa: E402
 from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, BenchJob, ModelRef  # noqa: E402
 from engine.workload import WorkloadSpec  # noqa: E402
-from orchestrator.executors.process import run_job  # noqa: E402
+from orchestrator.executors.process import run_job_process  # noqa: E402
 
 # Seconds a run takes on an H100/H200, its process start included, to decide what still fits.
 ESTIMATE_S = {("vllm", "cold"): 125.0, ("vllm", "warm"): 50.0, ("nano", "any"): 45.0}
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if not engines or set(engines) - {"vllm", "nano"}:
         p.error("--engines takes vllm and/or nano")
     a.out.mkdir(parents=True, exist_ok=True)
-    os.chdir(ROOT)  # run_job starts `python -m engine.bench` in the current directory
+    os.chdir(ROOT)  # run_job_process starts `python -m engine.bench` in the current directory
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         job = BenchJob(engine=engine, variant=engine, model=model, workload=workload,
                        max_num_seqs=n, gpu_memory_utilization=a.gpu_memory_utilization)
         t0 = time.monotonic()
-        outcome = run_job(job.to_json(), gpu=gpu, cuda_visible_devices=gpu,
-                          timeout_s=a.timeout).to_dict()
+        outcome = run_job_process(job.to_json(), gpu=gpu, cuda_visible_devices=gpu,
+                                  timeout_s=a.timeout).to_dict()
         done.append((engine, n))
         name = f"{i:02d}-{engine}-{n}"
         (a.out / f"{name}.json").write_text(json.dumps(outcome.get("result") or outcome,

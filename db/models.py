@@ -116,6 +116,13 @@ class Result(Base):
     job: Mapped[Job] = relationship(back_populates="result")
 
 
+# The figures of a BenchResult that are columns of its Result row, under the same names (the
+# store fills them with getattr); the rest is in `record`. host is the attempt's, gpu_name
+# the result's (BenchResult.gpu_name) or else the attempt's GPU.
+RESULT_FIGURES = ("output_tokens", "elapsed_s", "output_tok_s", "total_tok_s", "start_s",
+                  "peak_memory_bytes")
+
+
 class Host(Base):
     """A remote GPU box of the SSH inventory. Secrets never live here: key file paths only."""
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -23,9 +24,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Attempt, Host, Job, Result, Sweep, utcnow
+from db.models import RESULT_FIGURES, Attempt, Host, Job, Result, Sweep, utcnow
 from engine.errors import UserError
 from engine.settings import settings
+
+if TYPE_CHECKING:
+    from engine.result import BenchResult
 
 DEFAULT_URL = "sqlite:///benchsweep.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -285,9 +289,8 @@ class Store:
 
     def finish_attempt(self, attempt_id: int, outcome: str, *, job_state: str,
                        error: str | None = None, error_kind: str | None = None,
-                       log_tail: str | None = None, result: dict | None = None,
-                       elapsed_s: float | None = None,
-                       host: str | None = None, gpu_name: str | None = None) -> None:
+                       log_tail: str | None = None, result: BenchResult | None = None,
+                       elapsed_s: float | None = None, host: str | None = None) -> None:
         with self.session() as s:
             attempt = s.get(Attempt, attempt_id)
             attempt.outcome, attempt.finished_at = outcome, utcnow()
@@ -300,11 +303,8 @@ class Store:
                 s.execute(delete(Result).where(Result.job_id == attempt.job_id))
                 s.add(Result(
                     job_id=attempt.job_id, attempt_id=attempt_id, host=attempt.host,
-                    gpu_name=gpu_name or attempt.gpu,
-                    output_tokens=result["output_tokens"], elapsed_s=result["elapsed_s"],
-                    output_tok_s=result["output_tok_s"], total_tok_s=result["total_tok_s"],
-                    start_s=result["start_s"], peak_memory_bytes=result.get("peak_memory_bytes"),
-                    record=result,
+                    gpu_name=result.gpu_name or attempt.gpu, record=result.to_dict(),
+                    **{name: getattr(result, name) for name in RESULT_FIGURES},
                 ))
 
     def attempts_of(self, job_id: int) -> list[Attempt]:

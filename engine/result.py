@@ -60,6 +60,12 @@ class BenchResult:
     def start_s(self) -> float:
         return self.load_s + self.profile_s + self.compile_s + self.capture_s + self.warmup_s
 
+    @property
+    def gpu_name(self) -> str | None:
+        """The card the job ran on, as envinfo read it; None where it read no GPU."""
+        gpu = self.env.get("gpu")
+        return gpu.get("name") if isinstance(gpu, dict) else None
+
     def to_dict(self) -> dict:
         d = asdict(self)
         for name in ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "start_s"):

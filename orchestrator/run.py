@@ -14,8 +14,7 @@ from datetime import timedelta
 
 from db.models import Job
 from db.store import Store
-from orchestrator.executors.base import Executor, Slot
-from orchestrator.executors.process import Outcome
+from orchestrator.executors.base import Executor, Outcome, Slot
 from orchestrator.spec import SweepSpec
 
 HEARTBEAT_S = 5.0
@@ -108,7 +107,6 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
     failures: dict[int, int] = {}  # job id -> failed attempts this run
     lost: dict[int, int] = {}
     last_beat = time.monotonic()
-    ready = getattr(executor, "ready", None)
 
     def notify() -> None:
         if on_change:
@@ -125,12 +123,10 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
             failures[r.job.id] = failures.get(r.job.id, 0) + 1
             if failures[r.job.id] <= spec.file.retries:
                 job_state = "pending"
-        gpu_name = (out.result or {}).get("env", {}).get("gpu", {}) or {}
         store.finish_attempt(
             r.attempt_id, out.outcome, job_state=job_state, error=out.error,
             error_kind=out.error_kind, log_tail=out.log_tail, result=out.result,
             elapsed_s=out.elapsed_s or None,
-            gpu_name=gpu_name.get("name") if isinstance(gpu_name, dict) else None,
         )
         if job_state == "pending":
             queue.append(r.job)
@@ -143,7 +139,7 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
         while queue or running:
             while queue:
                 # An executor may hold a slot back for a while (a quarantined SSH host).
-                slot = next((s for s in free if ready is None or ready(s)), None)
+                slot = next((s for s in free if executor.ready(s)), None)
                 if slot is None:
                     if not running:
                         time.sleep(0.5)
@@ -164,9 +160,8 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
                 if now > r.deadline:
                     executor.cancel(handle)
                     del running[handle]
-                    settle(r, Outcome("lost", r.slot.host, r.slot.gpu, error_kind="lost",
-                                      error="the executor did not answer within the job's "
-                                            "timeout; the attempt was given up"))
+                    settle(r, Outcome.lost(r.slot, "the executor did not answer within the "
+                                                   "job's timeout; the attempt was given up"))
                     notify()
             if now - last_beat > HEARTBEAT_S:
                 store.heartbeat(summary.sweep_id, owner)

@@ -3,7 +3,6 @@ checkpoints."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +56,7 @@ def bench(
     from engine.job import BenchJob, ModelRef
     from engine.workload import RECIPES, WorkloadSpec
     from orchestrator.executors.local import visible_gpus
-    from orchestrator.executors.process import run_job
+    from orchestrator.executors.process import run_job_process
 
     if (model is None) == (arch is None):
         raise UserError("give exactly one of --model DIR or --arch NAME", 2)
@@ -81,15 +80,15 @@ def bench(
     except ValueError as e:
         raise UserError(str(e), 2) from None
     gpus = visible_gpus()
-    outcome = run_job(job.to_json(), gpu=gpus[0] if gpus else "cpu",
-                      cuda_visible_devices=gpus[0] if gpus else "", timeout_s=timeout)
+    outcome = run_job_process(job.to_json(), gpu=gpus[0] if gpus else "cpu",
+                              cuda_visible_devices=gpus[0] if gpus else "", timeout_s=timeout)
     if outcome.outcome != "succeeded":
         if outcome.error_kind == "crash":
             err.print(outcome.log_tail, markup=False, highlight=False)
         raise UserError(f"{outcome.error_kind}: {outcome.error}")
     r = outcome.result
     if as_json:
-        print(json.dumps(r, sort_keys=True))
+        print(r.to_json())
         return
     table = Table(title=f"{engine} on {job.model.label}, workload {workload}")
     table.add_column("figure")
@@ -99,7 +98,7 @@ def bench(
               "profile_s", "compile_s", "capture_s", "warmup_s", "start_s", "kv_blocks",
               "block_size", "kv_tokens", "compile_cache_warm", "peak_memory_bytes", "device",
               "workload_fingerprint"):
-        v = r.get(k)
+        v = getattr(r, k)
         table.add_row(k, "" if v is None else f"{v:,.2f}" if isinstance(v, float) else str(v))
     out.print(table)
 

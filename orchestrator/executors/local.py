@@ -12,8 +12,8 @@ from typing import Any
 
 import ray
 
-from orchestrator.executors.base import Slot
-from orchestrator.executors.process import Outcome, run_job
+from orchestrator.executors.base import RayExecutor, Slot
+from orchestrator.executors.process import run_job_process
 
 
 def visible_gpus() -> list[str]:
@@ -34,12 +34,14 @@ def visible_gpus() -> list[str]:
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _run_on_slot(slot: Slot, job_json: str, timeout_s: float) -> dict:
-    return run_job(job_json, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
-                   timeout_s=timeout_s, threads=slot.threads).to_dict()
+    return run_job_process(job_json, gpu=slot.gpu,
+                           cuda_visible_devices=slot.cuda_visible_devices,
+                           timeout_s=timeout_s, threads=slot.threads).to_dict()
 
 
-class LocalExecutor:
+class LocalExecutor(RayExecutor):
     def __init__(self, cpu_slots: int | None = None, object_store_mb: int = 256):
+        super().__init__()
         host = socket.gethostname()
         gpus = visible_gpus()
         if gpus:
@@ -56,24 +58,5 @@ class LocalExecutor:
         )
 
     def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        return _run_on_slot.options(resources={slot.name: 1}).remote(slot, job_json, timeout_s)
-
-    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
-        if not handles:
-            return []
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
-        done = []
-        for ref in ready:
-            try:
-                done.append((ref, Outcome(**ray.get(ref))))
-            except (ray.exceptions.RayError, OSError) as e:
-                # The worker process died under the job (OOM killer, a crash in Ray).
-                done.append((ref, Outcome("lost", socket.gethostname(), "", error_kind="lost",
-                                          error=f"worker lost: {type(e).__name__}")))
-        return done
-
-    def cancel(self, handle: Any) -> None:
-        ray.cancel(handle, force=True)
-
-    def shutdown(self) -> None:
-        ray.shutdown()
+        return self._started(slot, _run_on_slot.options(resources={slot.name: 1}).remote(
+            slot, job_json, timeout_s))

@@ -1,5 +1,7 @@
-"""Run one benchmark job as a fresh process: its own process group, a hard timeout that
-kills the whole group, the log tail kept. Executors call this wherever the GPU is."""
+"""Run one benchmark job as a fresh process (`run_job_process`): its own process group, a
+hard timeout that kills the whole group, the log tail kept, the end told as an Outcome
+(base.py). Executors call this wherever the GPU is, in place or as
+`python -m orchestrator.executors.process` on a worker host."""
 
 from __future__ import annotations
 
@@ -12,28 +14,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine import gpu_hygiene
+from engine.result import BenchResult
+from orchestrator.executors.base import Outcome
 
 LOG_TAIL_BYTES = 8192
 KILL_GRACE_S = 5.0
-
-
-@dataclass
-class Outcome:
-    outcome: str  # succeeded | failed | timeout | lost | cancelled
-    host: str
-    gpu: str
-    result: dict | None = None
-    error: str | None = None  # one line
-    error_kind: str | None = None  # oom | bad_input | engine | timeout | crash | lost | gpu_busy
-    log_tail: str = ""
-    elapsed_s: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _die_with_parent() -> None:
@@ -67,9 +55,9 @@ def _tail(path: Path) -> str:
         return f.read().decode(errors="replace")
 
 
-def run_job(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
-            threads: int | None = None, python: str = sys.executable,
-            idle_wait_s: float | None = None) -> Outcome:
+def run_job_process(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
+                    threads: int | None = None, python: str = sys.executable,
+                    idle_wait_s: float | None = None) -> Outcome:
     """Run `python -m engine.bench` for one job; never raises for a job's own failure.
 
     GPU hygiene around it (engine.gpu_hygiene): the job starts only on an idle GPU
@@ -128,7 +116,10 @@ def _run(job_json: str, host: str, gpu: str, cuda_visible_devices: str, timeout_
             return out
         record = _read_json(out_path)
         if code == 0 and record and "error" not in record:
-            out.outcome, out.result = "succeeded", record
+            try:
+                out.outcome, out.result = "succeeded", BenchResult.from_dict(record)
+            except TypeError as e:  # the engine side wrote something else
+                out.error_kind, out.error = "crash", f"not a BenchResult: {e}"
         elif record and "error" in record:
             out.error, out.error_kind = record["error"], record.get("error_kind", "engine")
         elif code is not None and code < 0:
@@ -149,7 +140,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m orchestrator.executors.process`: run_job on a worker host (SSH or a Ray
+    """`python -m orchestrator.executors.process`: run_job_process on a worker host (SSH or a Ray
     node), Outcome JSON written to --out. Only the standard library is needed there."""
     import argparse
 
@@ -161,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
-    out = run_job(a.job.read_text(), gpu=a.gpu, cuda_visible_devices=a.cuda_visible_devices,
-                  timeout_s=a.timeout, threads=a.threads)
+    out = run_job_process(a.job.read_text(), gpu=a.gpu,
+                          cuda_visible_devices=a.cuda_visible_devices,
+                          timeout_s=a.timeout, threads=a.threads)
     tmp = a.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(out.to_dict()))
     tmp.replace(a.out)  # the reader never sees half a file

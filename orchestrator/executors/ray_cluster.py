@@ -2,7 +2,7 @@
 `orchestrate hosts join --head ADDR`, which runs `ray start` there with one custom resource
 per slot, `slot:<host>:<gpu>` (or `slot:<host>:cpu`), beside `host:<host>`
 (orchestrator/ray_resources.py). A job is a Ray task pinned to its slot's resource, running
-the same `run_job` as everywhere else.
+the same `run_job_process` as everywhere else.
 
 Ray does not retry a task cut off from its node: a dead node's task ends "lost" here and
 the sweep retries it on another slot; a node that stops answering without dying is given
@@ -17,8 +17,8 @@ from typing import Any
 
 import ray
 
-from orchestrator.executors.base import ExecutorUnavailable, Slot
-from orchestrator.executors.process import Outcome, run_job
+from orchestrator.executors.base import ExecutorUnavailable, Outcome, RayExecutor, Slot
+from orchestrator.executors.process import run_job_process
 from orchestrator.ray_resources import SLOT_PREFIX, parse_slot_resource, slot_resource
 
 HOLD_AFTER_LOSS_S = 15.0
@@ -35,8 +35,9 @@ def resource_of(slot: Slot) -> str:
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _run_on_slot(slot: Slot, job_json: str, timeout_s: float) -> dict:
-    out = run_job(job_json, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
-                  timeout_s=timeout_s, threads=slot.threads)
+    out = run_job_process(job_json, gpu=slot.gpu,
+                          cuda_visible_devices=slot.cuda_visible_devices,
+                          timeout_s=timeout_s, threads=slot.threads)
     out.host = slot.host
     return out.to_dict()
 
@@ -52,8 +53,11 @@ def _reachable(address: str, timeout_s: float = 5.0) -> None:
         raise ConnectionError(f"cannot reach {address}: {e.strerror or e}") from None
 
 
-class RayClusterExecutor:
+class RayClusterExecutor(RayExecutor):
+    lost_error = "ray node or worker lost"
+
     def __init__(self, address: str, *, refresh_s: float = 2.0):
+        super().__init__()
         _reachable(address)
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -69,7 +73,6 @@ class RayClusterExecutor:
         self.refresh_s = refresh_s
         self._alive: set[str] = set()
         self._alive_at = 0.0
-        self._running: dict[Any, Slot] = {}
         self._held: dict[str, float] = {}  # slot -> no job before this time
 
     def _alive_slots(self, fresh: bool = False) -> set[str]:
@@ -85,43 +88,23 @@ class RayClusterExecutor:
         return resource_of(slot) in self._alive_slots()
 
     def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        ref = _run_on_slot.options(resources={resource_of(slot): 1}).remote(
-            slot, job_json, timeout_s)
-        self._running[ref] = slot
-        return ref
+        return self._started(slot, _run_on_slot.options(resources={resource_of(slot): 1})
+                             .remote(slot, job_json, timeout_s))
+
+    def _finished(self, slot: Slot, out: Outcome) -> None:
+        if out.outcome == "lost":
+            # The node or its worker died under the job. The cluster may not know yet that
+            # the node is gone: give it a few health checks before this slot gets another job.
+            self._held[slot.name] = time.monotonic() + HOLD_AFTER_LOSS_S
+            self._alive_at = 0.0
 
     def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
-        if not handles:
-            return []
-        ready, waiting = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
-        done = []
-        for ref in ready:
-            slot = self._running.pop(ref)
-            try:
-                out = Outcome(**ray.get(ref))
-            except ray.exceptions.RayError as e:
-                # The node or its worker died under the job.
-                out = Outcome("lost", slot.host, slot.gpu, error_kind="lost",
-                              error=f"ray node or worker lost: {type(e).__name__}")
-                # The cluster may not know yet that the node is gone: give it a few
-                # health checks before this slot gets another job.
-                self._held[slot.name] = time.monotonic() + HOLD_AFTER_LOSS_S
-                self._alive_at = 0.0
-            done.append((ref, out))
+        done = super().wait(handles, timeout_s)
         # A task whose slot's node has left would wait forever for its resource.
         alive = self._alive_slots()
-        for ref in waiting:
-            slot = self._running[ref]
-            if resource_of(slot) not in alive:
+        for ref in handles:
+            slot = self._running.get(ref)
+            if slot is not None and resource_of(slot) not in alive:
                 self.cancel(ref)
-                done.append((ref, Outcome("lost", slot.host, slot.gpu, error_kind="lost",
-                                          error="the slot's node left the cluster")))
+                done.append((ref, Outcome.lost(slot, "the slot's node left the cluster")))
         return done
-
-    def cancel(self, handle: Any) -> None:
-        self._running.pop(handle, None)
-        # force: the worker process dies, and the job's group with it (PDEATHSIG).
-        ray.cancel(handle, force=True)
-
-    def shutdown(self) -> None:
-        ray.shutdown()

@@ -30,8 +30,7 @@ from typing import Any
 import ray
 
 from engine.settings import settings
-from orchestrator.executors.base import ExecutorUnavailable, Slot
-from orchestrator.executors.process import Outcome
+from orchestrator.executors.base import ExecutorUnavailable, Outcome, RayExecutor, Slot
 from orchestrator.hosts import Host, Inventory, probe_host, slots_of
 from orchestrator.ssh import Connection, SSHError
 
@@ -133,9 +132,8 @@ class SlotWorker:
                     raise
                 time.sleep(2)
 
-    def _outcome(self, kind: str, error: str, log_tail: str = "", **kw) -> dict:
-        return Outcome(kind, self.host.name, self.slot.gpu, error=error, error_kind=kind,
-                       log_tail=log_tail, **kw).to_dict()
+    def _lost(self, error: str, **kw) -> dict:
+        return Outcome.lost(self.slot, error, **kw).to_dict()
 
     def run(self, job_json: str, timeout_s: float) -> dict:
         self.cancelled.clear()
@@ -144,7 +142,7 @@ class SlotWorker:
             conn = self._connect(started + self.liveness_s)
             d = self._start(conn, job_json, timeout_s)
         except SSHError as e:
-            return self._outcome("lost", f"could not start the job: {e}")
+            return self._lost(f"could not start the job: {e}")
         self.current = d
         try:
             return self._follow(d, started)
@@ -180,7 +178,8 @@ class SlotWorker:
         last_contact = time.monotonic()
         while True:
             if self.cancelled.is_set():
-                return self._outcome("cancelled", "cancelled")
+                return Outcome("cancelled", self.host.name, self.slot.gpu, error="cancelled",
+                               error_kind="cancelled").to_dict()
             try:
                 conn = self._connect(last_contact + self.liveness_s)
                 text = conn.check(_script(_STATUS, d), timeout_s=max(
@@ -191,7 +190,7 @@ class SlotWorker:
                     self.conn.close()
                     self.conn = None
                 if time.monotonic() - last_contact >= self.liveness_s:
-                    return self._outcome("lost", f"host stopped answering: {e}")
+                    return self._lost(f"host stopped answering: {e}")
                 time.sleep(POLL_S)
                 continue
             state, _, rest = text.partition("\n")
@@ -204,9 +203,8 @@ class SlotWorker:
                 # The runner died without an outcome: killed with the host's processes,
                 # or the box rebooted. Not the job's fault: lost, and retried.
                 self._remove(d)
-                return self._outcome("lost", "the job's runner died on the host without "
-                                             "an outcome", log_tail=rest[-4000:],
-                                     elapsed_s=time.monotonic() - started)
+                return self._lost("the job's runner died on the host without an outcome",
+                                  log_tail=rest[-4000:], elapsed_s=time.monotonic() - started)
             time.sleep(POLL_S)
 
     def _remove(self, d: str) -> None:
@@ -236,10 +234,13 @@ class SlotWorker:
             return False
 
 
-class SSHExecutor:
+class SSHExecutor(RayExecutor):
+    lost_error = "slot actor lost"
+
     def __init__(self, inventory: Inventory, names: list[str] | None = None, *, store=None,
                  liveness_s: float | None = None, quarantine_s: float | None = None,
                  log=print, object_store_mb: int = 128):
+        super().__init__()
         s = settings()
         liveness_s = s.ssh_liveness_s if liveness_s is None else liveness_s
         quarantine_s = s.ssh_quarantine_s if quarantine_s is None else quarantine_s
@@ -283,7 +284,6 @@ class SSHExecutor:
             self.actors[slot.name] = SlotWorker.remote(host, slot, str(inventory.known_hosts),
                                                        liveness_s)
         ray.get([a.ping.remote() for a in self.actors.values()])
-        self._running: dict[Any, Slot] = {}
         self._lost_in_row: dict[str, int] = {}
         self._suspect: dict[str, float] = {}  # host -> when it may be probed
         self._probes: dict[str, Any] = {}  # host -> probe in flight
@@ -322,27 +322,10 @@ class SSHExecutor:
         self._record(host, "quarantined", None)
 
     def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        ref = self.actors[slot.name].run.remote(job_json, timeout_s)
-        self._running[ref] = slot
-        return ref
+        return self._started(slot, self.actors[slot.name].run.remote(job_json, timeout_s))
 
-    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
-        if not handles:
-            return []
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
-        done = []
-        for ref in ready:
-            slot = self._running.pop(ref)
-            try:
-                out = Outcome(**ray.get(ref))
-            except ray.exceptions.RayError as e:
-                out = Outcome("lost", slot.host, slot.gpu, error_kind="lost",
-                              error=f"slot actor lost: {type(e).__name__}")
-            self._health(slot.host, out)
-            done.append((ref, out))
-        return done
-
-    def _health(self, host: str, out: Outcome) -> None:
+    def _finished(self, slot: Slot, out: Outcome) -> None:
+        host = slot.host
         if out.outcome != "lost":
             self._lost_in_row[host] = 0
             return
@@ -358,7 +341,4 @@ class SSHExecutor:
         if slot is not None:
             with contextlib.suppress(ray.exceptions.RayError):
                 ray.get(self.actors[slot.name].kill.remote(), timeout=20)
-
-    def shutdown(self) -> None:
-        ray.shutdown()
 

@@ -4,6 +4,7 @@ import pytest
 
 from db.results import results_frame, summarize, t95
 from db.store import Store
+from tests.engine.test_result import make
 
 
 def _fill(store: Store, rows: list[tuple[str, int, str, float]]) -> None:
@@ -18,9 +19,10 @@ def _fill(store: Store, rows: list[tuple[str, int, str, float]]) -> None:
     jobs = store.pending_jobs(sid, [f"k{i}" for i in range(len(rows))])
     for job, (_v, _m, gpu, tok_s) in zip(jobs, rows, strict=True):
         at = store.start_attempt(job.id, "h", "0")
-        store.finish_attempt(at, "succeeded", job_state="succeeded", gpu_name=gpu, result={
-            "output_tokens": 100, "elapsed_s": 100 / tok_s, "output_tok_s": tok_s,
-            "total_tok_s": 2 * tok_s, "start_s": 1.0, "load_s": 0.5})
+        # tok_s output and 2 * tok_s total tok/s, 1.0 s to start.
+        store.finish_attempt(at, "succeeded", job_state="succeeded", result=make(
+            output_tokens=100, prompt_tokens=100, elapsed_s=100 / tok_s, load_s=0.5,
+            warmup_s=0.5, env={"gpu": {"name": gpu}}))
 
 
 def test_summary_mean_std_ci_and_speedup(db_url):

@@ -1,9 +1,11 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
+from db.models import RESULT_FIGURES, Result
 from db.store import SchemaError, Store, head_revision, resolve_url, schema_revision
+from tests.engine.test_result import make
 
 
 def _job(key: str, ordinal: int = 0, **kw) -> dict:
@@ -12,8 +14,9 @@ def _job(key: str, ordinal: int = 0, **kw) -> dict:
                 gpu_memory_utilization=0.9, repeat=0, spec="{}") | kw
 
 
-RESULT = {"output_tokens": 10, "elapsed_s": 2.0, "output_tok_s": 5.0, "total_tok_s": 9.0,
-          "start_s": 1.0, "peak_memory_bytes": 2**40}
+# 5.0 output and 9.0 total tok/s, 1.0 s to start.
+RESULT = make(output_tokens=10, elapsed_s=2.0, prompt_tokens=8, load_s=1.0,
+              peak_memory_bytes=2**40)
 
 
 def test_resolve_url(monkeypatch):
@@ -78,6 +81,26 @@ def test_attempts_results_and_recovery(db_url):
     assert lost.id == bt and lost.outcome == "lost"
     again = store.start_attempt(b.id, "host2", "gpu0")
     assert [x.number for x in store.attempts_of(b.id)] == [1, 2] and again != bt
+
+
+def test_result_row_is_filled_from_the_bench_result(db_url):
+    store = Store(db_url)
+    sid = store.upsert_sweep("s", "name: s", None)
+    store.add_jobs(sid, [_job("a"), _job("b", 1)])
+    a, b = store.pending_jobs(sid, ["a", "b"])
+    on_card = make(env={"gpu": {"name": "H200"}})
+    for job, result in ((a, RESULT), (b, on_card)):
+        at = store.start_attempt(job.id, "host1", "3")
+        store.finish_attempt(at, "succeeded", job_state="succeeded", result=result)
+    assert set(RESULT_FIGURES) < set(Result.__table__.columns.keys())
+    with store.session() as s:
+        ra, rb = (s.scalar(select(Result).where(Result.job_id == j.id)) for j in (a, b))
+        assert {n: getattr(ra, n) for n in RESULT_FIGURES} == {
+            "output_tokens": 10, "elapsed_s": 2.0, "output_tok_s": 5.0, "total_tok_s": 9.0,
+            "start_s": 1.0, "peak_memory_bytes": 2**40}
+        assert ra.record == RESULT.to_dict() and ra.host == "host1"
+        # The card's name where envinfo read one, else the attempt's GPU.
+        assert (ra.gpu_name, rb.gpu_name) == ("3", "H200")
 
 
 def test_reset_for_force_drops_results(db_url):

@@ -47,3 +47,8 @@ def test_json_round_trip() -> None:
     assert d["output_tok_s"] == pytest.approx(20.0)
     # Derived figures in the JSON are ignored on the way back in.
     assert BenchResult.from_dict(d) == r
+
+
+def test_gpu_name_is_envinfo_s() -> None:
+    assert make(env={"gpu": {"name": "H100"}}).gpu_name == "H100"
+    assert make().gpu_name is None and make(env={"gpu": None}).gpu_name is None

@@ -1,6 +1,7 @@
-"""run_job with real processes: the job's whole process group is gone afterwards (a child
+"""run_job_process with real processes: the job's whole process group is gone afterwards (a child
 that ignores SIGTERM included), GPU hygiene is a no-op without NVML and refuses a busy GPU,
-and the worker CLI writes its Outcome."""
+a written record that is no BenchResult fails the job, and the worker CLI writes its
+Outcome."""
 
 import json
 import os
@@ -15,15 +16,16 @@ import pytest
 
 from engine import gpu_hygiene
 from orchestrator.executors import process
-from orchestrator.executors.process import run_job
+from orchestrator.executors.process import run_job_process
 from tests.engine.test_gpu_hygiene import FakeGpu, fake_pynvml
+from tests.engine.test_result import make
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1 << 30
 
 
 def fake_python(tmp_path: Path, body: str) -> str:
-    """An executable run_job starts in place of `python -m engine.bench --job J --out O`:
+    """An executable run_job_process starts in place of `python -m engine.bench --job J --out O`:
     it leaves a child that ignores SIGTERM and records its pid, then runs `body`."""
     straggler = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                  f"open({str(tmp_path / 'child.pid')!r}, 'w').write(str(os.getpid())); "
@@ -44,9 +46,9 @@ def gone(pid: int) -> bool:
 
 
 def test_job_group_killed_after_success(tmp_path: Path) -> None:
-    result = {"output_tokens": 3, "elapsed_s": 1.0}
-    py = fake_python(tmp_path, f"echo '{json.dumps(result)}' > \"$6\"; echo done; exit 0")
-    out = run_job("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
+    result = make(output_tokens=3, elapsed_s=1.0)
+    py = fake_python(tmp_path, f"echo '{result.to_json()}' > \"$6\"; echo done; exit 0")
+    out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
     # No NVML on this machine: the checks pass as "not checked", the job runs.
     assert out.outcome == "succeeded" and out.result == result, out
     child = int((tmp_path / "child.pid").read_text())
@@ -56,10 +58,17 @@ def test_job_group_killed_after_success(tmp_path: Path) -> None:
     assert "[benchsweep worker]" not in out.log_tail
 
 
+def test_a_record_that_is_no_bench_result_fails_the_job(tmp_path: Path) -> None:
+    py = fake_python(tmp_path, "echo '{\"output_tokens\": 1}' > \"$6\"")
+    out = run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py)
+    assert (out.outcome, out.error_kind, out.result) == ("failed", "crash", None)
+    assert out.error.startswith("not a BenchResult: ")
+
+
 def test_job_group_killed_on_timeout(tmp_path: Path) -> None:
     py = fake_python(tmp_path, "trap '' TERM; sleep 600")
     t0 = time.monotonic()
-    out = run_job("{}", gpu="cpu", cuda_visible_devices="", timeout_s=1, python=py)
+    out = run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=1, python=py)
     assert out.outcome == "timeout" and out.error_kind == "timeout"
     assert gone(int((tmp_path / "child.pid").read_text()))
     assert time.monotonic() - t0 < 1 + 2 * process.KILL_GRACE_S + 3
@@ -71,8 +80,8 @@ def test_busy_gpu_fails_before_the_job_starts(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
     monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.01)
     py = fake_python(tmp_path, "exit 0")
-    out = run_job("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py,
-                  idle_wait_s=0.1)
+    out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py,
+                          idle_wait_s=0.1)
     assert out.outcome == "failed" and out.error_kind == "gpu_busy"
     assert out.error.startswith("GPU busy: GPU 0 (NVIDIA H200, GPU-0): 70.0 of 140.0 GiB")
     assert "pid 777" in out.error
@@ -88,8 +97,8 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
     monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.2)
     monkeypatch.setattr(gpu_hygiene, "AFTER_WAIT_S", 0.3)
-    py = fake_python(tmp_path, "echo '{\"output_tokens\": 1}' > \"$6\"")
-    out = run_job("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
+    py = fake_python(tmp_path, f"echo '{make(output_tokens=1).to_json()}' > \"$6\"")
+    out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
     assert out.outcome == "succeeded"
     assert re.search(r"\[benchsweep worker\] waited 0\.\d s for the GPU to become idle",
                      out.log_tail)

@@ -1,0 +1,84 @@
+"""The executor seam: Outcome's wire form and lost constructor, the protocol's default
+ready(), and RayExecutor's shared waiting on a real (embedded) Ray."""
+
+import json
+import os
+
+import pytest
+import ray
+
+from orchestrator.executors.base import Executor, Outcome, RayExecutor, Slot
+from tests.engine.test_result import make
+
+SLOT = Slot("gpu0", "box", "0", "0")
+
+
+def test_lost_outcome_names_the_slot() -> None:
+    out = Outcome.lost(SLOT, "gone", elapsed_s=2.0)
+    assert (out.outcome, out.error_kind, out.error) == ("lost", "lost", "gone")
+    assert (out.host, out.gpu, out.elapsed_s) == ("box", "0", 2.0)
+
+
+@pytest.mark.parametrize("out", [
+    Outcome("failed", "box", "0", error="boom", error_kind="engine", log_tail="x"),
+    Outcome("succeeded", "box", "0", result=make(env={"gpu": {"name": "H200"}})),
+])
+def test_outcome_round_trips_its_wire_form(out: Outcome) -> None:
+    wire = json.loads(json.dumps(out.to_dict()))
+    if out.result:  # the record, derived figures included
+        assert wire["result"] == out.result.to_dict()
+    assert Outcome.from_dict(wire) == out
+
+
+def test_every_slot_is_ready_by_default() -> None:
+    class Bare(Executor):
+        slots = [SLOT]
+
+    assert Bare().ready(SLOT)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _answer(crash: bool) -> dict:
+    if crash:
+        os._exit(1)  # the worker dies under the job
+    return Outcome("succeeded", "box", "0", make(), elapsed_s=1.0).to_dict()
+
+
+class _Fake(RayExecutor):
+    lost_error = "fake worker lost"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots = [SLOT, Slot("gpu1", "box", "1", "1")]
+        self.seen: list[tuple[str, str]] = []
+
+    def submit(self, slot: Slot, job_json: str, timeout_s: float):
+        return self._started(slot, _answer.remote(job_json == "crash"))
+
+    def _finished(self, slot: Slot, out: Outcome) -> None:
+        self.seen.append((slot.name, out.outcome))
+
+
+@pytest.fixture(scope="module")
+def embedded_ray():
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, object_store_memory=128 * 1024 * 1024)
+    yield
+    ray.shutdown()
+
+
+def test_ray_executor_waits_and_turns_a_dead_worker_into_lost(embedded_ray) -> None:
+    ex = _Fake()
+    ok, crash = ex.submit(ex.slots[0], "{}", 60), ex.submit(ex.slots[1], "crash", 60)
+    assert ex.wait([], timeout_s=0) == []
+    done: dict = {}
+    for _ in range(120):
+        done.update(ex.wait([h for h in (ok, crash) if h not in done], timeout_s=0.5))
+        if len(done) == 2:
+            break
+    assert done[ok] == Outcome("succeeded", "box", "0", make(), elapsed_s=1.0)
+    lost = done[crash]
+    assert (lost.outcome, lost.host, lost.gpu) == ("lost", "box", "1")
+    assert lost.error.startswith("fake worker lost: ")
+    assert sorted(ex.seen) == [("gpu0", "succeeded"), ("gpu1", "lost")]
+    assert not ex._running
