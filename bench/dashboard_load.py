@@ -103,7 +103,12 @@ def synthesize(url: str, sweeps: int = 100, jobs: int = 500, *, seed: int = 0,
             tok_s = (2000 * FACTORS[job.variant] * math.sqrt(job.max_num_seqs / 16)
                      * (0.9 + job.gpu_memory_utilization / 10) * rnd.gauss(1, 0.02))
             elapsed = 144831 / tok_s
-            record = {"output_tokens": 144831, "requested_output_tokens": 144831,
+            record = {"engine": job.engine, "variant": job.variant, "model": job.model,
+                      "workload": job.workload, "num_seqs": 256,
+                      "max_num_seqs": job.max_num_seqs,
+                      "gpu_memory_utilization": job.gpu_memory_utilization,
+                      "options": job.options,
+                      "output_tokens": 144831, "requested_output_tokens": 144831,
                       "prompt_tokens": 140000, "elapsed_s": elapsed, "output_tok_s": tok_s,
                       "total_tok_s": (144831 + 140000) / elapsed, "load_s": 2.1,
                       "profile_s": 0.4, "compile_s": 0.0, "capture_s": 3.2, "warmup_s": 0.8,

@@ -10,7 +10,8 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import badge, link, param, state_css, store, when
-from db.dashboard_queries import job_detail, sweep_jobs, sweeps_frame
+from db.read.jobs import job_detail, sweep_jobs
+from db.read.sweeps import sweeps_frame
 
 RESULT_FIGURES = ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "elapsed_s",
                   "output_tokens", "requested_output_tokens", "prompt_tokens", "num_seqs",

@@ -1,4 +1,5 @@
-"""db.dashboard_queries on synthetic databases written through the Store's write API."""
+"""db.read (sweeps, jobs, hosts) on synthetic databases written through the Store's write
+API."""
 
 from __future__ import annotations
 
@@ -6,16 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from db.dashboard_queries import (
-    attempt_hosts,
-    gpu_of,
-    hosts_frame,
-    job_detail,
-    sweep_info,
-    sweep_jobs,
-    sweep_state,
-    sweeps_frame,
-)
+from db.read.hosts import attempt_hosts, gpu_of, hosts_frame
+from db.read.jobs import job_detail, sweep_jobs
+from db.read.sweeps import sweep_info, sweep_state, sweeps_frame
 from db.store import JobCounts, Store
 
 

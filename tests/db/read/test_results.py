@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from db.results import results_frame, summarize, t95
+from db.read.results import results_frame, summarize, t95
 from db.store import Store
 
 
@@ -19,6 +19,10 @@ def _fill(store: Store, rows: list[tuple[str, int, str, float]]) -> None:
     for job, (_v, _m, gpu, tok_s) in zip(jobs, rows, strict=True):
         at = store.start_attempt(job.id, "h", "0")
         store.finish_attempt(at, "succeeded", job_state="succeeded", gpu_name=gpu, result={
+            "engine": "hf", "variant": job.variant, "model": "m", "workload": "standard",
+            "workload_fingerprint": "fp", "num_seqs": 4, "max_num_seqs": job.max_num_seqs,
+            "gpu_memory_utilization": 0.9, "prompt_tokens": 100,
+            "requested_output_tokens": 100,
             "output_tokens": 100, "elapsed_s": 100 / tok_s, "output_tok_s": tok_s,
             "total_tok_s": 2 * tok_s, "start_s": 1.0, "load_s": 0.5})
 
