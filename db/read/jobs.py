@@ -12,6 +12,7 @@ from sqlalchemy import Select, func, select
 
 from db.models import Attempt, Job, Result, Sweep
 from db.store import Store, as_utc
+from engine.result import BenchResult
 
 JOB_COLUMNS = ["job_id", "ordinal", "variant", "engine", "options", "model", "workload",
                "workload_fingerprint", "max_num_seqs", "gpu_memory_utilization", "repeat",
@@ -98,7 +99,8 @@ def running_attempts(store: Store, sweep: str | None = None) -> list[RunningAtte
 
 
 def job_detail(store: Store, job_id: int) -> dict | None:
-    """One job: its configuration, sweep, attempts (oldest first) and result record."""
+    """One job: its configuration, sweep, attempts (oldest first) and result: the record as
+    stored, and as the typed BenchResult ("bench")."""
     with store.session() as s:
         row = s.execute(select(Job, Sweep.name).join(Sweep, Sweep.id == Job.sweep_id)
                         .where(Job.id == job_id)).first()
@@ -123,7 +125,8 @@ def job_detail(store: Store, job_id: int) -> dict | None:
             ],
             "result": None if result is None else {
                 "attempt_id": result.attempt_id, "host": result.host,
-                "gpu_name": result.gpu_name, "record": dict(result.record or {}),
+                "gpu_name": result.gpu_name, "record": dict(result.record),
+                "bench": BenchResult.from_dict(result.record),
             },
         }
 

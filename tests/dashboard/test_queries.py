@@ -55,6 +55,7 @@ def test_job_detail(synth_db):
     assert attempt["duration_s"] == 12.0 and "OutOfMemory" in attempt["log_tail"]
     ok = job_detail(store, int(sweep_jobs(store, "phase2-000")["job_id"].iloc[0]))
     assert ok["result"]["record"]["capture_s"] == 3.2 and ok["sweep"] == "phase2-000"
+    assert ok["result"]["bench"].capture_s == 3.2 and ok["result"]["bench"].num_seqs == 256
     assert job_detail(store, 10**9) is None
 
 
