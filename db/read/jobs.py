@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Select, func, select
 
 from db.models import Attempt, Job, Result, Sweep
 from db.store import Store, as_utc
 from engine.result import BenchResult
+
+if TYPE_CHECKING:  # pandas is imported by the frames alone: `orchestrate status` needs rows
+    import pandas as pd
 
 JOB_COLUMNS = ["job_id", "ordinal", "variant", "engine", "options", "model", "workload",
                "workload_fingerprint", "max_num_seqs", "gpu_memory_utilization", "repeat",
@@ -58,6 +61,8 @@ def _with_last_attempt(sweep: str) -> Select:
 
 def sweep_jobs(store: Store, sweep: str) -> pd.DataFrame:
     """Every job of a sweep (in sweep order) with its configuration and its last attempt."""
+    import pandas as pd
+
     with store.session() as s:
         rows = s.execute(_with_last_attempt(sweep)
                          .add_columns(Result.output_tok_s, Result.gpu_name)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import func, select
 
 from db.models import JOB_STATES, Attempt, Job, Sweep
 from db.store import STALE_AFTER, JobCounts, Store, as_utc
+
+if TYPE_CHECKING:  # pandas is imported by the frames alone: `orchestrate status` needs rows
+    import pandas as pd
 
 SWEEP_COLUMNS = ["id", "name", "state", "done", "running", "failed", "pending", "total",
                  "progress", "started", "finished", "duration_s", "hosts", "baseline", "owner"]
@@ -77,6 +80,8 @@ def sweep_rows(store: Store, name: str | None = None) -> list[SweepRow]:
 
 def sweeps_frame(store: Store, now: datetime | None = None) -> pd.DataFrame:
     """One row per sweep, oldest first: state, job counts, start, duration, host count."""
+    import pandas as pd
+
     now = now or datetime.now(UTC)
     out = []
     for r in sweep_rows(store):
