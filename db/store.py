@@ -1,4 +1,6 @@
-"""The read/write API over the database that the coordinator and the dashboard share.
+"""The database: engine creation, URL, migrations, the coordinator's lease and the write API
+(with the few reads the coordinator needs). What `orchestrate status` and the dashboard
+read is db.read's, one module per subject.
 
 Only the coordinator writes. SQLite is the default (WAL, so the dashboard reads while a
 sweep writes); any SQLAlchemy URL works, PostgreSQL through psycopg 3.
@@ -34,6 +36,11 @@ if TYPE_CHECKING:
 DEFAULT_URL = "sqlite:///benchsweep.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x62656E6368  # PostgreSQL advisory lock key held while migrating
+# The lease: a coordinator refreshes its sweep's heartbeat every HEARTBEAT_S seconds; one
+# silent for STALE_AFTER is taken for gone, by the next coordinator (Store.acquire) and by the
+# readers (db.read.sweeps.sweep_state).
+HEARTBEAT_S = 5.0
+STALE_AFTER = timedelta(seconds=60)
 
 
 class SchemaError(UserError, RuntimeError):
@@ -215,7 +222,7 @@ class Store:
                 select(Job).where(Job.sweep_id == sweep_id, Job.state == "pending",
                                   Job.key.in_(keys)).order_by(Job.ordinal)))
 
-    # --- the coordinator's lease on a sweep --------------------------------------------------
+    # --- the coordinator's lease on a sweep (HEARTBEAT_S, STALE_AFTER) -----------------------
 
     def acquire(self, sweep_id: int, owner: str, *, stale_after: timedelta,
                 owner_alive) -> int:
@@ -337,10 +344,6 @@ class Store:
             if check is not None:
                 values["last_check"] = check
             s.execute(update(Host).where(Host.name == name).values(**values))
-
-    def hosts(self) -> list[Host]:
-        with self.session() as s:
-            return list(s.scalars(select(Host).order_by(Host.name)))
 
 
 def as_utc(t: datetime | None) -> datetime | None:

@@ -10,15 +10,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from db.models import Job
-from db.store import Store
+from db.store import HEARTBEAT_S, STALE_AFTER, Store
 from orchestrator.executors.base import Executor, Outcome, Slot
 from orchestrator.spec import SweepSpec
 
-HEARTBEAT_S = 5.0
-STALE_AFTER = timedelta(seconds=60)
 # Beyond a job's own timeout (enforced beside the job), how long the coordinator waits for
 # its executor to answer before it gives the attempt up.
 ANSWER_GRACE_S = 60.0

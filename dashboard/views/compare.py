@@ -10,8 +10,8 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import param, store
-from db.dashboard_queries import sweeps_frame
-from db.results import results_frame, summarize
+from db.read.results import results_frame, summarize
+from db.read.sweeps import sweeps_frame
 
 MODES = ("Two sweeps", "Two variants")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.common import state_css, store
-from db.dashboard_queries import attempt_hosts, hosts_frame
+from db.read.hosts import attempt_hosts, hosts_frame
 
 st.title("Hosts")
 db = store()

@@ -10,7 +10,8 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import badge, link, param, state_css, store, when
-from db.dashboard_queries import job_detail, sweep_jobs, sweeps_frame
+from db.read.jobs import job_detail, sweep_jobs
+from db.read.sweeps import sweeps_frame
 
 RESULT_FIGURES = ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "elapsed_s",
                   "output_tokens", "requested_output_tokens", "prompt_tokens", "num_seqs",
@@ -84,14 +85,14 @@ else:
 
 result = job["result"]
 if result:
-    rec = result["record"]
+    rec, bench = result["record"], result["bench"]
     st.subheader("BenchResult")
     m = st.columns(5)
-    m[0].metric("output tok/s", f"{rec.get('output_tok_s', 0):,.1f}")
-    m[1].metric("total tok/s", f"{rec.get('total_tok_s', 0):,.1f}")
-    m[2].metric("elapsed", f"{rec.get('elapsed_s', 0):,.2f} s")
-    m[3].metric("output tokens", f"{rec.get('output_tokens', 0):,}")
-    m[4].metric("start-up", f"{rec.get('start_s', 0):,.2f} s")
+    m[0].metric("output tok/s", f"{bench.output_tok_s:,.1f}")
+    m[1].metric("total tok/s", f"{bench.total_tok_s:,.1f}")
+    m[2].metric("elapsed", f"{bench.elapsed_s:,.2f} s")
+    m[3].metric("output tokens", f"{bench.output_tokens:,}")
+    m[4].metric("start-up", f"{bench.start_s:,.2f} s")
     st.caption(f"measured on {result['host']}, {result['gpu_name']}")
     st.subheader("Start-up time")
     breakdown = charts.start_breakdown(rec)
@@ -100,14 +101,15 @@ if result:
 
     left, right = st.columns(2)
     figures = pd.DataFrame([{"figure": k, "value": _v} for k in RESULT_FIGURES
-                            if (_v := rec.get(k)) is not None], columns=["figure", "value"])
+                            if (_v := getattr(bench, k)) is not None],
+                           columns=["figure", "value"])
     figures["value"] = figures["value"].map(
         lambda v: f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int)
         else str(v))
     left.subheader("Figures")
     left.dataframe(figures, hide_index=True, width="stretch", key="result_table")
     right.subheader("Environment")
-    env = rec.get("env") or {}
+    env = bench.env
     if env:
         right.dataframe(pd.DataFrame([{"name": k, "value": "" if v is None else str(v)}
                                       for k, v in env.items()]), hide_index=True,

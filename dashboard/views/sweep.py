@@ -9,8 +9,9 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import badge, link, param, store, when
-from db.dashboard_queries import sweep_info, sweep_jobs, sweeps_frame
-from db.results import results_frame, summarize
+from db.read.jobs import sweep_jobs
+from db.read.results import results_frame, summarize
+from db.read.sweeps import sweep_info, sweeps_frame
 
 REFRESH_S = 3.0
 AXIS_LABELS = {"variant": "variant", "max_num_seqs": "max_num_seqs",

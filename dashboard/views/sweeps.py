@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard.charts import sweeps_table
 from dashboard.common import link, page_path, state_css, store
-from db.dashboard_queries import sweeps_frame
+from db.read.sweeps import sweeps_frame
 
 REFRESH_S = 3.0
 

@@ -100,10 +100,11 @@ def hosts_remove(name: str, inventory: InventoryOpt = None,
 @hosts_app.command("list")
 def hosts_list(inventory: InventoryOpt = None, db: DbOpt = None) -> None:
     """The inventory with each host's state and last check."""
+    from db.read.hosts import host_rows
     from orchestrator.hosts import summary
 
     inv = _inventory(inventory, missing_ok=True)
-    rows = {h.name: h for h in open_store(db).hosts()}
+    rows = {h.name: h for h in host_rows(open_store(db))}
     table = Table(title=f"hosts ({inv.path})")
     for col in ("name", "address", "user", "key", "setup", "state", "last check", "found"):
         table.add_column(col)

@@ -102,7 +102,8 @@ def _print_plan(spec, planned) -> None:
 
 def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = None) -> None:
     """Sweeps, their jobs by state, and the jobs running now."""
-    from db.status import running_attempts, sweep_rows
+    from db.read.jobs import failed_jobs, running_attempts
+    from db.read.sweeps import sweep_rows
 
     store = open_store(db)
     rows = sweep_rows(store, sweep)
@@ -130,8 +131,6 @@ def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = No
                       f"{(now - a.started_at).total_seconds():.0f} s")
         out.print(t)
     if sweep:
-        from db.status import failed_jobs
-
         for f in failed_jobs(store, sweep):
             out.print(f"[red]failed[/] {f.variant} max_num_seqs={f.max_num_seqs} "
                       f"gpu_mem={f.gpu_memory_utilization:g} repeat={f.repeat}: "
@@ -147,12 +146,14 @@ def results(
     """One row per configuration: mean ± std over repeats, n, tok/s, speedup."""
     import math
 
-    from db.results import results_frame, summarize
+    from db.read.results import results_frame, summarize
+    from db.read.sweeps import sweep_info
 
     store = open_store(db)
-    if store.sweep_id(sweep) is None:
+    info = sweep_info(store, sweep)
+    if info is None:
         raise UserError(f"no sweep named {sweep!r}")
-    baseline = baseline or _sweep_baseline(store, sweep)
+    baseline = baseline or info["baseline"]
     summary = summarize(results_frame(store, sweep), baseline)
     if summary.empty:
         out.print(f"sweep {sweep}: no results yet")
@@ -174,15 +175,6 @@ def results(
     out.print(table)
 
 
-def _sweep_baseline(store, sweep: str) -> str | None:
-    from sqlalchemy import select
-
-    from db.models import Sweep
-
-    with store.session() as s:
-        return s.scalar(select(Sweep.baseline).where(Sweep.name == sweep))
-
-
 def export(
     sweep: Annotated[str, typer.Argument()],
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write")],
@@ -190,7 +182,7 @@ def export(
     db: DbOpt = None,
 ) -> None:
     """Every measurement of a sweep, one row per result."""
-    from db.results import results_frame
+    from db.read.results import results_frame
 
     if fmt not in ("csv", "json", "parquet"):
         raise UserError(f"--format must be csv, json or parquet, not {fmt!r}", 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.dashboard_queries import sweep_jobs
+from db.read.jobs import sweep_jobs
 from db.store import Store
 from tests.dashboard.pages import charts, open_page, texts
 

@@ -11,7 +11,7 @@ from dashboard import charts
 
 
 def summary_rows(rows: list[dict]) -> pd.DataFrame:
-    """A frame shaped like db.results.summarize's."""
+    """A frame shaped like db.read.results.summarize's."""
     base = {"engine": "nano", "options": "{}", "model": "m", "workload": "standard",
             "workload_fingerprint": "fp", "gpu_memory_utilization": 0.9, "gpu_name": "H100",
             "n": 3, "tok_s_std": 1.0, "ci95": 2.0, "cv": 0.01, "noisy": False,

@@ -1,4 +1,5 @@
-"""db.dashboard_queries on synthetic databases written through the Store's write API."""
+"""db.read (sweeps, jobs, hosts) on synthetic databases written through the Store's write
+API."""
 
 from __future__ import annotations
 
@@ -6,16 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from db.dashboard_queries import (
-    attempt_hosts,
-    gpu_of,
-    hosts_frame,
-    job_detail,
-    sweep_info,
-    sweep_jobs,
-    sweep_state,
-    sweeps_frame,
-)
+from db.read.hosts import attempt_hosts, gpu_of, hosts_frame
+from db.read.jobs import job_detail, sweep_jobs
+from db.read.sweeps import sweep_info, sweep_state, sweeps_frame
 from db.store import JobCounts, Store
 
 
@@ -61,6 +55,7 @@ def test_job_detail(synth_db):
     assert attempt["duration_s"] == 12.0 and "OutOfMemory" in attempt["log_tail"]
     ok = job_detail(store, int(sweep_jobs(store, "phase2-000")["job_id"].iloc[0]))
     assert ok["result"]["record"]["capture_s"] == 3.2 and ok["sweep"] == "phase2-000"
+    assert ok["result"]["bench"].capture_s == 3.2 and ok["result"]["bench"].num_seqs == 256
     assert job_detail(store, 10**9) is None
 
 

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from db.read.hosts import host_rows
 from db.store import Store
 from orchestrator.cli import app
 from orchestrator.hosts import Host, HostConfig, Inventory, InventoryError, parse_probe, slots_of
@@ -55,7 +56,7 @@ def test_add_check_accept_new_then_known(tmp_path, sshd, client_key):
     code, text = cli("hosts", "check", inventory=inv, db=db)
     assert code == 1 and "not in" in text and "--accept-new" in text
     assert not (tmp_path / "known_hosts").exists()
-    assert Store(str(db)).hosts()[0].state == "bad_key"
+    assert host_rows(Store(str(db)))[0].state == "bad_key"
 
     code, text = cli("hosts", "check", "--accept-new", inventory=inv, db=db)
     assert code == 0, text
@@ -65,7 +66,7 @@ def test_add_check_accept_new_then_known(tmp_path, sshd, client_key):
 
     code, text = cli("hosts", "check", "box1", inventory=inv, db=db)  # known now: no flag
     assert code == 0, text
-    row = Store(str(db)).hosts()[0]
+    row = host_rows(Store(str(db)))[0]
     assert (row.name, row.state, row.port) == ("box1", "ok", sshd.port)
     assert row.last_check["python"].startswith("3.") and row.last_check["gpus"] == []
 
@@ -73,7 +74,7 @@ def test_add_check_accept_new_then_known(tmp_path, sshd, client_key):
     assert code == 0 and "box1" in text and "ok" in text
 
     code, text = cli("hosts", "remove", "box1", inventory=inv, db=db)
-    assert code == 0 and Store(str(db)).hosts() == []
+    assert code == 0 and host_rows(Store(str(db))) == []
     assert yaml.safe_load(inv.read_text())["hosts"] == {}
 
 
@@ -88,7 +89,7 @@ def test_changed_host_key_is_an_error(tmp_path, sshd, client_key):
         code, text = cli("hosts", "check", *flags, inventory=inv, db=db)
         assert code == 1 and "CHANGED" in text, text
     assert (tmp_path / "known_hosts").read_text() == before
-    assert Store(str(db)).hosts()[0].state == "bad_key"
+    assert host_rows(Store(str(db)))[0].state == "bad_key"
 
 
 def test_unreachable_host_fails_in_bounded_time(tmp_path, client_key):
@@ -101,7 +102,7 @@ def test_unreachable_host_fails_in_bounded_time(tmp_path, client_key):
     code, text = cli("hosts", "check", "--accept-new", inventory=inv, db=db)
     assert code == 1 and f"cannot connect to 127.0.0.1:{port}" in text, text
     assert time.monotonic() - started < 30  # three tries with backoff, then one line
-    row = Store(str(db)).hosts()[0]
+    row = host_rows(Store(str(db)))[0]
     assert row.state == "unreachable" and "cannot connect" in row.last_check["error"]
 
 
@@ -147,7 +148,7 @@ def test_provision_syncs_builds_and_self_checks(tmp_path, sshd, client_key):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                           text=True).stdout.strip()
     assert (src / "REVISION").read_text().startswith(head)
-    row = Store(str(db)).hosts()[0]
+    row = host_rows(Store(str(db)))[0]
     assert row.state == "ok" and row.last_check["provision_s"]["self-check"] > 0
     assert row.last_check["provisioned"] == "yes"
 
@@ -162,7 +163,7 @@ def test_provision_failure_names_the_step(tmp_path, sshd, client_key):
     code, text = cli("hosts", "provision", "--accept-new", inventory=inv, db=db)
     assert code == 1 and "provisioning failed" in text and "install failed" in text, text
     assert (sshd.dir / "home/bs/venv/bin/python").exists()
-    assert Store(str(db)).hosts()[0].state == "unprovisioned"
+    assert host_rows(Store(str(db)))[0].state == "unprovisioned"
 
 
 def test_probe_reads_nvidia_smi_and_gives_one_slot_per_gpu():

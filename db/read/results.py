@@ -1,5 +1,6 @@
 """Results as DataFrames: one row per measurement, and one row per configuration with
-repeats aggregated. Shared by `orchestrate results/export` and the dashboard."""
+repeats aggregated. Shared by `orchestrate results/export` and the dashboard. A result's
+record is read as the typed BenchResult it was written from."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from sqlalchemy import select
 
 from db.models import Attempt, Job, Result, Sweep
 from db.store import Store
+from engine.result import BenchResult
 
-# The figures of a BenchResult record that a results row carries besides the columns.
+# The figures of a BenchResult that a results row carries besides the Result's columns.
 RECORD_FIELDS = ("prompt_tokens", "requested_output_tokens", "load_s", "profile_s", "compile_s",
                  "capture_s", "warmup_s", "kv_tokens", "compile_cache_warm", "device")
 CONFIG = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
@@ -28,6 +30,8 @@ CV_FLAG = 0.05
 
 
 def results_frame(store: Store, sweep: str) -> pd.DataFrame:
+    """One row per result of a sweep, in sweep order: the job's configuration, where it ran,
+    the Result's figures and RECORD_FIELDS of its BenchResult."""
     with store.session() as s:
         rows = s.execute(
             select(Job, Result, Attempt)
@@ -37,21 +41,23 @@ def results_frame(store: Store, sweep: str) -> pd.DataFrame:
             .where(Sweep.name == sweep)
             .order_by(Job.ordinal)
         ).all()
-    return pd.DataFrame([
-        {
-            "sweep": sweep, "job_key": j.key, "variant": j.variant, "engine": j.engine,
-            "options": json.dumps(j.options, sort_keys=True), "model": j.model,
-            "workload": j.workload, "workload_fingerprint": j.workload_fingerprint,
-            "max_num_seqs": j.max_num_seqs, "gpu_memory_utilization": j.gpu_memory_utilization,
-            "repeat": j.repeat, "host": r.host, "gpu": a.gpu, "gpu_name": r.gpu_name,
-            "output_tokens": r.output_tokens, "elapsed_s": r.elapsed_s,
-            "output_tok_s": r.output_tok_s, "total_tok_s": r.total_tok_s, "start_s": r.start_s,
-            "peak_memory_bytes": r.peak_memory_bytes,
-            **{k: r.record.get(k) for k in RECORD_FIELDS},
-            "finished_at": a.finished_at,
-        }
-        for j, r, a in rows
-    ], columns=None)
+    return pd.DataFrame([_row(sweep, j, r, a) for j, r, a in rows], columns=None)
+
+
+def _row(sweep: str, j: Job, r: Result, a: Attempt) -> dict:
+    rec = BenchResult.from_dict(r.record)
+    return {
+        "sweep": sweep, "job_key": j.key, "variant": j.variant, "engine": j.engine,
+        "options": json.dumps(j.options, sort_keys=True), "model": j.model,
+        "workload": j.workload, "workload_fingerprint": j.workload_fingerprint,
+        "max_num_seqs": j.max_num_seqs, "gpu_memory_utilization": j.gpu_memory_utilization,
+        "repeat": j.repeat, "host": r.host, "gpu": a.gpu, "gpu_name": r.gpu_name,
+        "output_tokens": r.output_tokens, "elapsed_s": r.elapsed_s,
+        "output_tok_s": r.output_tok_s, "total_tok_s": r.total_tok_s, "start_s": r.start_s,
+        "peak_memory_bytes": r.peak_memory_bytes,
+        **{k: getattr(rec, k) for k in RECORD_FIELDS},
+        "finished_at": a.finished_at,
+    }
 
 
 def t95(n: int) -> float:

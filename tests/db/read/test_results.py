@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from db.results import results_frame, summarize, t95
+from db.read.results import results_frame, summarize, t95
 from db.store import Store
 from tests.engine.test_result import make
 

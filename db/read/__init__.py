@@ -1,0 +1,10 @@
+"""The read side of the database, one module per subject, shared by `orchestrate` (status,
+results, export, hosts list) and the dashboard:
+
+- sweeps:  every sweep with its job counts, host count and state; one sweep's settings
+- jobs:    a sweep's jobs with their last attempt, the running attempts, one job in full
+- results: the measurements as a frame (BenchResult records, typed) and their summary
+- hosts:   the SSH inventory and every host that ran an attempt
+
+Every function takes an open Store and returns plain data (dataclasses, dicts, DataFrames);
+nothing here writes. The writes, and the coordinator's own reads, are db.store's."""
