@@ -94,23 +94,12 @@ class WorkloadSection(_Strict):
 
     @field_validator("input_len", "output_len")
     @classmethod
-    def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
+    def _range(cls, v: tuple[int, int], info) -> tuple[int, int]:
         if not 1 <= v[0] <= v[1]:
             raise ValueError("must be [min, max] with 1 <= min <= max")
-        return v
-
-    @field_validator("input_len")
-    @classmethod
-    def _input_bound(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if v[1] > MAX_INPUT_LEN:
-            raise ValueError(f"at most {MAX_INPUT_LEN:,} tokens")
-        return v
-
-    @field_validator("output_len")
-    @classmethod
-    def _output_bound(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if v[1] > MAX_OUTPUT_LEN:
-            raise ValueError(f"at most {MAX_OUTPUT_LEN:,} tokens")
+        most = {"input_len": MAX_INPUT_LEN, "output_len": MAX_OUTPUT_LEN}[info.field_name]
+        if v[1] > most:
+            raise ValueError(f"at most {most:,} tokens")
         return v
 
 
