@@ -5,7 +5,9 @@ database."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,11 +32,11 @@ class RunSummary:
     recovered: int  # attempts left running by a dead coordinator, now marked lost
     outcomes: dict[str, int] = field(default_factory=dict)
     failed_jobs: int = 0
-    interrupted: bool = False
+    stopped_by: str | None = None  # the signal that stopped the run: SIGINT, SIGTERM, SIGHUP
 
     @property
     def ok(self) -> bool:
-        return not self.failed_jobs and not self.interrupted
+        return not self.failed_jobs and not self.stopped_by
 
 
 @dataclass
@@ -43,6 +45,34 @@ class _Running:
     attempt_id: int
     slot: Slot
     deadline: float
+
+
+class StopRequest:
+    """Ctrl-C, SIGTERM (kill, systemd, a container's stop) and SIGHUP (the SSH session that
+    started the sweep closed) stop a sweep the same way. The handler only notes the signal;
+    the loop sees it between two steps, so no attempt is left half-recorded, then cancels the
+    running jobs' process groups, marks their attempts cancelled and releases the lease. A
+    second signal while that runs raises KeyboardInterrupt at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._note) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _note(self, signum: int, _frame) -> None:
+        if self.name:
+            raise KeyboardInterrupt
+        self.name = signal.Signals(signum).name
 
 
 def owner_id() -> str:
@@ -83,22 +113,25 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
     sweep_id, timeouts = record_jobs(spec, store)
     keys = list(timeouts)
     owner = owner_id()
-    recovered = store.acquire(sweep_id, owner, stale_after=STALE_AFTER, owner_alive=owner_alive)
-    try:
-        if force:
-            store.reset_jobs(sweep_id, keys, states=("succeeded", "failed"))
-        elif rerun_failed:
-            store.reset_jobs(sweep_id, keys, states=("failed",))
-        queue = deque(store.pending_jobs(sweep_id, keys))
-        summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
-        _drive(spec, store, executor, queue, timeouts, summary, owner, on_change)
-        return summary
-    finally:
-        store.release(sweep_id, owner)
+    with StopRequest() as stop:
+        recovered = store.acquire(sweep_id, owner, stale_after=STALE_AFTER,
+                                  owner_alive=owner_alive)
+        try:
+            if force:
+                store.reset_jobs(sweep_id, keys, states=("succeeded", "failed"))
+            elif rerun_failed:
+                store.reset_jobs(sweep_id, keys, states=("failed",))
+            queue = deque(store.pending_jobs(sweep_id, keys))
+            summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
+            _drive(spec, store, executor, queue, timeouts, summary, owner, on_change, stop)
+            return summary
+        finally:
+            store.release(sweep_id, owner)
 
 
 def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
-           timeouts: dict[str, float], summary: RunSummary, owner: str, on_change) -> None:
+           timeouts: dict[str, float], summary: RunSummary, owner: str, on_change,
+           stop: StopRequest) -> None:
     free = list(executor.slots)
     running: dict[object, _Running] = {}
     failures: dict[int, int] = {}  # job id -> failed attempts this run
@@ -133,8 +166,8 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
 
     try:
         notify()
-        while queue or running:
-            while queue:
+        while (queue or running) and not stop.name:
+            while queue and not stop.name:
                 # An executor may hold a slot back for a while (a quarantined SSH host).
                 slot = next((s for s in free if executor.ready(s)), None)
                 if slot is None:
@@ -164,9 +197,11 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
                 store.heartbeat(summary.sweep_id, owner)
                 last_beat = now
     except KeyboardInterrupt:
-        summary.interrupted = True
+        stop.name = stop.name or "SIGINT"
+    if stop.name:
+        summary.stopped_by = stop.name
         for handle, r in running.items():
             executor.cancel(handle)
             store.finish_attempt(r.attempt_id, "cancelled", job_state="pending",
-                                 error="interrupted (Ctrl-C)", error_kind="cancelled")
+                                 error=f"interrupted ({stop.name})", error_kind="cancelled")
         running.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -62,8 +63,10 @@ def sweep(
               f"done, attempts this run: {outcomes}"
               + (f"; {summary.recovered} attempts of a stopped run marked lost"
                  if summary.recovered else ""))
-    if summary.interrupted:
-        raise UserError("interrupted; run the same command again to resume", 130)
+    if summary.stopped_by:  # exit as the signal's default action would: 128 + its number
+        raise UserError(f"interrupted ({summary.stopped_by}): running jobs cancelled; run the "
+                        f"same command again to resume",
+                        128 + signal.Signals[summary.stopped_by].value)
     if summary.failed_jobs:
         raise UserError(f"{summary.failed_jobs} job(s) failed; `orchestrate status {spec.name}` "
                    f"shows them, --rerun-failed runs them again")
