@@ -7,6 +7,20 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 _db_counter = itertools.count()
 
+# `make test` runs the suite on pytest-xdist workers (--dist loadgroup). Tests that share an
+# expensive session fixture, or state of the whole machine, stay on one worker: those of the
+# dashboard's database filled by real sweeps, and those that make network namespaces (they
+# add and remove one unreachable route for the test range).
+NETNS_MODULES = ("tests/e2e/test_ssh.py", "tests/e2e/test_ray_cluster.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "demo_db" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_db"))
+        elif item.nodeid.split("::")[0] in NETNS_MODULES:
+            item.add_marker(pytest.mark.xdist_group("netns"))
+
 
 @pytest.fixture(scope="session")
 def postgres_root():
