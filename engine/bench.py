@@ -23,7 +23,7 @@ from pathlib import Path
 from engine import checkpoints, envinfo, variants
 from engine.errors import BadInput
 from engine.job import BenchJob, ModelRef
-from engine.result import BenchResult
+from engine.result import BenchResult, Conditions
 from engine.workload import WorkloadSpec, build
 
 # The untimed warm-up: this many of the workload's prompts, cut to this length, few tokens.
@@ -85,6 +85,9 @@ def run_in_process(job: BenchJob) -> BenchResult:
         engine.synchronize()
         warmup_s = time.monotonic() - t0
 
+        # The priority and CPUs the timed run gets, read by the job itself; the runner adds
+        # what it sees around the job (load, other GPU processes, CPU time).
+        conditions = Conditions(nice=envinfo.own_nice(), cpu_affinity=envinfo.own_affinity())
         t0 = time.monotonic()
         outputs = engine.generate(
             workload.prompts, workload.max_tokens, job.workload.temperature, job.workload.ignore_eos
@@ -130,6 +133,7 @@ def run_in_process(job: BenchJob) -> BenchResult:
             device=getattr(device, "type", str(device)),
             options=options,
             env=env,
+            conditions=conditions,
         )
     finally:
         engine.close()

@@ -1,4 +1,5 @@
-"""Where a result was measured: host, software versions, git sha, and the GPU (via NVML).
+"""Where a result was measured: host, software versions, git sha, and the GPU (via NVML);
+and this process's own priority and CPU affinity (own_nice, own_affinity).
 
 `collect()` never raises: a piece it cannot read is None. It never imports vllm; torch only
 for its CUDA version, and only where torch is installed.
@@ -153,6 +154,21 @@ def gpu_info() -> dict[str, Any] | None:
         return None
     finally:
         _safe(pynvml.nvmlShutdown)
+
+
+def own_nice() -> int:
+    """This process's nice value as the kernel shows it (/proc/self/stat, field 19; the
+    command name before it may hold spaces and parentheses), else getpriority."""
+    try:
+        return int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[16])
+    except (OSError, IndexError, ValueError):
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def own_affinity() -> list[int] | None:
+    """The CPUs this process may run on; None where the platform cannot tell."""
+    getter = getattr(os, "sched_getaffinity", None)
+    return sorted(getter(0)) if getter else None
 
 
 def collect() -> dict[str, Any]:

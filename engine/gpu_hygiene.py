@@ -3,7 +3,8 @@
 A job must never run beside a straggler (a killed job's engine subprocess still freeing its
 memory, another user's process) and report a polluted number. The worker checks before each
 job that its GPU has no compute process and little memory in use, and after each job that
-the job's processes and memory are gone.
+the job's processes and memory are gone. `processes` reads what a result records: the
+compute processes on its GPU just before and after the job.
 
 Standard library plus pynvml where it imports: the worker CLI on a remote host needs no
 more. Without pynvml, an NVIDIA driver or a GPU every check passes as "not checked".
@@ -141,6 +142,23 @@ def used_bytes(device: str) -> int | None:
             return None
         try:
             return int(pynvml.nvmlDeviceGetMemoryInfo(handle(pynvml, device)).used)
+        except Exception:
+            return None
+
+
+def processes(cuda_visible_devices: str) -> list[dict] | None:
+    """The compute processes on the GPUs named, now, as the record keeps them ({"pid",
+    "used_bytes"}); None where nothing can be read (a CPU slot, no NVML, an NVML error).
+    Read whether or not the idle checks are switched on: a result records what it saw."""
+    names = devices(cuda_visible_devices)
+    if not names:
+        return None
+    with nvml() as pynvml:
+        if pynvml is None:
+            return None
+        try:
+            return [{"pid": p.pid, "used_bytes": p.used_bytes}
+                    for d in names for p in read(pynvml, d).processes]
         except Exception:
             return None
 

@@ -1,9 +1,56 @@
-"""BenchResult: the one record a benchmark job returns. Plain data, no torch."""
+"""BenchResult: the one record a benchmark job returns. Plain data, no torch.
+
+Beside the figures, `conditions` (Conditions) records what could have disturbed them, and
+the derived `disturbed` lists why a result is suspect (empty: nothing seen). Both are in
+the record JSON (`to_dict`); a record written before they existed reads as "not recorded",
+never as disturbed."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class Conditions:
+    """The state of the job's process and host around the timed run. None: not recorded
+    (an older record, or not readable here). The job process reads its own nice value and
+    CPU affinity; the runner (orchestrator/executors/process.py) the rest, around the job."""
+
+    nice: int | None = None  # the job process's nice value, from its own /proc/self/stat
+    nice_asked: int | None = None  # the coordinator's: what the runner set before the job
+    cpu_affinity: list[int] | None = None  # the CPUs the job process may run on
+    cpu_count: int | None = None  # the host's CPUs, which the load average is read against
+    load_before: float | None = None  # the host's 1-minute load average as the job started
+    load_after: float | None = None  # and as it ended (the job's own share included)
+    # Compute processes on the job's GPU(s) just before it started and after it ended
+    # ({"pid", "used_bytes"}; pids as NVML gives them): none should be there. None on a CPU
+    # slot, without NVML, or with the GPU checks switched off.
+    gpu_processes_before: list[dict] | None = None
+    gpu_processes_after: list[dict] | None = None
+    cpu_s: float | None = None  # CPU time (user + system) of the job and the children it reaped
+    wall_s: float | None = None  # the job process's lifetime, which cpu_s is spent over
+
+    def disturbances(self) -> list[str]:
+        """Why a figure taken under these conditions may not be the engine's alone: the
+        host busier than its CPUs (the load beyond what the job itself used), another process
+        on the GPU, or the job at another priority than the coordinator asked."""
+        why = []
+        if self.nice is not None and self.nice_asked is not None and self.nice != self.nice_asked:
+            why.append(f"ran at nice {self.nice}, not {self.nice_asked}")
+        if self.cpu_count:
+            if self.load_before is not None and self.load_before > self.cpu_count:
+                why.append(f"load {self.load_before:.1f} on {self.cpu_count} CPUs before")
+            own = self.cpu_s / self.wall_s if self.cpu_s is not None and self.wall_s else 0.0
+            if self.load_after is not None and self.load_after - own > self.cpu_count:
+                why.append(f"load {self.load_after:.1f} on {self.cpu_count} CPUs after "
+                           f"(the job's own {own:.1f})")
+        for when, procs in (("before", self.gpu_processes_before),
+                            ("after", self.gpu_processes_after)):
+            if procs:
+                pids = ", ".join(str(p.get("pid")) for p in procs)
+                why.append(f"{len(procs)} other GPU process(es) {when} (pid {pids})")
+        return why
 
 
 @dataclass
@@ -39,6 +86,7 @@ class BenchResult:
     device: str = "cpu"
     options: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
+    conditions: Conditions = field(default_factory=Conditions)
 
     @property
     def output_tok_s(self) -> float:
@@ -61,6 +109,12 @@ class BenchResult:
         return self.load_s + self.profile_s + self.compile_s + self.capture_s + self.warmup_s
 
     @property
+    def disturbed(self) -> list[str]:
+        """Reasons this figure may be disturbed (Conditions.disturbances); empty when
+        nothing was seen or nothing recorded."""
+        return self.conditions.disturbances()
+
+    @property
     def gpu_name(self) -> str | None:
         """The card the job ran on, as envinfo read it; None where it read no GPU."""
         gpu = self.env.get("gpu")
@@ -68,7 +122,8 @@ class BenchResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for name in ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "start_s"):
+        for name in ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "start_s",
+                     "disturbed"):
             d[name] = getattr(self, name)
         return d
 
@@ -78,4 +133,11 @@ class BenchResult:
     @classmethod
     def from_dict(cls, d: dict) -> BenchResult:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        cond = kw.get("conditions")
+        if isinstance(cond, dict):
+            known = {f.name for f in fields(Conditions)}
+            kw["conditions"] = Conditions(**{k: v for k, v in cond.items() if k in known})
+        elif cond is not None and not isinstance(cond, Conditions):
+            del kw["conditions"]
+        return cls(**kw)

@@ -22,6 +22,8 @@ from orchestrator.spec import SweepSpec
 # its executor to answer before it gives the attempt up.
 ANSWER_GRACE_S = 60.0
 MAX_LOST = 3  # attempts lost to infrastructure (a worker died) before the job fails
+# Failures that the same job would meet again: retries are for what can change.
+NOT_RETRIED = frozenset({"bad_input"})
 
 
 @dataclass
@@ -109,7 +111,9 @@ def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, dict[str, float]]:
 
 def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed: bool = False,
               force: bool = False, on_change: Callable[[RunSummary, int], None] | None = None,
-              ) -> RunSummary:
+              on_attempt: Callable[[Job, Outcome], None] | None = None) -> RunSummary:
+    """Run every job of the sweep not yet succeeded. on_change(summary, running) is called
+    whenever the counts change; on_attempt(job, outcome) as each attempt ends."""
     sweep_id, timeouts = record_jobs(spec, store)
     keys = list(timeouts)
     owner = owner_id()
@@ -123,14 +127,15 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
                 store.reset_jobs(sweep_id, keys, states=("failed",))
             queue = deque(store.pending_jobs(sweep_id, keys))
             summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
-            _drive(spec, store, executor, queue, timeouts, summary, owner, on_change, stop)
+            _drive(spec, store, executor, queue, timeouts, summary, owner, on_change,
+                   on_attempt, stop)
             return summary
         finally:
             store.release(sweep_id, owner)
 
 
 def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
-           timeouts: dict[str, float], summary: RunSummary, owner: str, on_change,
+           timeouts: dict[str, float], summary: RunSummary, owner: str, on_change, on_attempt,
            stop: StopRequest) -> None:
     free = list(executor.slots)
     running: dict[object, _Running] = {}
@@ -151,13 +156,15 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
                 job_state = "pending"
         elif out.outcome != "succeeded":
             failures[r.job.id] = failures.get(r.job.id, 0) + 1
-            if failures[r.job.id] <= spec.file.retries:
+            if failures[r.job.id] <= spec.file.retries and out.error_kind not in NOT_RETRIED:
                 job_state = "pending"
         store.finish_attempt(
             r.attempt_id, out.outcome, job_state=job_state, error=out.error,
             error_kind=out.error_kind, log_tail=out.log_tail, result=out.result,
             elapsed_s=out.elapsed_s or None,
         )
+        if on_attempt:
+            on_attempt(r.job, out)
         if job_state == "pending":
             queue.append(r.job)
         elif job_state == "failed":

@@ -4,17 +4,23 @@ results, export, dashboard; hosts.py: the SSH inventory; engine.py: bench, model
 Errors end here, in one place (`_Commands.invoke`): a UserError (engine/errors.py) is one
 line on stderr, `error: <message>`, and its exit code (2 bad input, 1 a condition); any
 other exception is a bug: one line that says so and names the file its traceback was saved
-to, exit 1."""
+to, exit 1.
+
+Help conventions, for every command: an option's help shows its default (typer's
+show_default: a string where the default is not a plain value, never a hand-written
+"[default: ...]", which Rich takes for markup and swallows); a flag shows no value type;
+`-o` is always an output path; `orchestrate --version` prints the installed version."""
 
 from __future__ import annotations
 
 import tempfile
 import traceback
-from typing import Any
+from importlib import metadata
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from engine.errors import UserError
@@ -54,8 +60,41 @@ class _Commands(TyperGroup):
             raise typer.Exit(1) from None
 
 
+_value_type = TyperOption.display_type_rich
+
+
+def _no_type_for_flags(self: TyperOption, ctx: Any) -> str | None:
+    # typer's Rich help gives every option a value type, a flag's too (`--dry-run <bool>`);
+    # a flag takes no value, so it shows none.
+    return None if self.is_flag else _value_type(self, ctx)
+
+
+TyperOption.display_type_rich = _no_type_for_flags
+
+
+def version() -> str:
+    try:
+        return metadata.version("benchsweep")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"orchestrate (benchsweep) {version()}")
+        raise typer.Exit()
+
+
 app = typer.Typer(help="Benchmark sweeps of LLM inference engines.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False, cls=_Commands)
+
+
+@app.callback()
+def _root(_version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print the version and exit.")] = False) -> None:
+    """Benchmark sweeps of LLM inference engines."""
+
 for command in (*sweeps.COMMANDS, *engine.COMMANDS):
     app.command()(command)
 app.add_typer(engine.model_app, name="model")

@@ -14,9 +14,8 @@ from engine.errors import UserError
 out = Console()
 err = Console(stderr=True)
 
-DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL or SQLite path "
-                                                       "[default: $BENCHSWEEP_DB, "
-                                                       "./benchsweep.db]")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL or SQLite path",
+                                           show_default="$BENCHSWEEP_DB, else ./benchsweep.db")]
 
 
 def open_store(db: str | None):

@@ -19,10 +19,11 @@ hosts_app = typer.Typer(help="Remote GPU hosts reached over SSH: inventory, chec
                              "provisioning.", no_args_is_help=True)
 
 InventoryOpt = Annotated[Path | None, typer.Option(
-    "--inventory", "-i", help="Inventory file (YAML) [default: $BENCHSWEEP_HOSTS, hosts.yaml]")]
+    "--inventory", "-i", help="Inventory file (YAML)",
+    show_default="$BENCHSWEEP_HOSTS, else hosts.yaml")]
 AcceptNewOpt = Annotated[bool, typer.Option("--accept-new", help="Trust and save the key of a "
                                                                  "host not yet in known_hosts")]
-NamesArg = Annotated[list[str] | None, typer.Argument(help="Hosts [default: all]")]
+NamesArg = Annotated[list[str] | None, typer.Argument(help="Hosts", show_default="all")]
 
 
 def _inventory(flag: Path | None, missing_ok: bool = False):
@@ -43,21 +44,23 @@ def _selected(inv, names: list[str] | None):
 def hosts_add(
     name: Annotated[str, typer.Argument(help="A short name for the host")],
     address: Annotated[str, typer.Option(help="Host name or IP (an AutoDL gateway)")],
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 22,
-    user: str = "root",
-    key_file: Annotated[str | None, typer.Option(help="Private key file (else ssh-agent)")]
-    = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="SSH port")] = 22,
+    user: Annotated[str, typer.Option(help="SSH user")] = "root",
+    key_file: Annotated[str | None, typer.Option(help="Private key file",
+                                                 show_default="ssh-agent")] = None,
     setup: Annotated[str | None, typer.Option(help="Shell line run before every command, "
-                                                   "e.g. 'source /etc/network_turbo'")] = None,
+                                                   "e.g. 'source /etc/network_turbo'",
+                                              show_default="none")] = None,
     python: Annotated[str, typer.Option(help="Interpreter the environment is built from")]
     = "python3",
     venv: Annotated[bool, typer.Option(help="Build a venv (--system-site-packages) rather "
                                             "than use the interpreter as it is")] = True,
-    pip_args: Annotated[str, typer.Option(help="Extra pip arguments (mirror, wheelhouse)")]
-    = "",
-    workdir: str = "~/benchsweep",
-    gpus: Annotated[str | None, typer.Option(help="GPU indices to use, e.g. 0,1 "
-                                                  "[default: all]")] = None,
+    pip_args: Annotated[str, typer.Option(help="Extra pip arguments (mirror, wheelhouse)",
+                                          show_default="none")] = "",
+    workdir: Annotated[str, typer.Option(help="Where the project and its environment live "
+                                              "on the host")] = "~/benchsweep",
+    gpus: Annotated[str | None, typer.Option(help="GPU indices to use, e.g. 0,1",
+                                             show_default="all")] = None,
     inventory: InventoryOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -189,7 +192,8 @@ def hosts_join(
     head: Annotated[str, typer.Option(help="The Ray cluster's head, HOST:PORT")],
     names: NamesArg = None,
     ray_args: Annotated[str, typer.Option(help="More `ray start` arguments, e.g. "
-                                               "'--object-store-memory 1000000000'")] = "",
+                                               "'--object-store-memory 1000000000'",
+                                          show_default="none")] = "",
     accept_new: AcceptNewOpt = False,
     inventory: InventoryOpt = None,
     db: DbOpt = None,

@@ -24,21 +24,24 @@ def sweep(
     db: DbOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the jobs; write nothing")]
     = False,
-    rerun_failed: Annotated[bool, typer.Option("--rerun-failed")] = False,
+    rerun_failed: Annotated[bool, typer.Option("--rerun-failed",
+                                               help="Run the failed jobs again")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rerun every job, succeeded too")]
     = False,
-    slots: Annotated[int | None, typer.Option(min=1, help="Concurrent jobs on a machine "
-                                                        "without GPUs")] = None,
+    slots: Annotated[int | None, typer.Option(
+        min=1, help="Concurrent jobs on a machine without GPUs",
+        show_default="the sweep file's executor.slots, else 1")] = None,
     executor_flag: Annotated[str | None, typer.Option(
-        "--executor", help="local | ssh | ray [default: the sweep file's, else local]")] = None,
+        "--executor", help="local | ssh | ray", show_default="the sweep file's, else local")]
+    = None,
     hosts: Annotated[Path | None, typer.Option(
-        "--hosts", help="ssh: inventory file [default: the sweep file's, $BENCHSWEEP_HOSTS, "
-                        "hosts.yaml]")] = None,
-    address: Annotated[str | None, typer.Option(help="ray: the cluster's address")] = None,
+        "--hosts", help="ssh: inventory file",
+        show_default="the sweep file's, $BENCHSWEEP_HOSTS, hosts.yaml")] = None,
+    address: Annotated[str | None, typer.Option(help="ray: the cluster's address",
+                                                show_default="the sweep file's")] = None,
     max_jobs: Annotated[int, typer.Option(
         "--max-jobs", min=1, help="Refuse a sweep that expands to more jobs (each costs the "
-                                  "coordinator ~0.23 ms before any job runs) "
-                                  f"[default: {MAX_JOBS}]")] = MAX_JOBS,
+                                  "coordinator ~0.23 ms before any job runs)")] = MAX_JOBS,
 ) -> None:
     """Run a sweep: every job not yet succeeded, resuming where the last run stopped."""
     from orchestrator.executors.choose import executor_kind, make_executor
@@ -73,8 +76,13 @@ def sweep(
 
 
 def _run(spec, store, executor, rerun_failed: bool, force: bool):
+    """Run the sweep with live progress: a Rich bar on a terminal; without one (a log, a
+    pipe: where Rich would print nothing) one line per finished attempt."""
     from orchestrator.run import run_sweep
 
+    if not out.is_terminal:
+        return run_sweep(spec, store, executor, rerun_failed=rerun_failed, force=force,
+                         on_attempt=_print_attempt)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[state]}"), TimeRemainingColumn())
     with Progress(*columns, console=out, transient=False) as progress:
@@ -87,6 +95,26 @@ def _run(spec, store, executor, rerun_failed: bool, force: bool):
 
         return run_sweep(spec, store, executor, rerun_failed=rerun_failed, force=force,
                          on_change=on_change)
+
+
+def attempt_line(job, outcome, now: datetime) -> str:
+    """One finished attempt as a log line: time, job, outcome, tok/s (or why it failed),
+    and what may have disturbed the figure."""
+    what = (f"{job.variant} max_num_seqs={job.max_num_seqs} "
+            f"gpu_mem={job.gpu_memory_utilization:g} repeat={job.repeat}")
+    r = outcome.result
+    if r is not None:
+        told = f"{outcome.outcome} {r.output_tok_s:,.1f} tok/s"
+        if r.disturbed:
+            told += f" (disturbed: {'; '.join(r.disturbed)})"
+    else:
+        told = f"{outcome.outcome} {outcome.error_kind}: {outcome.error}"
+    return f"{now:%Y-%m-%d %H:%M:%S} job {job.ordinal} {what}: {told}"
+
+
+def _print_attempt(job, outcome) -> None:
+    # print, not the Rich console: user text stays as it is, the line is never cut at 80
+    print(attempt_line(job, outcome, datetime.now()), flush=True)
 
 
 def _print_plan(spec, planned) -> None:

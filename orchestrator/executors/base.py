@@ -8,6 +8,7 @@ executor runs: process.py imports it on worker hosts, where only the job runner 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -84,12 +85,14 @@ class RayExecutor(Executor):
     It knows the slot each running ref holds; a Ray error in place of the outcome (the
     worker, node or actor died under the job) makes the attempt lost, said with
     `lost_error`. Subclasses start refs with `_started` and may act on each outcome in
-    `_finished`."""
+    `_finished`. Every job runs at `nice`, the coordinator's own nice value (read where the
+    executor is made), which the subclass hands to the job runner with the job."""
 
     lost_error = "worker lost"  # the OOM killer, a crash in Ray
 
     def __init__(self) -> None:
         self._running: dict[Any, Slot] = {}
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
 
     def _started(self, slot: Slot, ref: Any) -> Any:
         self._running[ref] = slot

@@ -1,11 +1,20 @@
 """Run one benchmark job as a fresh process (`run_job_process`): its own process group, a
 hard timeout that kills the whole group, the log tail kept, the end told as an Outcome
 (base.py). Executors call this wherever the GPU is, in place or as
-`python -m orchestrator.executors.process` on a worker host."""
+`python -m orchestrator.executors.process` on a worker host.
+
+The job runs at the priority the coordinator asks for (`nice`: the coordinator's own nice
+value, which every executor carries to its runner), set explicitly in the child: a Ray
+worker runs at nice 15 and its children would inherit that. Around the job the runner
+records what could have disturbed its figures (BenchResult.conditions): the host's load
+average and the compute processes on its GPU before and after, and the CPU time the job
+and the children it reaped used."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +26,7 @@ import time
 from pathlib import Path
 
 from engine import gpu_hygiene
-from engine.result import BenchResult
+from engine.result import BenchResult, Conditions
 from orchestrator.executors.base import Outcome
 
 LOG_TAIL_BYTES = 8192
@@ -28,6 +37,46 @@ def _die_with_parent() -> None:
     # If the process that started the job dies (a Ray worker killed, the coordinator
     # SIGKILLed), the job dies too instead of holding the GPU as an orphan.
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _start_child(nice: int):
+    """What the job's process does before it execs: die with its parent, take the priority
+    asked for. Lowering a nice value may be refused (no CAP_SYS_NICE): the job then runs at
+    what it inherited, and its record (nice against nice_asked) marks it disturbed."""
+    def start() -> None:
+        _die_with_parent()
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return start
+
+
+def own_nice() -> int:
+    """The calling process's nice value: what a coordinator hands its executors."""
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float) -> tuple[int | None, float | None]:
+    """Popen.wait with a timeout, through wait4: the exit code (None: timed out) and the CPU
+    seconds the job and every child it reaped used."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None, None
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.05)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -57,13 +106,15 @@ def _tail(path: Path) -> str:
 
 def run_job_process(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
                     threads: int | None = None, python: str = sys.executable,
-                    idle_wait_s: float | None = None) -> Outcome:
-    """Run `python -m engine.bench` for one job; never raises for a job's own failure.
+                    idle_wait_s: float | None = None, nice: int | None = None) -> Outcome:
+    """Run `python -m engine.bench` for one job at nice value `nice` (None: this process's
+    own); never raises for a job's own failure.
 
     GPU hygiene around it (engine.gpu_hygiene): the job starts only on an idle GPU
     (waiting up to idle_wait_s, by default gpu_hygiene's, which counts against timeout_s,
     else it fails as gpu_busy), and after it the worker waits a while for the GPU to be
-    idle again; if it is not, the log tail says so."""
+    idle again; if it is not, the log tail says so. A result's conditions are filled in
+    around the job (module docstring)."""
     host = socket.gethostname()
     before = gpu_hygiene.before_job(cuda_visible_devices, timeout_s, idle_wait_s)
     if not before.ok:
@@ -72,18 +123,27 @@ def run_job_process(job_json: str, *, gpu: str, cuda_visible_devices: str, timeo
     notes = []
     if before.waited:
         notes.append(f"waited {before.waited_s:.1f} s for the GPU to become idle")
+    seen = Conditions(nice_asked=own_nice() if nice is None else nice,
+                      cpu_count=os.cpu_count(), load_before=_load(),
+                      gpu_processes_before=gpu_hygiene.processes(cuda_visible_devices))
     outcome = _run(job_json, host, gpu, cuda_visible_devices, timeout_s - before.waited_s,
-                   threads, python)
+                   threads, python, seen)
+    seen.load_after = _load()
     after = gpu_hygiene.after_job(cuda_visible_devices)
+    seen.gpu_processes_after = gpu_hygiene.processes(cuda_visible_devices)
     if not after.ok:
         notes.append(f"warning: the GPU is not idle after the job: {after.message}")
+    if outcome.result is not None:  # what the job read of itself, with what the runner saw
+        own = outcome.result.conditions
+        outcome.result.conditions = dataclasses.replace(seen, nice=own.nice,
+                                                        cpu_affinity=own.cpu_affinity)
     if notes:
         outcome.log_tail += "".join(f"\n[benchsweep worker] {n}" for n in notes)
     return outcome
 
 
 def _run(job_json: str, host: str, gpu: str, cuda_visible_devices: str, timeout_s: float,
-         threads: int | None, python: str) -> Outcome:
+         threads: int | None, python: str, seen: Conditions) -> Outcome:
     # PCI bus order, so CUDA and NVML (envinfo) mean the same GPU by the same index.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_visible_devices, PYTHONUNBUFFERED="1",
                CUDA_DEVICE_ORDER="PCI_BUS_ID")
@@ -97,13 +157,12 @@ def _run(job_json: str, host: str, gpu: str, cuda_visible_devices: str, timeout_
             proc = subprocess.Popen(
                 [python, "-m", "engine.bench", "--job", str(job_path), "--out", str(out_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=_start_child(seen.nice_asked),
             )
             try:
-                code = proc.wait(timeout=timeout_s)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out, code = True, None
+                code, seen.cpu_s = _wait(proc, timeout_s)
+                seen.wall_s = time.monotonic() - started
+                timed_out = code is None
             finally:
                 _kill_group(proc)  # stragglers of the job (engine subprocesses) too
                 proc.wait()
@@ -151,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cuda-visible-devices", default="")
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--nice", type=int, default=None,
+                   help="the job's nice value (the coordinator's); default: this process's")
     a = p.parse_args(argv)
     out = run_job_process(a.job.read_text(), gpu=a.gpu,
                           cuda_visible_devices=a.cuda_visible_devices,
-                          timeout_s=a.timeout, threads=a.threads)
+                          timeout_s=a.timeout, threads=a.threads, nice=a.nice)
     tmp = a.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(out.to_dict()))
     tmp.replace(a.out)  # the reader never sees half a file

@@ -34,10 +34,10 @@ def resource_of(slot: Slot) -> str:
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def _run_on_slot(slot: Slot, job_json: str, timeout_s: float) -> dict:
+def _run_on_slot(slot: Slot, job_json: str, timeout_s: float, nice: int) -> dict:
     out = run_job_process(job_json, gpu=slot.gpu,
                           cuda_visible_devices=slot.cuda_visible_devices,
-                          timeout_s=timeout_s, threads=slot.threads)
+                          timeout_s=timeout_s, threads=slot.threads, nice=nice)
     out.host = slot.host
     return out.to_dict()
 
@@ -89,7 +89,7 @@ class RayClusterExecutor(RayExecutor):
 
     def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
         return self._started(slot, _run_on_slot.options(resources={resource_of(slot): 1})
-                             .remote(slot, job_json, timeout_s))
+                             .remote(slot, job_json, timeout_s, self.nice))
 
     def _finished(self, slot: Slot, out: Outcome) -> None:
         if out.outcome == "lost":

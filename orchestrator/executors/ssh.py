@@ -135,12 +135,12 @@ class SlotWorker:
     def _lost(self, error: str, **kw) -> dict:
         return Outcome.lost(self.slot, error, **kw).to_dict()
 
-    def run(self, job_json: str, timeout_s: float) -> dict:
+    def run(self, job_json: str, timeout_s: float, nice: int) -> dict:
         self.cancelled.clear()
         started = time.monotonic()
         try:
             conn = self._connect(started + self.liveness_s)
-            d = self._start(conn, job_json, timeout_s)
+            d = self._start(conn, job_json, timeout_s, nice)
         except SSHError as e:
             return self._lost(f"could not start the job: {e}")
         self.current = d
@@ -149,7 +149,7 @@ class SlotWorker:
         finally:
             self.current = None
 
-    def _start(self, conn: Connection, job_json: str, timeout_s: float) -> str:
+    def _start(self, conn: Connection, job_json: str, timeout_s: float, nice: int) -> str:
         h, s = self.host, self.slot
         wd = conn.abspath(h.config.workdir.rstrip("/"))
         d = f"{wd}/attempts/{slot_key(s)}-{uuid.uuid4().hex[:12]}"
@@ -159,6 +159,7 @@ class SlotWorker:
             conn.abspath(h.python), "-m", "orchestrator.executors.process",
             "--job", f"{d}/job.json", "--out", f"{d}/outcome.json", "--gpu", s.gpu,
             "--cuda-visible-devices", s.cuda_visible_devices, "--timeout", f"{timeout_s:g}",
+            "--nice", str(nice),
             *(["--threads", str(s.threads)] if s.threads else [])])
         q = shlex.quote(d)
         # setsid: the runner leads its own session, so it outlives this SSH session and its
@@ -322,7 +323,8 @@ class SSHExecutor(RayExecutor):
         self._record(host, "quarantined", None)
 
     def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        return self._started(slot, self.actors[slot.name].run.remote(job_json, timeout_s))
+        return self._started(slot, self.actors[slot.name].run.remote(job_json, timeout_s,
+                                                                          self.nice))
 
     def _finished(self, slot: Slot, out: Outcome) -> None:
         host = slot.host

@@ -2,9 +2,12 @@
 own addresses (one host crashes mid-job, one is partitioned by dropping packets) and on
 loopback (the coordinator is SIGKILLed and restarted)."""
 
+import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 from testbed.netns import can_make_namespaces, namespaces
 from testbed.sshd import Sshd, free_port, have_sshd, inventory, keygen
 from tests.e2e.conftest import (
+    ROOT,
     kill_group,
     orchestrate,
     orchestrate_env,
@@ -157,11 +161,18 @@ def test_restarted_coordinator_kills_what_the_dead_one_left(tmp_path, cache_dir,
     attempts_dir = server.dir / "home/benchsweep/attempts"
     left = start_and_kill_coordinator(env, spec, attempts_dir)
     assert left and all(_alive(p) for p in left)
-    again = orchestrate(env, "sweep", str(spec), timeout=200)
+    # The new coordinator at nice 3: its jobs run at 3 on the host too, where sshd's
+    # session would have given them its own priority.
+    again = subprocess.run(["nice", "-n", "3", sys.executable, "-m", "orchestrator.cli",
+                            "sweep", str(spec)], env=env, cwd=ROOT, capture_output=True,
+                           text=True, timeout=200)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "killed 1 job(s) left running by a stopped coordinator" in again.stderr
     assert not any(_alive(p) for p in left)
     assert_each_job_succeeded_once(db, 2)
+    for (rec,) in query(db, "SELECT record FROM results"):
+        cond = (json.loads(rec) if isinstance(rec, str) else rec)["conditions"]
+        assert (cond["nice"], cond["nice_asked"]) == (3, 3)
     assert ("lost",) in query(db, "SELECT outcome FROM attempts")
     assert not list(attempts_dir.iterdir())
 

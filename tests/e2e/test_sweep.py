@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.e2e.conftest import (
+    ROOT,
     bench_processes,
     orchestrate,
     orchestrate_env,
@@ -60,15 +62,22 @@ def test_timeout_and_failure_do_not_stop_the_sweep(tmp_path, cache_dir):
     spec = sweep_file(tmp_path, variants="  slow: {kind: hf, timeout_s: 1, options: "
                                                "{attn_implementation: eager}}",
                       matrix="variant: [slow, hf], max_num_seqs: [4], "
-                             "max_model_len: [16, 4096]")
+                             "max_model_len: [16, 4096]", extra="retries: 1\n")
     run = orchestrate(env, "sweep", str(spec))
     assert run.returncode == 1 and "job(s) failed" in run.stderr
-    outcomes = query(db, "SELECT j.variant, j.max_num_seqs, a.outcome, a.error_kind FROM jobs j "
-                         "JOIN attempts a ON a.job_id = j.id ORDER BY j.ordinal")
-    kinds = {(v, o, k) for v, _, o, k in outcomes}
+    outcomes = query(db, "SELECT j.id, j.variant, a.outcome, a.error_kind FROM jobs j "
+                         "JOIN attempts a ON a.job_id = j.id ORDER BY j.ordinal, a.id")
+    kinds = {(v, o, k) for _, v, o, k in outcomes}
     assert ("slow", "timeout", "timeout") in kinds
     assert ("hf", "failed", "bad_input") in kinds  # prompts longer than max_model_len 16
     assert ("hf", "succeeded", None) in kinds
+    # A timeout may not happen again: retried once (retries: 1). A bad input will: never.
+    by_job: dict[int, list[str]] = {}
+    for job_id, _, _, kind in outcomes:
+        by_job.setdefault(job_id, []).append(kind)
+    for attempts in by_job.values():
+        assert attempts in ([None], ["bad_input"], ["timeout", "timeout"],
+                            ["timeout", "bad_input"]), by_job
     assert not bench_processes(env)
     status = orchestrate(env, "status", "e2e")
     assert "timed out after 1 s" in status.stdout and "max_model_len" in status.stdout
@@ -137,3 +146,31 @@ def test_leftover_check_sees_only_this_tests_jobs(tmp_path, cache_dir):
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_sweep_without_a_terminal_logs_each_job_at_the_coordinator_s_nice(tmp_path, cache_dir):
+    """stdout a pipe: one line per finished job instead of Rich's silent progress bar. The
+    coordinator runs at nice 3 and every job, started through Ray's workers (nice 15 by
+    default), reads nice 3 from its own /proc/self/stat."""
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    env = orchestrate_env(cache_dir, db)
+    spec = sweep_file(tmp_path)
+    run = subprocess.run(["nice", "-n", "3", sys.executable, "-m", "orchestrator.cli", "sweep",
+                          str(spec)], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = [ln for ln in run.stdout.splitlines() if " job " in ln]
+    assert len(lines) == 2, run.stdout
+    for n, line in zip((2, 4), sorted(lines, key=lambda ln: "max_num_seqs=4" in ln),
+                       strict=True):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d job \d hf "
+                            rf"max_num_seqs={n} gpu_mem=0\.9 repeat=0: succeeded "
+                            r"[\d,]+\.\d tok/s( \(disturbed: .+\))?", line), line
+    records = [json.loads(r) if isinstance(r, str) else r
+               for (r,) in query(db, "SELECT record FROM results")]
+    assert len(records) == 2
+    for rec in records:
+        cond = rec["conditions"]
+        assert (cond["nice"], cond["nice_asked"]) == (3, 3)
+        assert cond["cpu_affinity"] and cond["cpu_s"] > 0 and cond["load_before"] is not None
+        assert isinstance(rec["disturbed"], list)

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -84,3 +85,13 @@ def test_revision_file_wins_over_a_stale_git(tmp_path: Path,
     assert envinfo.collect()["git_sha"] == old
     (tmp_path / "REVISION").write_text("f00d\n")
     assert envinfo.collect()["git_sha"] == "f00d"
+
+
+def test_own_nice_and_affinity_are_the_kernel_s() -> None:
+    # A child at nice 6 restricted to CPU 0 reads itself.
+    code = ("from engine import envinfo; import os; os.nice(6); os.sched_setaffinity(0, {0}); "
+            "print(envinfo.own_nice(), envinfo.own_affinity())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(envinfo.__file__).parents[1], timeout=60, check=True)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert r.stdout.split(maxsplit=1) == [str(min(base + 6, 19)), "[0]\n"]

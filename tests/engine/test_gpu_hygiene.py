@@ -113,3 +113,13 @@ def test_memory_alone_makes_a_gpu_busy(gpus: dict[int, FakeGpu],
     assert not gpu_hygiene.wait_idle("0", timeout_s=0.05).ok
     monkeypatch.setenv("BENCHSWEEP_GPU_IDLE_MAX_USED_MIB", str(4 * 1024))
     assert gpu_hygiene.wait_idle("0", timeout_s=0.05).ok
+
+
+def test_processes_lists_every_gpu_named_and_none_on_cpu(gpus: dict[int, FakeGpu],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    gpus[0] = FakeGpu([(GIB // 2, [])])
+    gpus[2] = FakeGpu([(3 * GIB, [51])])
+    monkeypatch.setenv("BENCHSWEEP_GPU_HYGIENE", "0")  # recorded even with the checks off
+    assert gpu_hygiene.processes("0,2") == [{"pid": 51, "used_bytes": 3 * GIB}]
+    assert gpu_hygiene.processes("0") == []
+    assert gpu_hygiene.processes("") is None and gpu_hygiene.processes("-1") is None

@@ -52,3 +52,41 @@ def test_json_round_trip() -> None:
 def test_gpu_name_is_envinfo_s() -> None:
     assert make(env={"gpu": {"name": "H100"}}).gpu_name == "H100"
     assert make().gpu_name is None and make(env={"gpu": None}).gpu_name is None
+
+
+def test_conditions_round_trip_and_an_old_record_reads_as_not_recorded() -> None:
+    from engine.result import Conditions
+
+    c = Conditions(nice=0, nice_asked=0, cpu_affinity=[0, 1], cpu_count=2, load_before=0.5,
+                   load_after=1.2, gpu_processes_before=[], gpu_processes_after=[],
+                   cpu_s=3.0, wall_s=4.0)
+    r = make(conditions=c)
+    d = json.loads(r.to_json())
+    assert d["conditions"]["cpu_affinity"] == [0, 1] and d["disturbed"] == []
+    assert BenchResult.from_dict(d) == r
+    # Written before conditions existed, or by a later version with more of them.
+    old = make().to_dict()
+    del old["conditions"], old["disturbed"]
+    assert BenchResult.from_dict(old).conditions == Conditions()
+    assert BenchResult.from_dict(old).disturbed == []
+    d["conditions"]["future_field"] = 1
+    assert BenchResult.from_dict(d) == r
+
+
+def test_disturbed_names_each_reason() -> None:
+    from engine.result import Conditions
+
+    quiet = Conditions(nice=0, nice_asked=0, cpu_count=4, load_before=3.9, load_after=7.0,
+                       cpu_s=12.0, wall_s=4.0, gpu_processes_before=[], gpu_processes_after=[])
+    # After the job, 7.0 of load less its own 3 busy CPUs is 4.0: not above 4 CPUs.
+    assert make(conditions=quiet).disturbed == []
+    busy = Conditions(nice=15, nice_asked=0, cpu_count=4, load_before=4.5, load_after=7.5,
+                      cpu_s=12.0, wall_s=4.0, gpu_processes_before=[{"pid": 7}],
+                      gpu_processes_after=[{"pid": 8, "used_bytes": None}, {"pid": 9}])
+    assert make(conditions=busy).disturbed == [
+        "ran at nice 15, not 0",
+        "load 4.5 on 4 CPUs before",
+        "load 7.5 on 4 CPUs after (the job's own 3.0)",
+        "1 other GPU process(es) before (pid 7)",
+        "2 other GPU process(es) after (pid 8, 9)",
+    ]

@@ -74,3 +74,62 @@ def test_an_exit_code_and_a_usage_error_are_not_bugs(tmp_path, monkeypatch):
     assert run("status", tmp_path=tmp_path) == (3, "")
     code, text = run("status", "--no-such-flag", tmp_path=tmp_path)
     assert code == 2 and "No such option" in text and "internal error" not in text
+
+
+def help_text(*args: str) -> str:
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_version():
+    from importlib import metadata
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"orchestrate (benchsweep) {metadata.version('benchsweep')}\n"
+
+
+def _commands(group, path=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*path, name))
+        else:
+            yield (*path, name), cmd
+
+
+# The commands whose declarations live in cli/engine.py, cli/hosts.py and `sweep`.
+OWN = ("sweep", "bench", "model", "hosts")
+
+
+def test_every_option_shows_its_default_and_flags_take_no_value():
+    import typer
+
+    root = typer.main.get_command(app)
+    for path, cmd in _commands(root):
+        text = help_text(*path)
+        assert "<bool>" not in text, path  # `--dry-run`, not `--dry-run <bool>`
+        if path[0] not in OWN:
+            continue
+        for p in cmd.params:
+            if getattr(p, "is_flag", False) or p.required:
+                continue
+            # A value typer prints ([default: 256]), or a string saying what None means.
+            assert isinstance(p.show_default, str) or p.default not in (None, ""), (path, p.name)
+    text = help_text("sweep")
+    assert "[default: ($BENCHSWEEP_DB, else ./benchsweep.db)]" in text
+    assert text.count("[default: 100000]") == 1
+    assert "[default: (the sweep file's, else local)]" in text
+
+
+def test_dash_o_is_an_output_path_everywhere():
+    import typer
+
+    root = typer.main.get_command(app)
+    for path, cmd in _commands(root):
+        for p in cmd.params:
+            if "-o" in getattr(p, "opts", ()):
+                assert p.name in ("output",), (path, p.name)
+    assert "-O" in help_text("bench")  # an engine option, NAME=VALUE

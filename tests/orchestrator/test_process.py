@@ -1,8 +1,10 @@
 """run_job_process with real processes: the job's whole process group is gone afterwards (a child
 that ignores SIGTERM included), GPU hygiene is a no-op without NVML and refuses a busy GPU,
-a written record that is no BenchResult fails the job, and the worker CLI writes its
-Outcome."""
+a written record that is no BenchResult fails the job, the worker CLI writes its Outcome,
+the job runs at the nice value asked for (read from its own /proc/self/stat), and a result
+carries the conditions it was taken under."""
 
+import dataclasses
 import json
 import os
 import re
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine import gpu_hygiene
+from engine.result import Conditions
 from orchestrator.executors import process
 from orchestrator.executors.process import run_job_process
 from tests.engine.test_gpu_hygiene import FakeGpu, fake_pynvml
@@ -50,7 +53,8 @@ def test_job_group_killed_after_success(tmp_path: Path) -> None:
     py = fake_python(tmp_path, f"echo '{result.to_json()}' > \"$6\"; echo done; exit 0")
     out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
     # No NVML on this machine: the checks pass as "not checked", the job runs.
-    assert out.outcome == "succeeded" and out.result == result, out
+    assert out.outcome == "succeeded", out
+    assert dataclasses.replace(out.result, conditions=Conditions()) == result
     child = int((tmp_path / "child.pid").read_text())
     assert gone(child)
     # SIGTERM was ignored, so the group got SIGKILL after the grace period.
@@ -93,7 +97,7 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     # Busy for three reads, idle for the fourth (the job starts), then held by a process
     # that is not the job's (the worker cannot kill it, only report it).
     busy, idle, leak = (70 * GIB, [777]), (GIB // 2, []), (9 * GIB, [888])
-    gpus = {0: FakeGpu([busy, busy, busy, idle, leak])}
+    gpus = {0: FakeGpu([busy, busy, busy, idle, idle, leak])}
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
     monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.2)
     monkeypatch.setattr(gpu_hygiene, "AFTER_WAIT_S", 0.3)
@@ -105,6 +109,11 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     assert ("[benchsweep worker] warning: the GPU is not idle after the job: GPU 0 "
             "(NVIDIA H200, GPU-0): 9.0 of 140.0 GiB in use, 1 compute process(es): pid 888"
             in out.log_tail)
+    # The record says so too, and marks the figure.
+    cond = out.result.conditions
+    assert cond.gpu_processes_before == []
+    assert cond.gpu_processes_after == [{"pid": 888, "used_bytes": 9 * GIB}]
+    assert "1 other GPU process(es) after (pid 888)" in out.result.disturbed
 
 
 def test_worker_cli_writes_the_outcome(tmp_path: Path) -> None:
@@ -121,3 +130,54 @@ def test_worker_cli_writes_the_outcome(tmp_path: Path) -> None:
     out = json.loads((tmp_path / "outcome.json").read_text())
     assert out["outcome"] == "failed" and out["error_kind"] == "bad_input"
     assert out["error"].startswith("BadInput: unknown engine kind 'nope'")
+
+
+def stat_nice(path: Path) -> int:
+    """Field 19 of a /proc/PID/stat copy: the nice value."""
+    return int(path.read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.parametrize("asked", [None, 4])
+def test_job_runs_at_the_nice_value_asked(tmp_path: Path, asked: int | None) -> None:
+    # The job's shell copies its own /proc/self/stat; None: the caller's own nice value.
+    py = fake_python(tmp_path, f"cat /proc/$$/stat > {tmp_path / 'stat'}")
+    run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py,
+                    nice=asked)
+    assert stat_nice(tmp_path / "stat") == (os.getpriority(os.PRIO_PROCESS, 0) if asked is None
+                                            else asked)
+
+
+def test_a_runner_at_nice_15_gives_its_job_the_nice_asked(tmp_path: Path) -> None:
+    """As a Ray worker does: the runner itself at nice 15, the job asked for 0. Lowering a
+    nice value needs CAP_SYS_NICE; without it the job keeps 15 and its record says so."""
+    py = fake_python(tmp_path, f"cat /proc/$$/stat > {tmp_path / 'stat'}; "
+                               f"echo '{make(output_tokens=1).to_json()}' > \"$6\"")
+    code = ("import json, sys; from orchestrator.executors.process import run_job_process; "
+            f"o = run_job_process('{{}}', gpu='cpu', cuda_visible_devices='', timeout_s=60, "
+            f"python={py!r}, nice=0); print(json.dumps(o.to_dict()))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, preexec_fn=lambda: os.nice(15))
+    assert r.returncode == 0, r.stderr
+    cond = json.loads(r.stdout)["result"]["conditions"]
+    assert cond["nice_asked"] == 0
+    if os.geteuid() == 0:
+        assert stat_nice(tmp_path / "stat") == 0
+    else:  # the record cannot read the fake job's own nice; the kernel kept 15
+        assert stat_nice(tmp_path / "stat") == 15
+
+
+def test_a_result_records_its_conditions(tmp_path: Path) -> None:
+    # The job burns CPU in a child it waits for: the runner counts it (children's rusage).
+    burn = f"{sys.executable} -c 'sum(range(3 * 10**7))'"
+    py = fake_python(tmp_path, f"{burn}; echo '{make(output_tokens=1).to_json()}' > \"$6\"")
+    out = run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py,
+                          nice=2)
+    c = out.result.conditions
+    assert c.nice_asked == 2 and c.cpu_count == os.cpu_count()
+    assert c.load_before is not None and c.load_after is not None
+    assert c.gpu_processes_before is None and c.gpu_processes_after is None  # a CPU slot
+    assert 0.2 < c.cpu_s <= c.wall_s * (os.cpu_count() or 1)
+    busy = c.load_before > c.cpu_count or c.load_after - c.cpu_s / c.wall_s > c.cpu_count
+    assert busy == any(r.startswith("load ") for r in out.result.disturbed)
+    # The fake job wrote no conditions of its own: nice and affinity stay unread.
+    assert c.nice is None and c.cpu_affinity is None
