@@ -43,7 +43,8 @@ SPEEDUP_FIELDS = ["speedup", "speedup_low", "speedup_high", "verdict", "speedup_
 
 def results_frame(store: Store, sweep: str, *, every: bool = False) -> pd.DataFrame:
     """One row per result of a sweep, in sweep order: the job's configuration (its variant
-    named as the current sweep file names it, a column per option axis), where it ran, the
+    named as the current sweep file names it, a column per option axis, and `config`: the
+    whole configuration as one string, to join a summary's rows on), where it ran, the
     Result's figures and RECORD_FIELDS of its BenchResult. Only the current file's jobs
     unless `every`; attrs["hidden"] counts the results left out."""
     plan = sweep_plan(store, sweep) or Plan(None)
@@ -59,6 +60,8 @@ def results_frame(store: Store, sweep: str, *, every: bool = False) -> pd.DataFr
     kept = [(j, r, a) for j, r, a in rows if every or plan.current(j.key)]
     df = option_columns(pd.DataFrame([_row(sweep, plan, j, r, a) for j, r, a in kept]),
                         plan.option_axes)
+    if not df.empty:
+        df["config"] = [json.dumps(c, default=str) for c in df[CONFIG].values.tolist()]
     df.attrs["hidden"] = len(rows) - len(kept)
     return df
 
@@ -116,7 +119,7 @@ def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     out["elapsed_s_mean"] = g["elapsed_s"].mean().values
     out["output_tokens"] = g["output_tokens"].mean().values
     out["start_s_mean"] = g["start_s"].mean().values
-    for col in (c for c in df.columns if c.startswith(OPTION_PREFIX)):
+    for col in (c for c in df.columns if c.startswith(OPTION_PREFIX) or c == "config"):
         out[col] = g[col].first().values  # a function of `options`, so one value a group
     out["cv"] = out["tok_s_std"] / out["tok_s_mean"]
     out["ci95"] = [stats.mean_halfwidth(n, sd)

@@ -162,7 +162,7 @@ def export(
 ) -> None:
     """Every measurement of a sweep, one row per result, each with its configuration's
     speedup over the baseline, 95% interval and verdict."""
-    from db.read.results import CONFIG, SPEEDUP_FIELDS, results_frame
+    from db.read.results import SPEEDUP_FIELDS, results_frame
 
     if fmt not in ("csv", "json", "parquet"):
         raise UserError(f"--format must be csv, json or parquet, not {fmt!r}", 2)
@@ -170,7 +170,7 @@ def export(
     summary, _, _ = _summary(store, sweep, baseline, every)
     df = results_frame(store, sweep, every=every)
     if not df.empty:
-        df = df.merge(summary[[*CONFIG, *SPEEDUP_FIELDS]], on=CONFIG, how="left")
+        df = df.merge(summary[["config", *SPEEDUP_FIELDS]], on="config", how="left")
     try:
         with open(output, "wb" if fmt == "parquet" else "w", newline="") as f:
             if fmt == "csv":
