@@ -98,11 +98,12 @@ def option_columns(df: pd.DataFrame, names) -> pd.DataFrame:
     parsed = [json.loads(o) if isinstance(o, str) else (o or {}) for o in df["options"]]
     out = df.copy()
     for name in names:
-        out[OPTION_PREFIX + name] = [_plain(p.get(name, DEFAULT)) for p in parsed]
+        out[OPTION_PREFIX + name] = [plain(p.get(name, DEFAULT)) for p in parsed]
     return out
 
 
-def _plain(v):
+def plain(v):
+    """An option's value as a table cell holds it: a scalar as it is, anything else JSON."""
     return v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)
 
 
@@ -163,6 +164,13 @@ def _why_not(base: pd.DataFrame, row: pd.Series) -> str:
         if not (base[col] == row[col]).any():
             return f"baseline has no result on this {label}"
     return "baseline has no result at these settings"
+
+
+def with_speedups(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Results rows, each with its configuration's SPEEDUP_FIELDS from `summary`."""
+    if df.empty or summary.empty:
+        return df
+    return df.merge(summary[["config", *SPEEDUP_FIELDS]], on="config", how="left")
 
 
 def has_results(summary: pd.DataFrame, variant: str) -> bool:

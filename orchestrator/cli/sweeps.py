@@ -162,15 +162,13 @@ def export(
 ) -> None:
     """Every measurement of a sweep, one row per result, each with its configuration's
     speedup over the baseline, 95% interval and verdict."""
-    from db.read.results import SPEEDUP_FIELDS, results_frame
+    from db.read.results import results_frame, with_speedups
 
     if fmt not in ("csv", "json", "parquet"):
         raise UserError(f"--format must be csv, json or parquet, not {fmt!r}", 2)
     store = open_store(db)
     summary, _, _ = _summary(store, sweep, baseline, every)
-    df = results_frame(store, sweep, every=every)
-    if not df.empty:
-        df = df.merge(summary[["config", *SPEEDUP_FIELDS]], on="config", how="left")
+    df = with_speedups(results_frame(store, sweep, every=every), summary)
     try:
         with open(output, "wb" if fmt == "parquet" else "w", newline="") as f:
             if fmt == "csv":
