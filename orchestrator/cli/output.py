@@ -34,8 +34,7 @@ class Format(StrEnum):
 
 
 FormatOpt = Annotated[Format, typer.Option(
-    "--format", help="table | json | csv (the first table only) | markdown "
-                     "[default: table]")]
+    "--format", help="How to print: csv prints the first table only")]
 
 
 @dataclass(frozen=True)
