@@ -170,7 +170,7 @@ def export(
     summary, _, _ = _summary(store, sweep, baseline, every)
     df = with_speedups(results_frame(store, sweep, every=every), summary)
     try:
-        with open(output, "wb" if fmt == "parquet" else "w", newline="") as f:
+        with (open(output, "wb") if fmt == "parquet" else open(output, "w", newline="")) as f:
             if fmt == "csv":
                 df.to_csv(f, index=False)
             elif fmt == "json":

@@ -112,12 +112,14 @@ def test_a_renamed_variant_and_an_edited_matrix(tmp_path):
     assert (status["jobs"], status["hidden"]) == (6, 6)
     status = json.loads(cli(db, "status", "--all", "--format", "json")[1])["sweeps"][0]
     assert status["jobs"] == 12
-    out = tmp_path / "r.csv"
-    assert cli(db, "export", "s", "-o", str(out))[0] == 0
-    df = pd.read_csv(out)
-    assert len(df) == 6 and set(df["variant"]) == {"ref", "quick"}
-    assert set(df[df["variant"] == "quick"]["verdict"]) == {"faster"}
-    assert {"speedup", "speedup_low", "speedup_high", "max_model_len"} <= set(df.columns)
+    for fmt, read in (("csv", pd.read_csv), ("json", pd.read_json),
+                      ("parquet", pd.read_parquet)):
+        out = tmp_path / f"r.{fmt}"
+        assert cli(db, "export", "s", "--format", fmt, "-o", str(out))[0] == 0
+        df = read(out)
+        assert len(df) == 6 and set(df["variant"]) == {"ref", "quick"}
+        assert set(df[df["variant"] == "quick"]["verdict"]) == {"faster"}
+        assert {"speedup", "speedup_low", "speedup_high", "max_model_len"} <= set(df.columns)
 
 
 def test_export_says_why_it_cannot_write(tmp_path):
