@@ -9,11 +9,21 @@ import math
 import altair as alt
 import pandas as pd
 
+from db.read import stats
+from db.read.results import (
+    DEFAULT,
+    OPTION_PREFIX,
+    option_columns,
+    plain,
+    sample,
+    speedup_text,
+    spread_text,
+)
+
 # The matrix axes every sweep has; engine options that vary become axes too.
-BASE_AXES = ["variant", "max_num_seqs", "gpu_memory_utilization"]
+BASE_AXES = ["variant", "max_num_seqs", "gpu_memory_utilization", "max_model_len"]
 # Besides the axes, what a user may want to narrow a sweep down by.
 EXTRA_FILTERS = ["gpu_name", "model"]
-OPTION_PREFIX = "option: "
 # What two measurements must share before their throughputs are compared, with the reason
 # shown when they do not.
 COMPARABLE = (("model", "different model"), ("workload_fingerprint", "different workload"),
@@ -28,19 +38,11 @@ START_PHASES = (("load_s", "load"), ("profile_s", "profile"), ("compile_s", "com
 
 def with_option_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Spread the `options` JSON column into one `option: NAME` column per option name
-    (a job without that option gets "default")."""
+    (a job without that option gets DEFAULT)."""
     if df.empty or "options" not in df:
         return df
     parsed = [json.loads(o) if isinstance(o, str) else (o or {}) for o in df["options"]]
-    names = sorted({k for p in parsed for k in p})
-    out = df.copy()
-    for name in names:
-        out[OPTION_PREFIX + name] = [_plain(p.get(name, "default")) for p in parsed]
-    return out
-
-
-def _plain(v):
-    return v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)
+    return option_columns(df, sorted({k for p in parsed for k in p}))
 
 
 def filter_axes(df: pd.DataFrame) -> dict[str, list]:
@@ -52,6 +54,8 @@ def filter_axes(df: pd.DataFrame) -> dict[str, list]:
     for col in cols:
         if col in df and not df.empty:
             values = df[col].dropna().unique().tolist()
+            if col == "max_model_len":
+                values = [int(v) for v in values]
             axes[col] = sorted(values, key=lambda v: (str(type(v)), v))
     return axes
 
@@ -88,29 +92,56 @@ def best_config(summary: pd.DataFrame) -> pd.Series | None:
     return summary.loc[summary["tok_s_mean"].idxmax()]
 
 
+def rivals(summary: pd.DataFrame, best: pd.Series) -> pd.DataFrame:
+    """The configurations the best one is not distinguishably faster than (95% interval of
+    best / other not above 1, or no spread to tell): with any, there is no single winner.
+    Only configurations measured on the same model, workload and card compete."""
+    same = summary
+    for col, _ in COMPARABLE:
+        same = same[same[col] == best[col]]
+    same = same[same.index != best.name]
+    return same[[stats.speedup(sample(best), sample(r)).verdict != stats.FASTER
+                 for _, r in same.iterrows()]]
+
+
+def option_axes(df: pd.DataFrame) -> list[str]:
+    """The option columns a frame carries (the sweep's option axes)."""
+    return [c for c in df.columns if c.startswith(OPTION_PREFIX)]
+
+
 def speedup_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The speedup table: one row per configuration, the figures a reader needs."""
-    cols = ["variant", "options", "max_num_seqs", "gpu_mem", "GPU", "n", "tok/s", "± 95% CI",
-            "CV %", "noisy", "speedup", "note"]
+    """The speedup table: one row per configuration, the figures a reader needs: the 95%
+    interval of the mean and of the speedup, as text where n = 1 leaves none."""
+    axes = option_axes(summary)
+    cols = ["variant", "options", *axes, "max_num_seqs", "gpu_mem", "max_model_len", "GPU",
+            "n", "tok/s", "± 95% CI", "CV", "noisy", "speedup", "speedup (95% interval)",
+            "verdict", "note"]
     if summary.empty:
         return pd.DataFrame(columns=cols)
     s = summary.sort_values(["max_num_seqs", "gpu_memory_utilization", "variant"],
                             kind="stable")
+    rows = [r for _, r in s.iterrows()]
     return pd.DataFrame({
         "variant": s["variant"], "options": s["options"].replace("{}", ""),
+        **{a: s[a].astype(str) for a in axes},
         "max_num_seqs": s["max_num_seqs"], "gpu_mem": s["gpu_memory_utilization"],
+        "max_model_len": [DEFAULT if pd.isna(v) else str(int(v)) for v in s["max_model_len"]],
         "GPU": s["gpu_name"], "n": s["n"], "tok/s": s["tok_s_mean"].round(1),
-        "± 95% CI": s["ci95"].round(1), "CV %": (s["cv"] * 100).round(1),
-        "noisy": s["noisy"], "speedup": s["speedup"].round(3), "note": s["speedup_note"],
+        "± 95% CI": [f"± {r['ci95']:,.1f}" if r["n"] > 1 else spread_text(r) for r in rows],
+        "CV": [spread_text(r) for r in rows], "noisy": s["noisy"],
+        "speedup": s["speedup"].round(3),
+        "speedup (95% interval)": [speedup_text(r) for r in rows],
+        "verdict": s["verdict"], "note": s["speedup_note"],
     }, columns=cols).reset_index(drop=True)
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Pair two summaries' configurations on `keys`. A pair whose model, workload or GPU
     differ is kept but marked not comparable, with the reason; a configuration that only one
-    side has says so. Columns: keys, a_/b_ figures, ratio (b / a), comparable, reason."""
+    side has says so. Columns: keys, a_/b_ figures, ratio (b / a) with its 95% interval
+    (ratio_low, ratio_high; db/read/stats.py) and verdict, comparable, reason."""
     cols = [*keys, "a_tok_s", "b_tok_s", "a_n", "b_n", "a_ci95", "b_ci95", "ratio",
-            "comparable", "reason", "a_gpu", "b_gpu"]
+            "ratio_low", "ratio_high", "verdict", "comparable", "reason", "a_gpu", "b_gpu"]
     if a.empty and b.empty:
         return pd.DataFrame(columns=cols)
     a_rows = _by_key(a, keys)
@@ -141,7 +172,14 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                 reason = "; ".join(_differences(ra, rb))
             row["comparable"] = not reason
             row["reason"] = reason
-            row["ratio"] = row["b_tok_s"] / row["a_tok_s"] if not reason else math.nan
+            ratio = stats.speedup(sample(rb), sample(ra)) if not reason else None
+            row["ratio"] = ratio.ratio if ratio else math.nan
+            row["ratio_low"] = ratio.low if ratio else math.nan
+            row["ratio_high"] = ratio.high if ratio else math.nan
+            row["verdict"] = ("B " + ratio.verdict if ratio.verdict != stats.SAME
+                              else ratio.verdict) + ("" if ratio.measured
+                                                     else f" ({stats.NO_SPREAD})") \
+                if ratio else ""
             out.append(row)
     return pd.DataFrame(out, columns=cols)
 
@@ -149,8 +187,12 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _by_key(df: pd.DataFrame, keys: list[str]) -> dict[tuple, list[pd.Series]]:
     rows: dict[tuple, list[pd.Series]] = {}
     for _, r in df.iterrows():
-        rows.setdefault(tuple(r[k] for k in keys), []).append(r)
+        rows.setdefault(tuple(None if missing(r[k]) else r[k] for k in keys), []).append(r)
     return rows
+
+
+def missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _differences(ra: pd.Series, rb: pd.Series) -> list[str]:
@@ -171,13 +213,14 @@ def start_breakdown(record: dict) -> pd.DataFrame:
 
 
 def sweeps_table(sweeps: pd.DataFrame) -> pd.DataFrame:
-    """The Sweeps page's table: newest first, duration as text."""
+    """The Sweeps page's table: newest first, duration as text; `note` says since when a
+    lost sweep's coordinator is gone."""
     if sweeps.empty:
         return sweeps
     t = sweeps.sort_values("started", ascending=False, kind="stable").copy()
     t["duration"] = [format_duration(d) for d in t["duration_s"]]
     t["link"] = ["sweep?sweep=" + quote(n) for n in t["name"]]
-    return t[["name", "state", "progress", "done", "running", "failed", "pending", "total",
+    return t[["name", "state", "note", "progress", "done", "running", "failed", "pending", "total",
               "started", "duration", "hosts", "link"]].reset_index(drop=True)
 
 
@@ -202,6 +245,9 @@ def heatmap(summary: pd.DataFrame) -> alt.FacetChart | alt.LayerChart:
     """Output tok/s over max_num_seqs × gpu_memory_utilization, one panel per engine variant
     (and per GPU where a sweep ran on several), each cell labelled with its figure."""
     df = _chart_frame(summary)
+    if _n(df, "max_model_len") > 1:  # one panel per max_model_len too
+        df["label"] = df["label"] + "  len " + df["max_model_len"].map(
+            lambda v: DEFAULT if pd.isna(v) else str(int(v)))
     base = alt.Chart(df).encode(
         x=alt.X("max_num_seqs:O", title="max_num_seqs"),
         y=alt.Y("gpu_memory_utilization:O", title="gpu_memory_utilization", sort="descending"),
@@ -228,25 +274,67 @@ def heatmap(summary: pd.DataFrame) -> alt.FacetChart | alt.LayerChart:
     return layered.facet(**facet).resolve_scale(color="shared")
 
 
-def throughput_lines(summary: pd.DataFrame) -> alt.LayerChart:
-    """Output tok/s against max_num_seqs, one line per variant, with the 95% interval."""
+def throughput_lines(summary: pd.DataFrame, repeats: pd.DataFrame | None = None
+                     ) -> alt.LayerChart:
+    """Output tok/s against max_num_seqs: a line of means per series with its 95% interval
+    (never below zero), each repeat a point (`repeats`: the results rows), a colour per
+    variant (a dash per gpu_memory_utilization, max_model_len or GPU where several)."""
     df = _chart_frame(summary)
-    df["lo"] = df["tok_s_mean"] - df["ci95"].fillna(0)
+    df["lo"] = (df["tok_s_mean"] - df["ci95"].fillna(0)).clip(lower=0)
     df["hi"] = df["tok_s_mean"] + df["ci95"].fillna(0)
-    several = _n(df, "gpu_memory_utilization") > 1 or _n(df, "gpu_name") > 1
-    df["series"] = (df["label"] + "  mem " + df["gpu_memory_utilization"].map("{:g}".format)
-                    + df["gpu_name"].map(lambda g: f"  {g}" if _n(df, "gpu_name") > 1 else "")
-                    if several else df["label"])
+    df["setting"] = _settings(df)
+    df["series"] = df["label"] + df["setting"].map(lambda t: f"  {t}" if t else "")
     x = alt.X("max_num_seqs:Q", title="max_num_seqs", scale=alt.Scale(type="log", base=2),
               axis=alt.Axis(values=sorted(df["max_num_seqs"].unique().tolist())))
-    color = alt.Color("series:N", title="variant")
-    line = alt.Chart(df).mark_line(point=True).encode(
-        x=x, y=alt.Y("tok_s_mean:Q", title="output tok/s"), color=color,
+    y = alt.Y("tok_s_mean:Q", title="output tok/s", scale=alt.Scale(domainMin=0, zero=True))
+    color = alt.Color("label:N", title="variant", scale=alt.Scale(scheme="tableau10"))
+    dash = alt.StrokeDash("setting:N", title="setting", legend=None if not df["setting"].any()
+                          else alt.Legend())
+    line = alt.Chart(df).mark_line(point=False).encode(
+        x=x, y=y, color=color, strokeDash=dash, detail="series:N",
         tooltip=["series:N", "max_num_seqs:Q", alt.Tooltip("tok_s_mean:Q", format=",.1f"),
                  alt.Tooltip("ci95:Q", format=",.1f", title="± 95% CI"), "n:Q"])
     band = alt.Chart(df).mark_errorbar(ticks=True).encode(
-        x=x, y=alt.Y("lo:Q", title="output tok/s"), y2="hi:Q", color=color)
-    return alt.layer(band, line).properties(height=320)
+        x=x, y=alt.Y("lo:Q", title="output tok/s", scale=alt.Scale(domainMin=0, zero=True)),
+        y2="hi:Q", color=color, detail="series:N")
+    layers = [band, line]
+    if repeats is not None and not repeats.empty:
+        pts = repeats.copy()
+        pts["label"] = _repeat_labels(pts, summary)
+        pts["setting"] = _settings(pts)
+        layers.append(alt.Chart(pts[["label", "setting", "max_num_seqs", "output_tok_s",
+                                     "repeat"]]).mark_point(filled=True, size=45,
+                                                            opacity=0.8).encode(
+            x=x, y=alt.Y("output_tok_s:Q", title="output tok/s",
+                          scale=alt.Scale(domainMin=0, zero=True)),
+            color=color, tooltip=["label:N", "setting:N", "max_num_seqs:Q", "repeat:Q",
+                                  alt.Tooltip("output_tok_s:Q", format=",.1f")]))
+    return alt.layer(*layers).properties(height=320)
+
+
+def _settings(df: pd.DataFrame) -> pd.Series:
+    """What besides variant and max_num_seqs tells a series apart, in a few words."""
+    parts = []
+    for col, name in (("gpu_memory_utilization", "mem"), ("max_model_len", "len"),
+                      ("gpu_name", "")):
+        if col in df and df[col].nunique(dropna=False) > 1:
+            parts.append(df[col].map(lambda v, n=name: (f"{n} " if n else "")
+                                     + (f"{v:g}" if isinstance(v, float) and not pd.isna(v)
+                                        else DEFAULT if pd.isna(v) else str(v))))
+    if not parts:
+        return pd.Series([""] * len(df), index=df.index, dtype=str)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + "  " + p
+    return out
+
+
+def _repeat_labels(rows: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """Each results row's variant label, as variant_labels names its configuration."""
+    labels = dict(zip(zip(summary["variant"], summary["options"], strict=True),
+                      variant_labels(summary), strict=True))
+    return [labels.get((v, o), v) for v, o in zip(rows["variant"], rows["options"],
+                                                   strict=True)]
 
 
 def compare_chart(cmp: pd.DataFrame, a_label: str, b_label: str,
@@ -283,7 +371,7 @@ def config_label(row: pd.Series, keys: list[str]) -> str:
         v = row[k]
         if k == "options":
             opts = json.loads(v) if isinstance(v, str) and v else {}
-            v = " ".join(f"{n}={_plain(x)}" for n, x in sorted(opts.items()))
+            v = " ".join(f"{n}={plain(x)}" for n, x in sorted(opts.items()))
         elif isinstance(v, float):
             v = f"{v:g}"
         if v != "":
@@ -307,8 +395,8 @@ def start_chart(breakdown: pd.DataFrame) -> alt.Chart:
 def _chart_frame(summary: pd.DataFrame) -> pd.DataFrame:
     df = summary.copy()
     df["label"] = variant_labels(df) if not df.empty else []
-    keep = ["label", "variant", "max_num_seqs", "gpu_memory_utilization", "gpu_name",
-            "tok_s_mean", "ci95", "n", "speedup"]
+    keep = ["label", "variant", "max_num_seqs", "gpu_memory_utilization", "max_model_len",
+            "gpu_name", "tok_s_mean", "ci95", "n", "speedup"]
     df = df[[c for c in keep if c in df]].copy()
     df["ci95"] = df["ci95"].astype(float)
     df["speedup"] = df["speedup"].astype(float)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from db.read.sweeps import LOST_ATTEMPT
 from db.store import SchemaError, Store, resolve_url
 from engine.errors import UserError
 
@@ -22,7 +23,8 @@ PAGES = {  # url path -> (file, title, icon)
 }
 # Colours of states: as Markdown badges, and as text colours in tables.
 STATE_COLORS = {"running": "blue", "done": "green", "failed": "red", "stopped": "orange",
-                "empty": "gray", "pending": "gray", "succeeded": "green", "timeout": "red",
+                LOST_ATTEMPT: "orange", "empty": "gray", "pending": "gray",
+                "succeeded": "green", "timeout": "red",
                 "lost": "orange", "cancelled": "orange", "ok": "green", "quarantined": "orange",
                 "unreachable": "red", "unknown": "gray"}
 CSS_COLORS = {"blue": "#1c6dd0", "green": "#1a8a3a", "red": "#d32f2f", "orange": "#e07b00",
@@ -90,6 +92,16 @@ def param(name: str) -> str | None:
 
 def when(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+# What Markdown (and Streamlit's :colour[...] / :material/...: directives, $ for LaTeX)
+# would read as syntax inside a line.
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|~:$"})
+
+
+def md(text) -> str:
+    """A user's string (a variant's name, options) as literal text inside Markdown."""
+    return str(text).translate(_MD_SPECIAL)
 
 
 def badge(state: str) -> str:

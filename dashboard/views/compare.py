@@ -1,5 +1,6 @@
-"""Compare: two sweeps, or two variants, side by side on matching configurations. Pairs that
-cannot be compared (another workload, model or GPU) are greyed out with the reason."""
+"""Compare: two sweeps, or two variants, side by side on matching configurations, each ratio
+with its 95% interval (Fieller) and verdict. Pairs that cannot be compared (another
+workload, model or GPU) are greyed out with the reason."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.common import param, store
+from db.read import stats
 from db.read.results import results_frame, summarize
 from db.read.sweeps import sweeps_frame
 
@@ -43,7 +45,7 @@ if mode == MODES[0]:
     b_name = c[1].selectbox("sweep B", names, index=_index(names, param("b"), 0), key="b")
     st.query_params.update({"a": a_name, "b": b_name})
     a, b = summary_of(db.url, a_name), summary_of(db.url, b_name)
-    keys = ["variant", "options", "max_num_seqs", "gpu_memory_utilization"]
+    keys = ["variant", "options", "max_num_seqs", "gpu_memory_utilization", "max_model_len"]
     a_label, b_label = f"A: {a_name}", f"B: {b_name}"
 else:
     sweep = st.selectbox("sweep", names, index=_index(names, param("a"), 0), key="one")
@@ -62,7 +64,7 @@ else:
                         key="vb")
     st.query_params.update({"a": sweep, "variant_a": va, "variant_b": vb})
     a, b = labelled[labelled["label"] == va], labelled[labelled["label"] == vb]
-    keys = ["max_num_seqs", "gpu_memory_utilization"]
+    keys = ["max_num_seqs", "gpu_memory_utilization", "max_model_len"]
     a_label, b_label = f"A: {va}", f"B: {vb}"
 
 if a.empty or b.empty:
@@ -75,20 +77,28 @@ m[0].metric("matching configurations", f"{len(ok)} / {len(cmp)}")
 if not ok.empty:
     geo = math.exp(sum(math.log(x) for x in ok["ratio"]) / len(ok))
     m[1].metric("B / A (geometric mean)", f"{geo:.3f}×")
-    m[2].metric("B faster in", f"{int((ok['ratio'] > 1).sum())} of {len(ok)}")
+    m[2].metric("B distinguishably faster in",
+                f"{int((ok['verdict'] == 'B faster').sum())} of {len(ok)}",
+                help="configurations where the 95% interval of B / A lies above 1")
 else:
     st.warning("No configuration can be compared: see the reasons below.",
                icon=":material/block:")
 
 st.altair_chart(charts.compare_chart(cmp, a_label, b_label, keys), width="stretch")
 st.caption("Configurations: " + " · ".join(keys))
-table = cmp[[*keys, "a_tok_s", "b_tok_s", "ratio", "a_n", "b_n", "a_gpu", "b_gpu",
+interval = [stats.Speedup(r, lo, hi, v).interval_text() if v else "—"
+            for r, lo, hi, v in zip(cmp["ratio"], cmp["ratio_low"], cmp["ratio_high"],
+                                    cmp["verdict"], strict=True)]
+table = cmp[[*keys, "a_tok_s", "b_tok_s", "ratio", "verdict", "a_n", "b_n", "a_gpu", "b_gpu",
              "reason"]].rename(columns={"a_tok_s": "A tok/s", "b_tok_s": "B tok/s",
                                         "ratio": "B / A", "a_n": "A n", "b_n": "B n",
                                         "a_gpu": "A GPU", "b_gpu": "B GPU",
                                         "reason": "not comparable because"})
+table.insert(table.columns.get_loc("B / A") + 1, "95% interval", interval)
 for col, fmt in (("A tok/s", "{:,.1f}"), ("B tok/s", "{:,.1f}"), ("B / A", "{:.3f}×")):
     table[col] = [fmt.format(v) if not math.isnan(v) else "—" for v in table[col]]
+table["max_model_len"] = ["default" if charts.missing(v) else str(int(v))
+                          for v in table["max_model_len"]]
 if "options" in table:
     table["options"] = table["options"].replace("{}", "")
 grey = cmp["comparable"].tolist()

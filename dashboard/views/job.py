@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import badge, link, param, state_css, store, when
+from dashboard.common import badge, link, md, param, state_css, store, when
 from db.read.jobs import job_detail, sweep_jobs
-from db.read.sweeps import sweeps_frame
+from db.read.sweeps import LOST_ATTEMPT, sweeps_frame
 
 RESULT_FIGURES = ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "elapsed_s",
                   "output_tokens", "requested_output_tokens", "prompt_tokens", "num_seqs",
@@ -57,12 +57,16 @@ if job is None:
 
 link("sweep", f"sweep {job['sweep']}", sweep=job["sweep"])
 opts = json.dumps(job["options"], sort_keys=True) if job["options"] else "defaults"
+mml = job["max_model_len"] if job["max_model_len"] is not None else "default"
 st.markdown(
-    f"**{job['variant']}** ({job['engine']}, options {opts}) · model `{job['model']}` · "
-    f"workload `{job['workload']}` (fingerprint `{job['workload_fingerprint']}`) · "
-    f"max_num_seqs **{job['max_num_seqs']}** · gpu_memory_utilization "
-    f"**{job['gpu_memory_utilization']:g}** · repeat {job['repeat']} · state "
-    f"{badge(job['state'])} · key `{job['key']}`")
+    f"**{md(job['variant'])}** ({md(job['engine'])}, options {md(opts)}) · model "
+    f"{md(job['model'])} · workload {md(job['workload'])} (fingerprint "
+    f"`{job['workload_fingerprint']}`) · max_num_seqs **{job['max_num_seqs']}** · "
+    f"gpu_memory_utilization **{job['gpu_memory_utilization']:g}** · max_model_len "
+    f"**{mml}** · repeat {job['repeat']} · state {badge(job['state'])} · key `{job['key']}`")
+if not job["current"]:
+    st.caption("The sweep file as it reads now no longer has this job; its results are "
+               "left out of the sweep's tables.")
 
 st.subheader("Attempts")
 attempts = pd.DataFrame(job["attempts"], columns=["number", "host", "gpu", "outcome",
@@ -120,7 +124,12 @@ if result:
         st.json(rec, expanded=False)
 elif not attempts.empty:
     last = attempts.iloc[-1]
-    if last["outcome"] != "running":
+    if last["outcome"] == LOST_ATTEMPT:
+        st.warning(f"Attempt {last['number']} was marked running on {last['host']} / "
+                   f"{last['gpu']} since {when(last['started_at'])} UTC, but its coordinator "
+                   f"is lost: whether it still runs is unknown. Rerunning the sweep marks it "
+                   f"lost and runs the job again.", icon=":material/help:")
+    elif last["outcome"] != "running":
         st.error(f"No result: the last attempt ended {last['outcome']}"
                  + (f" ({last['error_kind']})" if last["error_kind"] else "")
                  + (f": {last['error']}" if last["error"] else ""), icon=":material/error:")

@@ -1,5 +1,7 @@
-"""Sweep: the result grid of one sweep: heatmaps, speedups against a baseline, throughput
-against max_num_seqs, the best configuration, filters for every axis, CSV download."""
+"""Sweep: the result grid of one sweep: heatmaps, speedups against a baseline with their 95%
+intervals and verdicts, throughput against max_num_seqs (each repeat a point), the best
+configuration (only where it is distinguishably the best), filters for every axis, CSV
+download. Jobs only an earlier version of the sweep file had are left out, and counted."""
 
 from __future__ import annotations
 
@@ -8,15 +10,15 @@ import math
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import badge, link, param, store, when
+from dashboard.common import badge, link, md, param, store, when
 from db.read.jobs import sweep_jobs
-from db.read.results import results_frame, summarize
+from db.read.results import results_frame, speedup_text, summarize, with_speedups
 from db.read.sweeps import sweep_info, sweeps_frame
 
 REFRESH_S = 3.0
 AXIS_LABELS = {"variant": "variant", "max_num_seqs": "max_num_seqs",
-               "gpu_memory_utilization": "gpu_memory_utilization", "gpu_name": "GPU",
-               "model": "model"}
+               "gpu_memory_utilization": "gpu_memory_utilization",
+               "max_model_len": "max_model_len", "gpu_name": "GPU", "model": "model"}
 
 db = store()
 sweeps = sweeps_frame(db)
@@ -66,11 +68,16 @@ def render() -> None:
     st.session_state["sweep_running"] = r["state"] == "running"
     if was and r["state"] != "running":
         st.rerun()  # the sweep ended: a full run stops the refresh and updates the filters
-    st.markdown(f"{badge(r['state'])} &nbsp; {r['hosts']} host(s) · started "
-                f"{when(r['started'])} UTC · baseline {info['baseline'] or '—'}")
+    lost = f" {md(r['note'])} ·" if r["note"] else ""
+    st.markdown(f"{badge(r['state'])} &nbsp;{lost} {r['hosts']} host(s) · started "
+                f"{when(r['started'])} UTC · baseline {md(info['baseline'] or '—')}")
     c = st.columns(5)
     c[0].metric("done", f"{r['done']} / {r['total']}")
-    c[1].metric("running", int(r["running"]))
+    if r["unknown"]:
+        c[1].metric("unknown", int(r["unknown"]), help="attempts left running by a lost "
+                                                      "coordinator")
+    else:
+        c[1].metric("running", int(r["running"]))
     c[2].metric("failed", int(r["failed"]))
     c[3].metric("pending", int(r["pending"]))
     c[4].metric("duration", charts.format_duration(r["duration_s"]) or "—",
@@ -90,11 +97,14 @@ def render() -> None:
         _failures()
         _jobs_table()
         return
-    filtered = charts.apply_filters(df, selected)
+    filtered = charts.apply_filters(df, selected)[df.columns]
     summary = summarize(filtered, baseline)
     if summary.empty:
         st.info("No result matches these filters.", icon=":material/filter_alt_off:")
         return
+    if df.attrs["hidden"]:
+        st.caption(f"{df.attrs['hidden']} result(s) of jobs no longer in the sweep file are "
+                   f"not shown (`orchestrate results {md(name)} --all` lists them).")
     _best(summary, baseline)
 
     st.subheader("Output tok/s over max_num_seqs × gpu_memory_utilization")
@@ -106,38 +116,55 @@ def render() -> None:
         table, hide_index=True, width="stretch", key="speedup_table",
         column_config={
             "tok/s": st.column_config.NumberColumn(format="%.1f"),
-            "± 95% CI": st.column_config.NumberColumn(format="± %.1f",
-                                                      help="half-width of the 95% interval "
-                                                           "of the mean (Student t)"),
-            "CV %": st.column_config.NumberColumn(format="%.1f %%"),
+            "± 95% CI": st.column_config.TextColumn(help="half-width of the 95% interval of "
+                                                         "the mean (Student t)"),
             "noisy": st.column_config.CheckboxColumn(help="coefficient of variation over 5%: "
                                                           "repeat before trusting it"),
             "speedup": st.column_config.NumberColumn(format="%.2f×"),
+            "speedup (95% interval)": st.column_config.TextColumn(
+                help="Fieller's 95% interval of the ratio of the two means, Welch degrees "
+                     "of freedom"),
         })
 
     st.subheader("Output tok/s against max_num_seqs")
-    st.altair_chart(charts.throughput_lines(summary), width="stretch")
+    st.altair_chart(charts.throughput_lines(summary, filtered), width="stretch")
 
-    csv = filtered.drop(columns=[c for c in filtered.columns
-                                 if c.startswith(charts.OPTION_PREFIX)]).to_csv(index=False)
+    csv = with_speedups(filtered, summary).to_csv(index=False)
     st.download_button("Download results (CSV)", csv, file_name=f"{name}.csv",
                        mime="text/csv", icon=":material/download:")
     _failures()
     _jobs_table()
 
 
+def _config(row) -> str:
+    opts = "" if row["options"] == "{}" else f" {row['options']}"
+    mml = "" if row["max_model_len"] != row["max_model_len"] or row["max_model_len"] is None \
+        else f", max_model_len {int(row['max_model_len'])}"
+    return (f"{md(row['variant'] + opts)}, max_num_seqs {row['max_num_seqs']}, "
+            f"gpu_memory_utilization {row['gpu_memory_utilization']:g}{mml}")
+
+
 def _best(summary, baseline: str) -> None:
+    """The best configuration, crowned only where it is distinguishably faster than every
+    other on the same model, workload and card."""
     best = charts.best_config(summary)
-    opts = "" if best["options"] == "{}" else f" {best['options']}"
-    sp = best["speedup"]
-    vs = (f", {sp:.2f}× {baseline}" if not math.isnan(sp) else f" ({best['speedup_note']})")
     ci = "" if math.isnan(best["ci95"]) else f" ± {best['ci95']:,.1f}"
+    figure = f"**{best['tok_s_mean']:,.1f} tok/s**{ci} (n={best['n']})"
+    ties = charts.rivals(summary, best)
+    if not ties.empty:
+        names = "; ".join(_config(r) for _, r in ties.head(3).iterrows())
+        more = f" and {len(ties) - 3} more" if len(ties) > 3 else ""
+        st.info(f"**No single best configuration at this n.** The fastest mean, "
+                f"{_config(best)} on {md(best['gpu_name'])}: {figure}, is not "
+                f"distinguishable (95% interval) from {names}{more}. More repeats may "
+                f"separate them.", icon=":material/balance:")
+        return
+    vs = (f" · against {md(baseline)}: {md(speedup_text(best))}"
+          if not math.isnan(best["speedup"])
+          else f" ({md(best['speedup_note'])})")
     noisy = " — noisy (CV over 5%), repeat before trusting it" if best["noisy"] else ""
-    st.success(
-        f"**Best configuration: {best['variant']}{opts}, max_num_seqs {best['max_num_seqs']}, "
-        f"gpu_memory_utilization {best['gpu_memory_utilization']:g}** on {best['gpu_name']}: "
-        f"**{best['tok_s_mean']:,.1f} tok/s**{ci} (n={best['n']}){vs}{noisy}",
-        icon=":material/trophy:")
+    st.success(f"**Best configuration: {_config(best)}** on {md(best['gpu_name'])}: "
+               f"{figure}{vs}{noisy}", icon=":material/trophy:")
 
 
 def _failures() -> None:
@@ -147,8 +174,8 @@ def _failures() -> None:
     st.subheader(f"Failed jobs ({len(failed)})")
     st.dataframe(
         failed.assign(link=["job?job=" + str(i) for i in failed["job_id"]])[
-            ["link", "variant", "options", "max_num_seqs", "gpu_memory_utilization", "repeat",
-             "attempts", "host", "error_kind", "error"]],
+            ["link", "variant", "options", "max_num_seqs", "gpu_memory_utilization",
+             "max_model_len", "repeat", "attempts", "host", "error_kind", "error"]],
         hide_index=True, width="stretch", key="failed_table",
         column_config={"link": st.column_config.LinkColumn("job", display_text=r"job\?job=(\d+)"),
                        "options": st.column_config.TextColumn()})
@@ -160,7 +187,8 @@ def _jobs_table() -> None:
         st.dataframe(
             fresh.assign(link=["job?job=" + str(i) for i in fresh["job_id"]])[
                 ["link", "variant", "options", "max_num_seqs", "gpu_memory_utilization",
-                 "repeat", "state", "attempts", "host", "gpu", "elapsed_s", "output_tok_s"]],
+                 "max_model_len", "repeat", "state", "attempts", "host", "gpu", "elapsed_s",
+                 "output_tok_s"]],
             hide_index=True, width="stretch", key="jobs_table",
             column_config={"link": st.column_config.LinkColumn("job",
                                                                display_text=r"job\?job=(\d+)"),

@@ -34,6 +34,8 @@ def render() -> None:
         on_select="rerun", selection_mode="single-row",
         column_config={
             "name": st.column_config.TextColumn("sweep"),
+            "note": st.column_config.TextColumn("", help="a lost coordinator: its heartbeat "
+                                                         "stopped without a word"),
             "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1,
                                                         format="percent"),
             "started": st.column_config.DatetimeColumn("started (UTC)",

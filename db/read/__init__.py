@@ -5,6 +5,8 @@ results, export, hosts list) and the dashboard:
 - jobs:    a sweep's jobs with their last attempt, the running attempts, one job in full
 - results: the measurements as a frame (BenchResult records, typed) and their summary
 - hosts:   the SSH inventory and every host that ran an attempt
+- plan:    the sweep file as it reads now: current jobs, their variants' names, baseline
+- stats:   95% intervals of means and of speedups (Fieller), and the verdicts
 
 Every function takes an open Store and returns plain data (dataclasses, dicts, DataFrames);
 nothing here writes. The writes, and the coordinator's own reads, are db.store's."""

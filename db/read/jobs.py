@@ -1,16 +1,24 @@
 """Jobs: a sweep's jobs with their last attempt (a frame, and the failed ones for `orchestrate
-status`), the attempts running now, one job in full with its attempts and result."""
+status`), the attempts running now, one job in full with its attempts and result.
+
+Variants go by their names in the current sweep file and jobs only an earlier version of
+it had are left out unless asked for (db/read/plan.py; the frame's attrs["hidden"] counts
+them). An attempt still marked running under a lost coordinator (db/read/sweeps.py) is
+LOST_ATTEMPT, with no duration that keeps growing."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, func, select
 
 from db.models import Attempt, Job, Result, Sweep
+from db.read.plan import Plan, plan_of, sweep_plan
+from db.read.results import max_model_len, option_columns
+from db.read.sweeps import LOST_ATTEMPT, lost_for
 from db.store import Store, as_utc
 from engine.result import BenchResult
 
@@ -18,9 +26,9 @@ if TYPE_CHECKING:  # pandas is imported by the frames alone: `orchestrate status
     import pandas as pd
 
 JOB_COLUMNS = ["job_id", "ordinal", "variant", "engine", "options", "model", "workload",
-               "workload_fingerprint", "max_num_seqs", "gpu_memory_utilization", "repeat",
-               "state", "attempts", "host", "gpu", "outcome", "error_kind", "error",
-               "elapsed_s", "output_tok_s", "gpu_name"]
+               "workload_fingerprint", "max_num_seqs", "gpu_memory_utilization",
+               "max_model_len", "repeat", "state", "attempts", "host", "gpu", "outcome",
+               "error_kind", "error", "elapsed_s", "output_tok_s", "gpu_name"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +38,17 @@ class RunningAttempt:
     variant: str
     max_num_seqs: int
     gpu_memory_utilization: float
+    max_model_len: int | None
     repeat: int
     number: int
     host: str
     gpu: str
     started_at: datetime
+    lost_for: timedelta | None  # its coordinator went quiet this long ago; None: alive
+
+    @property
+    def state(self) -> str:
+        return "running" if self.lost_for is None else LOST_ATTEMPT
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,7 @@ class FailedJob:
     variant: str
     max_num_seqs: int
     gpu_memory_utilization: float
+    max_model_len: int | None
     repeat: int
     error_kind: str | None
     error: str | None
@@ -59,73 +74,111 @@ def _with_last_attempt(sweep: str) -> Select:
             .where(Sweep.name == sweep).order_by(Job.ordinal))
 
 
-def sweep_jobs(store: Store, sweep: str) -> pd.DataFrame:
-    """Every job of a sweep (in sweep order) with its configuration and its last attempt."""
+def _lost(store: Store, sweep: str) -> bool:
+    with store.session() as s:
+        row = s.execute(select(Sweep.owner, Sweep.heartbeat_at)
+                        .where(Sweep.name == sweep)).first()
+    return row is not None and lost_for(row.owner, as_utc(row.heartbeat_at)) is not None
+
+
+def sweep_jobs(store: Store, sweep: str, *, every: bool = False) -> pd.DataFrame:
+    """Every job of a sweep's current file (of every version if `every`), in sweep order,
+    with its configuration (a column per option axis) and its last attempt."""
     import pandas as pd
 
+    plan = sweep_plan(store, sweep) or Plan(None)
+    lost = _lost(store, sweep)
     with store.session() as s:
         rows = s.execute(_with_last_attempt(sweep)
                          .add_columns(Result.output_tok_s, Result.gpu_name)
                          .outerjoin(Result, Result.job_id == Job.id)).all()
-    return pd.DataFrame([
-        {"job_id": j.id, "ordinal": j.ordinal, "variant": j.variant, "engine": j.engine,
-         "options": json.dumps(j.options, sort_keys=True), "model": j.model,
-         "workload": j.workload, "workload_fingerprint": j.workload_fingerprint,
-         "max_num_seqs": j.max_num_seqs, "gpu_memory_utilization": j.gpu_memory_utilization,
-         "repeat": j.repeat, "state": j.state,
+    kept = [r for r in rows if every or plan.current(r[0].key)]
+
+    def outcome(a: Attempt | None) -> str | None:
+        if a is None:
+            return None
+        return LOST_ATTEMPT if lost and a.outcome == "running" else a.outcome
+
+    df = pd.DataFrame([
+        {"job_id": j.id, "ordinal": j.ordinal, "variant": plan.name(j.key, j.variant),
+         "engine": j.engine, "options": json.dumps(j.options, sort_keys=True),
+         "model": j.model, "workload": j.workload,
+         "workload_fingerprint": j.workload_fingerprint, "max_num_seqs": j.max_num_seqs,
+         "gpu_memory_utilization": j.gpu_memory_utilization,
+         "max_model_len": max_model_len(j.spec), "repeat": j.repeat,
+         "state": LOST_ATTEMPT if lost and j.state == "running" else j.state,
          "attempts": a.number if a else 0, "host": a.host if a else None,
-         "gpu": a.gpu if a else None, "outcome": a.outcome if a else None,
+         "gpu": a.gpu if a else None, "outcome": outcome(a),
          "error_kind": a.error_kind if a else None, "error": a.error if a else None,
          "elapsed_s": a.elapsed_s if a else None, "output_tok_s": tok_s,
          "gpu_name": card}
-        for j, a, tok_s, card in rows
+        for j, a, tok_s, card in kept
     ], columns=JOB_COLUMNS)
+    df = option_columns(df, plan.option_axes)
+    df.attrs["hidden"] = len(rows) - len(kept)
+    return df
 
 
-def failed_jobs(store: Store, sweep: str) -> list[FailedJob]:
+def failed_jobs(store: Store, sweep: str, *, every: bool = False) -> list[FailedJob]:
     """A sweep's failed jobs, in sweep order, with the error of their last attempt."""
+    plan = sweep_plan(store, sweep) or Plan(None)
     with store.session() as s:
         rows = s.execute(_with_last_attempt(sweep).where(Job.state == "failed")).all()
-    return [FailedJob(j.id, j.variant, j.max_num_seqs, j.gpu_memory_utilization, j.repeat,
-                      a.error_kind, a.error) for j, a in rows if a is not None]
+    return [FailedJob(j.id, plan.name(j.key, j.variant), j.max_num_seqs,
+                      j.gpu_memory_utilization, max_model_len(j.spec), j.repeat, a.error_kind,
+                      a.error)
+            for j, a in rows if a is not None and (every or plan.current(j.key))]
 
 
 def running_attempts(store: Store, sweep: str | None = None) -> list[RunningAttempt]:
-    """The attempts running now (of one sweep, or of all), oldest first."""
+    """The attempts marked running (of one sweep, or of all), oldest first; those of a lost
+    coordinator say so (RunningAttempt.state)."""
+    now = datetime.now(UTC)
     with store.session() as s:
-        q = (select(Sweep.name, Job, Attempt).join(Job, Job.sweep_id == Sweep.id)
+        q = (select(Sweep, Job, Attempt).join(Job, Job.sweep_id == Sweep.id)
              .join(Attempt, Attempt.job_id == Job.id).where(Attempt.outcome == "running")
              .order_by(Attempt.started_at))
         if sweep:
             q = q.where(Sweep.name == sweep)
-        return [RunningAttempt(name, j.id, j.variant, j.max_num_seqs, j.gpu_memory_utilization,
-                               j.repeat, a.number, a.host, a.gpu, as_utc(a.started_at))
-                for name, j, a in s.execute(q)]
+        out = []
+        for sw, j, a in s.execute(q):
+            plan = plan_of(sw.spec_yaml, sw.baseline)
+            out.append(RunningAttempt(
+                sw.name, j.id, plan.name(j.key, j.variant), j.max_num_seqs,
+                j.gpu_memory_utilization, max_model_len(j.spec), j.repeat, a.number, a.host,
+                a.gpu, as_utc(a.started_at), lost_for(sw.owner, as_utc(sw.heartbeat_at), now)))
+        return out
 
 
 def job_detail(store: Store, job_id: int) -> dict | None:
     """One job: its configuration, sweep, attempts (oldest first) and result: the record as
     stored, and as the typed BenchResult ("bench")."""
     with store.session() as s:
-        row = s.execute(select(Job, Sweep.name).join(Sweep, Sweep.id == Job.sweep_id)
+        row = s.execute(select(Job, Sweep).join(Sweep, Sweep.id == Job.sweep_id)
                         .where(Job.id == job_id)).first()
         if row is None:
             return None
-        j, sweep = row
+        j, sw = row
+        plan = plan_of(sw.spec_yaml, sw.baseline)
+        lost = lost_for(sw.owner, as_utc(sw.heartbeat_at)) is not None
         attempts = list(s.scalars(select(Attempt).where(Attempt.job_id == job_id)
                                   .order_by(Attempt.number)))
         result = s.scalar(select(Result).where(Result.job_id == job_id))
         return {
-            "id": j.id, "sweep": sweep, "key": j.key, "ordinal": j.ordinal,
-            "variant": j.variant, "engine": j.engine, "options": j.options, "model": j.model,
+            "id": j.id, "sweep": sw.name, "key": j.key, "ordinal": j.ordinal,
+            "variant": plan.name(j.key, j.variant), "current": plan.current(j.key),
+            "engine": j.engine, "options": j.options, "model": j.model,
             "workload": j.workload, "workload_fingerprint": j.workload_fingerprint,
             "max_num_seqs": j.max_num_seqs, "gpu_memory_utilization": j.gpu_memory_utilization,
-            "repeat": j.repeat, "state": j.state, "spec": j.spec,
+            "max_model_len": max_model_len(j.spec), "repeat": j.repeat,
+            "state": LOST_ATTEMPT if lost and j.state == "running" else j.state,
+            "spec": j.spec,
             "attempts": [
-                {"number": a.number, "host": a.host, "gpu": a.gpu, "outcome": a.outcome,
+                {"number": a.number, "host": a.host, "gpu": a.gpu,
+                 "outcome": LOST_ATTEMPT if lost and a.outcome == "running" else a.outcome,
                  "started_at": as_utc(a.started_at), "finished_at": as_utc(a.finished_at),
-                 "duration_s": _duration(a), "error_kind": a.error_kind, "error": a.error,
-                 "log_tail": a.log_tail}
+                 "duration_s": None if lost and a.outcome == "running" else _duration(a),
+                 "error_kind": a.error_kind, "error": a.error, "log_tail": a.log_tail}
                 for a in attempts
             ],
             "result": None if result is None else {
@@ -141,4 +194,3 @@ def _duration(a: Attempt) -> float | None:
         return a.elapsed_s
     end = as_utc(a.finished_at) if a.finished_at else datetime.now(UTC)
     return (end - as_utc(a.started_at)).total_seconds()
-

@@ -1,6 +1,13 @@
 """Results as DataFrames: one row per measurement, and one row per configuration with
 repeats aggregated. Shared by `orchestrate results/export` and the dashboard. A result's
-record is read as the typed BenchResult it was written from."""
+record is read as the typed BenchResult it was written from.
+
+A configuration is everything that changes a job's key (engine, options with the option
+axes, model, workload, max_num_seqs, gpu_memory_utilization, max_model_len) plus the card
+it ran on: repeats of one configuration aggregate, nothing else does. Variants go by their
+names in the sweep file as it reads now (db/read/plan.py); results of jobs the current file
+no longer has are left out unless asked for (`every`), and the frame says how many
+(`df.attrs["hidden"]`)."""
 
 from __future__ import annotations
 
@@ -11,6 +18,8 @@ import pandas as pd
 from sqlalchemy import select
 
 from db.models import Attempt, Job, Result, Sweep
+from db.read import stats
+from db.read.plan import Plan, sweep_plan
 from db.store import Store
 from engine.result import BenchResult
 
@@ -18,20 +27,27 @@ from engine.result import BenchResult
 RECORD_FIELDS = ("prompt_tokens", "requested_output_tokens", "load_s", "profile_s", "compile_s",
                  "capture_s", "warmup_s", "kv_tokens", "compile_cache_warm", "device")
 CONFIG = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
-          "max_num_seqs", "gpu_memory_utilization", "gpu_name"]
+          "max_num_seqs", "gpu_memory_utilization", "max_model_len", "gpu_name"]
 # What must match for two configurations' throughputs to be compared.
 COMPARABLE = ["model", "workload_fingerprint", "max_num_seqs", "gpu_memory_utilization",
-              "gpu_name"]
-# Two-sided 95% Student t quantiles by degrees of freedom; 1.96 beyond the table.
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+              "max_model_len", "gpu_name"]
+# An engine option spread into a column of its own (the sweep's option axes, and on the
+# dashboard every option, to filter by); a job that leaves it at its default says so.
+OPTION_PREFIX = "option: "
+DEFAULT = "default"
 CV_FLAG = 0.05
+BASELINE = "baseline"  # the verdict of the baseline's own rows
+# The speedup figures summarize() adds, for readers that show them beside a row.
+SPEEDUP_FIELDS = ["speedup", "speedup_low", "speedup_high", "verdict", "speedup_note"]
 
 
-def results_frame(store: Store, sweep: str) -> pd.DataFrame:
-    """One row per result of a sweep, in sweep order: the job's configuration, where it ran,
-    the Result's figures and RECORD_FIELDS of its BenchResult."""
+def results_frame(store: Store, sweep: str, *, every: bool = False) -> pd.DataFrame:
+    """One row per result of a sweep, in sweep order: the job's configuration (its variant
+    named as the current sweep file names it, a column per option axis, and `config`: the
+    whole configuration as one string, to join a summary's rows on), where it ran, the
+    Result's figures and RECORD_FIELDS of its BenchResult. Only the current file's jobs
+    unless `every`; attrs["hidden"] counts the results left out."""
+    plan = sweep_plan(store, sweep) or Plan(None)
     with store.session() as s:
         rows = s.execute(
             select(Job, Result, Attempt)
@@ -41,17 +57,24 @@ def results_frame(store: Store, sweep: str) -> pd.DataFrame:
             .where(Sweep.name == sweep)
             .order_by(Job.ordinal)
         ).all()
-    return pd.DataFrame([_row(sweep, j, r, a) for j, r, a in rows], columns=None)
+    kept = [(j, r, a) for j, r, a in rows if every or plan.current(j.key)]
+    df = option_columns(pd.DataFrame([_row(sweep, plan, j, r, a) for j, r, a in kept]),
+                        plan.option_axes)
+    if not df.empty:
+        df["config"] = [json.dumps(c, default=str) for c in df[CONFIG].values.tolist()]
+    df.attrs["hidden"] = len(rows) - len(kept)
+    return df
 
 
-def _row(sweep: str, j: Job, r: Result, a: Attempt) -> dict:
+def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt) -> dict:
     rec = BenchResult.from_dict(r.record)
     return {
-        "sweep": sweep, "job_key": j.key, "variant": j.variant, "engine": j.engine,
-        "options": json.dumps(j.options, sort_keys=True), "model": j.model,
+        "sweep": sweep, "job_key": j.key, "variant": plan.name(j.key, j.variant),
+        "engine": j.engine, "options": json.dumps(j.options, sort_keys=True), "model": j.model,
         "workload": j.workload, "workload_fingerprint": j.workload_fingerprint,
         "max_num_seqs": j.max_num_seqs, "gpu_memory_utilization": j.gpu_memory_utilization,
-        "repeat": j.repeat, "host": r.host, "gpu": a.gpu, "gpu_name": r.gpu_name,
+        "max_model_len": max_model_len(j.spec), "repeat": j.repeat,
+        "current": plan.current(j.key), "host": r.host, "gpu": a.gpu, "gpu_name": r.gpu_name,
         "output_tokens": r.output_tokens, "elapsed_s": r.elapsed_s,
         "output_tok_s": r.output_tok_s, "total_tok_s": r.total_tok_s, "start_s": r.start_s,
         "peak_memory_bytes": r.peak_memory_bytes,
@@ -60,43 +83,79 @@ def _row(sweep: str, j: Job, r: Result, a: Attempt) -> dict:
     }
 
 
-def t95(n: int) -> float:
-    return _T95[n - 2] if 2 <= n <= len(_T95) + 1 else 1.96
+def max_model_len(job_spec: str) -> int | None:
+    """A job's max_model_len, from the BenchJob JSON it ran (the jobs table has no column)."""
+    try:
+        return json.loads(job_spec).get("max_model_len")
+    except (ValueError, AttributeError):
+        return None
+
+
+def option_columns(df: pd.DataFrame, names) -> pd.DataFrame:
+    """Spread the `options` JSON column into one OPTION_PREFIX + name column per name."""
+    if df.empty or "options" not in df or not names:
+        return df
+    parsed = [json.loads(o) if isinstance(o, str) else (o or {}) for o in df["options"]]
+    out = df.copy()
+    for name in names:
+        out[OPTION_PREFIX + name] = [plain(p.get(name, DEFAULT)) for p in parsed]
+    return out
+
+
+def plain(v):
+    """An option's value as a table cell holds it: a scalar as it is, anything else JSON."""
+    return v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)
 
 
 def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     """One row per configuration: n, mean, std, CV and 95% interval of output tok/s, and the
-    speedup over `baseline` measured on the same model, workload, settings and card."""
+    speedup over `baseline` measured on the same model, workload, settings and card, with
+    its 95% interval and verdict (db/read/stats.py). n = 1 has no std, CV or interval (NaN).
+    """
     if df.empty:
         return pd.DataFrame()
     g = df.groupby(CONFIG, sort=False, dropna=False)
     out = g["output_tok_s"].agg(["count", "mean", "std"]).reset_index()
     out = out.rename(columns={"count": "n", "mean": "tok_s_mean", "std": "tok_s_std"})
-    out["tok_s_std"] = out["tok_s_std"].fillna(0.0)
     out["elapsed_s_mean"] = g["elapsed_s"].mean().values
     out["output_tokens"] = g["output_tokens"].mean().values
     out["start_s_mean"] = g["start_s"].mean().values
+    for col in (c for c in df.columns if c.startswith(OPTION_PREFIX) or c == "config"):
+        out[col] = g[col].first().values  # a function of `options`, so one value a group
     out["cv"] = out["tok_s_std"] / out["tok_s_mean"]
-    out["ci95"] = [t95(n) * sd / math.sqrt(n) if n > 1 else math.nan
+    out["ci95"] = [stats.mean_halfwidth(n, sd)
                    for n, sd in zip(out["n"], out["tok_s_std"], strict=True)]
-    out["noisy"] = out["cv"] > CV_FLAG
-    speedup, why = [], []
-    base = out[out["variant"] == baseline] if baseline else out.iloc[0:0]
-    for _, row in out.iterrows():
-        same = base
-        for col in COMPARABLE:
-            same = same[same[col] == row[col]]
-        if baseline is None or base.empty:
-            speedup.append(math.nan)
-            why.append("no baseline results")
-        elif same.empty:
-            speedup.append(math.nan)
-            why.append(_why_not(base, row))
-        else:
-            speedup.append(row["tok_s_mean"] / same["tok_s_mean"].iloc[0])
-            why.append("")
-    out["speedup"], out["speedup_note"] = speedup, why
+    out["noisy"] = out["cv"].fillna(0) > CV_FLAG
+    figures = [_speedup(out, i, baseline) for i in range(len(out))]
+    for k, col in enumerate(SPEEDUP_FIELDS):
+        out[col] = [f[k] for f in figures]
     return out
+
+
+def sample(row: pd.Series) -> stats.Sample:
+    return stats.Sample(int(row["n"]), float(row["tok_s_mean"]), float(row["tok_s_std"]))
+
+
+def _speedup(out: pd.DataFrame, i: int, baseline: str | None) -> tuple:
+    row = out.iloc[i]
+    nothing = (math.nan, math.nan, math.nan, "")
+    base = out[out["variant"] == baseline] if baseline else out.iloc[0:0]
+    if base.empty:
+        return (*nothing, "no baseline results")
+    if row["variant"] == baseline:
+        return 1.0, math.nan, math.nan, BASELINE, ""
+    same = base
+    for col in COMPARABLE:
+        same = same[(same[col] == row[col]) | (same[col].isna() & pd.isna(row[col]))]
+    if same.empty:
+        return (*nothing, _why_not(base, row))
+    axes = [c for c in out.columns if c.startswith(OPTION_PREFIX)]
+    alike = same[(same[axes] == row[axes]).all(axis=1)] if axes else same
+    if alike.empty and len(same) > 1:
+        return (*nothing, "baseline has several configurations at these settings")
+    s = stats.speedup(sample(row), sample((alike if not alike.empty else same).iloc[0]))
+    note = "" if s.measured else f"n={min(row['n'], same['n'].iloc[0])}, {stats.NO_SPREAD}"
+    return s.ratio, s.low, s.high, s.verdict, note
 
 
 def _why_not(base: pd.DataFrame, row: pd.Series) -> str:
@@ -105,3 +164,35 @@ def _why_not(base: pd.DataFrame, row: pd.Series) -> str:
         if not (base[col] == row[col]).any():
             return f"baseline has no result on this {label}"
     return "baseline has no result at these settings"
+
+
+def with_speedups(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Results rows, each with its configuration's SPEEDUP_FIELDS from `summary`."""
+    if df.empty or summary.empty:
+        return df
+    return df.merge(summary[["config", *SPEEDUP_FIELDS]], on="config", how="left")
+
+
+def has_results(summary: pd.DataFrame, variant: str) -> bool:
+    return not summary.empty and bool((summary["variant"] == variant).any())
+
+
+def speedup_text(row: pd.Series) -> str:
+    """A summary row's speedup as one cell: `1.12× (0.88–1.47×) not distinguishable`,
+    `1.00× baseline`, or why there is none."""
+    if row["verdict"] == BASELINE:
+        return f"1.00× {BASELINE}"
+    if math.isnan(row["speedup"]):
+        return row["speedup_note"]
+    if row["speedup_note"]:
+        return f"{row['speedup']:.2f}× ({row['speedup_note']})"
+    interval = stats.Speedup(row["speedup"], row["speedup_low"], row["speedup_high"],
+                             row["verdict"]).interval_text()
+    return f"{row['speedup']:.2f}× ({interval}) {row['verdict']}"
+
+
+def spread_text(row: pd.Series) -> str:
+    """A summary row's CV as one cell: `4.1%`, or `n=1, no spread`."""
+    if row["n"] < 2:
+        return f"n=1, {stats.NO_SPREAD}"
+    return f"{row['cv'] * 100:.1f}%"

@@ -1,29 +1,57 @@
 """Sweeps: every sweep with its job counts, the hosts it ran on and one word for its state
-(rows for `orchestrate status`, a frame for the dashboard); one sweep's settings."""
+(rows for `orchestrate status`, a frame for the dashboard); one sweep's settings.
+
+A sweep's coordinator is alive while its heartbeat is younger than the lease's STALE_AFTER.
+A sweep whose owner is set but whose heartbeat went quiet is `lost` ("coordinator lost N
+min ago"): its coordinator died (SIGKILL, power) without a word, so the attempts it left
+`running` are not known to run (LOST_ATTEMPT), and the sweep's duration ends at its last
+heartbeat. Counts are of the jobs the current sweep file has (db/read/plan.py) unless every
+job is asked for; `hidden` counts the rest."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from db.models import JOB_STATES, Attempt, Job, Sweep
+from db.read.plan import plan_of
 from db.store import STALE_AFTER, JobCounts, Store, as_utc
 
 if TYPE_CHECKING:  # pandas is imported by the frames alone: `orchestrate status` needs rows
     import pandas as pd
 
-SWEEP_COLUMNS = ["id", "name", "state", "done", "running", "failed", "pending", "total",
-                 "progress", "started", "finished", "duration_s", "hosts", "baseline", "owner"]
+SWEEP_COLUMNS = ["id", "name", "state", "note", "done", "running", "unknown", "failed",
+                 "pending", "total", "hidden", "progress", "started", "finished", "duration_s",
+                 "hosts", "baseline", "owner"]
+LOST = "lost"
+LOST_ATTEMPT = "unknown (coordinator lost)"  # an attempt left `running` by a lost coordinator
+
+
+def lost_for(owner: str | None, heartbeat_at: datetime | None,
+             now: datetime | None = None) -> timedelta | None:
+    """How long ago a sweep's coordinator was last heard of, if it owns the sweep but went
+    quiet for STALE_AFTER; None when it is alive or there is none."""
+    if not owner:
+        return None
+    now = now or datetime.now(UTC)
+    if heartbeat_at is None:
+        return STALE_AFTER
+    quiet = now - as_utc(heartbeat_at)
+    return quiet if quiet >= STALE_AFTER else None
+
+
+def lost_text(quiet: timedelta) -> str:
+    return f"coordinator lost {quiet.total_seconds() / 60:.0f} min ago"
 
 
 @dataclass(frozen=True)
 class SweepRow:
     id: int
     name: str
-    counts: JobCounts
+    counts: JobCounts  # of the current file's jobs (of every job when asked for)
     owner: str | None
     heartbeat_at: datetime | None
     created_at: datetime
@@ -31,41 +59,50 @@ class SweepRow:
     last_finished_at: datetime | None  # None while it runs, or if it never finished
     hosts: int  # distinct hosts its attempts ran on
     baseline: str | None
+    hidden: int = 0  # jobs only an earlier version of the sweep file had, not counted
 
     def state(self, now: datetime | None = None) -> str:
         return sweep_state(self.counts, self.owner, self.heartbeat_at, now)
 
+    def state_text(self, now: datetime | None = None) -> str:
+        """The state in words: `coordinator lost 12 min ago` for a lost one."""
+        quiet = lost_for(self.owner, self.heartbeat_at, now)
+        return lost_text(quiet) if quiet is not None else self.state(now)
+
 
 def sweep_state(counts: JobCounts, owner: str | None, heartbeat_at: datetime | None,
                 now: datetime | None = None) -> str:
-    """running | done | failed | stopped | empty: one word for a sweep. Its coordinator is
-    alive while its heartbeat is younger than the lease's STALE_AFTER."""
-    now = now or datetime.now(UTC)
-    alive = bool(owner and heartbeat_at and now - as_utc(heartbeat_at) < STALE_AFTER)
-    if alive or (counts.running and owner):
-        return "running"
+    """running | lost | done | failed | stopped | empty: one word for a sweep."""
+    if owner:
+        return LOST if lost_for(owner, heartbeat_at, now) is not None else "running"
     if counts.total == 0:
         return "empty"
     if counts.pending or counts.running:
-        return "stopped"  # a coordinator stopped (or died) before the end; rerun resumes
+        return "stopped"  # a coordinator stopped before the end; rerun resumes
     if counts.failed:
         return "failed"
     return "done"
 
 
-def sweep_rows(store: Store, name: str | None = None) -> list[SweepRow]:
+def sweep_rows(store: Store, name: str | None = None, *, every: bool = False) -> list[SweepRow]:
     """Every sweep (or the one named), oldest first, with its job counts and host count."""
     with store.session() as s:
         q = select(Sweep).order_by(Sweep.created_at)
         if name:
             q = q.where(Sweep.name == name)
         sweeps = list(s.scalars(q))
+        ids = [sw.id for sw in sweeps]
+        plans = {sw.id: plan_of(sw.spec_yaml, sw.baseline) for sw in sweeps}
         counts: dict[int, dict[str, int]] = {}
-        for sid, state, n in s.execute(
-            select(Job.sweep_id, Job.state, func.count()).group_by(Job.sweep_id, Job.state)
+        hidden: dict[int, int] = {}
+        for sid, key, state in s.execute(
+            select(Job.sweep_id, Job.key, Job.state).where(Job.sweep_id.in_(ids))
         ):
-            if state in JOB_STATES:
-                counts.setdefault(sid, {})[state] = n
+            if not (every or plans[sid].current(key)):
+                hidden[sid] = hidden.get(sid, 0) + 1
+            elif state in JOB_STATES:
+                c = counts.setdefault(sid, {})
+                c[state] = c.get(state, 0) + 1
         hosts = dict(s.execute(
             select(Job.sweep_id, func.count(func.distinct(Attempt.host)))
             .join(Attempt, Attempt.job_id == Job.id).group_by(Job.sweep_id)
@@ -73,13 +110,16 @@ def sweep_rows(store: Store, name: str | None = None) -> list[SweepRow]:
         return [
             SweepRow(sw.id, sw.name, JobCounts(**counts.get(sw.id, {})), sw.owner,
                      as_utc(sw.heartbeat_at), as_utc(sw.created_at), as_utc(sw.last_started_at),
-                     as_utc(sw.last_finished_at), hosts.get(sw.id, 0), sw.baseline)
+                     as_utc(sw.last_finished_at), hosts.get(sw.id, 0),
+                     plans[sw.id].baseline or sw.baseline, hidden.get(sw.id, 0))
             for sw in sweeps
         ]
 
 
 def sweeps_frame(store: Store, now: datetime | None = None) -> pd.DataFrame:
-    """One row per sweep, oldest first: state, job counts, start, duration, host count."""
+    """One row per sweep, oldest first: state (and `note`, for a lost coordinator), job
+    counts (`unknown`: marked running under a lost coordinator), start, duration, host
+    count."""
     import pandas as pd
 
     now = now or datetime.now(UTC)
@@ -87,10 +127,14 @@ def sweeps_frame(store: Store, now: datetime | None = None) -> pd.DataFrame:
     for r in sweep_rows(store):
         c, state = r.counts, r.state(now)
         started = r.last_started_at or r.created_at
-        end = now if state == "running" else r.last_finished_at
+        end = {"running": now, LOST: r.heartbeat_at}.get(state, r.last_finished_at)
         out.append({
-            "id": r.id, "name": r.name, "state": state, "done": c.succeeded,
-            "running": c.running, "failed": c.failed, "pending": c.pending, "total": c.total,
+            "id": r.id, "name": r.name, "state": state,
+            "note": r.state_text(now) if state == LOST else "", "done": c.succeeded,
+            "running": 0 if state == LOST else c.running,
+            "unknown": c.running if state == LOST else 0, "failed": c.failed,
+            "pending": c.pending, "total": c.total,
+            "hidden": r.hidden,
             "progress": (c.succeeded + c.failed) / c.total if c.total else 0.0,
             "started": started, "finished": r.last_finished_at,
             "duration_s": max(0.0, (end - started).total_seconds()) if end and started
@@ -101,10 +145,13 @@ def sweeps_frame(store: Store, now: datetime | None = None) -> pd.DataFrame:
 
 
 def sweep_info(store: Store, name: str) -> dict | None:
-    """One sweep's settings (id, name, baseline, spec_yaml, owner); None if there is none."""
+    """One sweep's settings (id, name, baseline, spec_yaml, owner); None if there is none.
+    The baseline is the current sweep file's (db/read/plan.py)."""
     with store.session() as s:
         sw = s.scalar(select(Sweep).where(Sweep.name == name))
         if sw is None:
             return None
-        return {"id": sw.id, "name": sw.name, "baseline": sw.baseline,
-                "spec_yaml": sw.spec_yaml, "owner": sw.owner}
+        return {"id": sw.id, "name": sw.name,
+                "baseline": plan_of(sw.spec_yaml, sw.baseline).baseline or sw.baseline,
+                "spec_yaml": sw.spec_yaml, "owner": sw.owner,
+                "lost_for": lost_for(sw.owner, as_utc(sw.heartbeat_at))}

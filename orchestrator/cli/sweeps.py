@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from engine.errors import UserError
-from orchestrator.cli.common import DbOpt, err, open_store, out, when
+from orchestrator.cli.common import DbOpt, err, open_store, out
+from orchestrator.cli.output import Format, FormatOpt, emit
 from orchestrator.spec import MAX_JOBS
 
 
@@ -118,92 +117,67 @@ def _print_attempt(job, outcome) -> None:
 
 
 def _print_plan(spec, planned) -> None:
-    table = Table(title=f"{spec.name}: {len(planned)} jobs (dry run, nothing written)")
-    for col in ("#", "variant", "engine", "options", "max_num_seqs", "gpu_mem", "repeat", "key"):
-        table.add_column(col)
-    for p in planned:
-        j = p.job
-        table.add_row(str(p.ordinal), j.variant, j.engine, json.dumps(j.options) if j.options
-                      else "", str(j.max_num_seqs), f"{j.gpu_memory_utilization:g}",
-                      str(j.repeat), p.key)
-    out.print(table)
-    out.print(f"model {spec.model.label}, workload {spec.workload.name} "
-              f"(fingerprint {spec.fingerprint}), baseline {spec.baseline}")
+    from orchestrator.cli.reports import plan_report
+
+    emit([plan_report(spec, planned)], Format.table, out)
 
 
-def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = None) -> None:
-    """Sweeps, their jobs by state, and the jobs running now."""
+AllOpt = Annotated[bool, typer.Option(
+    "--all", help="Also the jobs only an earlier version of the sweep file had")]
+BaselineOpt = Annotated[str | None, typer.Option(
+    help="Variant the speedups are against [default: the sweep's baseline]")]
+
+
+def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = None,
+           every: AllOpt = False, fmt: FormatOpt = Format.table) -> None:
+    """Sweeps, their jobs by state, the jobs running now and one sweep's failed jobs."""
     from db.read.jobs import failed_jobs, running_attempts
     from db.read.sweeps import sweep_rows
+    from orchestrator.cli.reports import status_reports
 
     store = open_store(db)
-    rows = sweep_rows(store, sweep)
+    rows = sweep_rows(store, sweep, every=every)
     if sweep and not rows:
         raise UserError(f"no sweep named {sweep!r}")
-    table = Table(title="sweeps")
-    for col in ("sweep", "jobs", "pending", "running", "succeeded", "failed", "coordinator",
-                "last run"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r.name, str(r.counts.total), str(r.counts.pending), str(r.counts.running),
-                      str(r.counts.succeeded), f"[red]{r.counts.failed}[/]" if r.counts.failed
-                      else "0", r.owner or "", when(r.last_started_at))
-    out.print(table)
-    running = running_attempts(store, sweep)
-    if running:
-        t = Table(title="running")
-        for col in ("sweep", "variant", "max_num_seqs", "gpu_mem", "repeat", "attempt", "host",
-                    "gpu", "elapsed"):
-            t.add_column(col)
-        now = datetime.now(UTC)
-        for a in running:
-            t.add_row(a.sweep, a.variant, str(a.max_num_seqs), f"{a.gpu_memory_utilization:g}",
-                      str(a.repeat), str(a.number), a.host, a.gpu,
-                      f"{(now - a.started_at).total_seconds():.0f} s")
-        out.print(t)
-    if sweep:
-        for f in failed_jobs(store, sweep):
-            out.print(f"[red]failed[/] {f.variant} max_num_seqs={f.max_num_seqs} "
-                      f"gpu_mem={f.gpu_memory_utilization:g} repeat={f.repeat}: "
-                      f"{f.error_kind}: {f.error}", highlight=False)
+    failed = failed_jobs(store, sweep, every=every) if sweep else []
+    emit(status_reports(rows, running_attempts(store, sweep), failed), fmt, out)
+
+
+def _summary(store, sweep: str, baseline: str | None, every: bool):
+    """A sweep's results summarized against `baseline` (default: the sweep's), the baseline
+    used, and how many results of jobs no longer in its file were left out. A baseline the
+    user named that has no results is an error."""
+    from db.read.results import has_results, results_frame, summarize
+    from db.read.sweeps import sweep_info
+
+    info = sweep_info(store, sweep)
+    if info is None:
+        raise UserError(f"no sweep named {sweep!r}")
+    df = results_frame(store, sweep, every=every)
+    summary = summarize(df, baseline or info["baseline"])
+    if baseline and not has_results(summary, baseline):
+        known = sorted(set(summary["variant"])) if not summary.empty else []
+        raise UserError(f"--baseline {baseline!r}: sweep {sweep} has no results for it"
+                        + (f" (variants with results: {', '.join(known)})" if known else ""), 2)
+    return summary, baseline or info["baseline"], df.attrs["hidden"]
 
 
 def results(
     sweep: Annotated[str, typer.Argument()],
     db: DbOpt = None,
-    baseline: Annotated[str | None, typer.Option(help="Variant the speedups are against "
-                                                      "[default: the sweep's baseline]")] = None,
+    baseline: BaselineOpt = None,
+    every: AllOpt = False,
+    fmt: FormatOpt = Format.table,
 ) -> None:
-    """One row per configuration: mean ± std over repeats, n, tok/s, speedup."""
-    import math
+    """One row per configuration: mean over repeats, spread, 95% interval, and the speedup
+    over the baseline with its 95% interval (Fieller) and verdict."""
+    from orchestrator.cli.reports import results_report
 
-    from db.read.results import results_frame, summarize
-    from db.read.sweeps import sweep_info
-
-    store = open_store(db)
-    info = sweep_info(store, sweep)
-    if info is None:
-        raise UserError(f"no sweep named {sweep!r}")
-    baseline = baseline or info["baseline"]
-    summary = summarize(results_frame(store, sweep), baseline)
-    if summary.empty:
-        out.print(f"sweep {sweep}: no results yet")
+    summary, baseline, hidden = _summary(open_store(db), sweep, baseline, every)
+    if summary.empty and fmt is Format.table:
+        out.print(f"sweep {escape(sweep)}: no results yet", highlight=False)
         return
-    table = Table(title=f"{sweep}: output tokens/s, speedup vs {baseline}")
-    for col in ("variant", "options", "max_num_seqs", "gpu_mem", "card", "n", "tok/s",
-                "± std", "95% CI", "CV", "elapsed s", "speedup"):
-        table.add_column(col, justify="right" if col not in ("variant", "options", "card")
-                         else "left")
-    for _, r in summary.iterrows():
-        opts = "" if r["options"] == "{}" else r["options"]
-        ci = "" if math.isnan(r["ci95"]) else f"±{r['ci95']:,.0f}"
-        cv = f"{r['cv'] * 100:.1f}%" + (" [yellow]noisy[/]" if r["noisy"] else "")
-        sp = r["speedup_note"] if math.isnan(r["speedup"]) else f"{r['speedup']:.2f}×"
-        table.add_row(r["variant"], opts, str(r["max_num_seqs"]),
-                      f"{r['gpu_memory_utilization']:g}", str(r["gpu_name"]), str(r["n"]),
-                      f"{r['tok_s_mean']:,.1f}", f"{r['tok_s_std']:,.1f}", ci, cv,
-                      f"{r['elapsed_s_mean']:.2f}", sp)
-    out.print(table)
+    emit([results_report(sweep, summary, baseline, hidden)], fmt, out)
 
 
 def export(
@@ -211,26 +185,30 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write")],
     fmt: Annotated[str, typer.Option("--format", help="csv | json | parquet")] = "csv",
     db: DbOpt = None,
+    baseline: BaselineOpt = None,
+    every: AllOpt = False,
 ) -> None:
-    """Every measurement of a sweep, one row per result."""
-    from db.read.results import results_frame
+    """Every measurement of a sweep, one row per result, each with its configuration's
+    speedup over the baseline, 95% interval and verdict."""
+    from db.read.results import results_frame, with_speedups
 
     if fmt not in ("csv", "json", "parquet"):
         raise UserError(f"--format must be csv, json or parquet, not {fmt!r}", 2)
     store = open_store(db)
-    if store.sweep_id(sweep) is None:
-        raise UserError(f"no sweep named {sweep!r}")
-    df = results_frame(store, sweep)
+    summary, _, _ = _summary(store, sweep, baseline, every)
+    df = with_speedups(results_frame(store, sweep, every=every), summary)
     try:
-        if fmt == "csv":
-            df.to_csv(output, index=False)
-        elif fmt == "json":
-            df.to_json(output, orient="records", date_format="iso", indent=1)
-        else:
-            df.to_parquet(output, index=False)
+        with (open(output, "wb") if fmt == "parquet" else open(output, "w", newline="")) as f:
+            if fmt == "csv":
+                df.to_csv(f, index=False)
+            elif fmt == "json":
+                df.to_json(f, orient="records", date_format="iso", indent=1)
+            else:
+                df.to_parquet(f, index=False)
     except OSError as e:
-        raise UserError(f"cannot write {output}: {e.strerror}") from None
-    out.print(f"wrote {len(df)} results of {sweep} to {output}")
+        raise UserError(f"cannot write {output}: {e.strerror or e}") from None
+    out.print(f"wrote {len(df)} results of {escape(sweep)} to {escape(str(output))}",
+              highlight=False)
 
 
 def dashboard(

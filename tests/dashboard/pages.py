@@ -24,12 +24,14 @@ def open_page(monkeypatch, url: str, view: str | None = None, **params) -> AppTe
 
 
 def charts(at: AppTest) -> list[dict]:
-    """The page's Altair charts as Vega-Lite specs, each with its data as `rows` (records)."""
+    """The page's Altair charts as Vega-Lite specs, each with its (first) data as `rows`
+    (records), and every dataset's in `datasets_rows`."""
     out = []
     for c in at.get("vega_lite_chart"):
         spec = json.loads(c.proto.spec)
         frames = [arrow_to_frame(d.data.data) for d in c.proto.datasets]
         spec["rows"] = frames[0].to_dict("records") if frames else []
+        spec["datasets_rows"] = [f.to_dict("records") for f in frames]
         out.append(spec)
     return out
 

@@ -40,7 +40,9 @@ def test_sweeps_page_lists_every_sweep(demo_db, monkeypatch):
 def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
     at = open_page(monkeypatch, demo_db, "sweep", sweep="dash")
     assert at.title[0].value == "Sweep dash"
-    assert "Best configuration" in at.success[0].value
+    # Measured on a shared CPU: a winner is crowned only where the data separate it.
+    banner = texts(at.success) + texts(at.info)
+    assert ("Best configuration" in banner) != ("No single best configuration" in banner)
     heat, lines = charts(at)
     assert heat["facet"]["column"]["field"] == "label"
     assert {m["mark"]["type"] for m in heat["spec"]["layer"]} == {"rect", "text"}
@@ -53,11 +55,17 @@ def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
     assert len(table) == 8 and (table["n"] == 2).all()
     assert (table[table["variant"] == "hf"]["speedup"] == 1.0).all()
     assert table[table["variant"] == "hf-eager"]["speedup"].notna().all()
-    assert (table["± 95% CI"] > 0).all()
+    assert table["± 95% CI"].str.startswith("± ").all()
+    hf_eager = table[table["variant"] == "hf-eager"]
+    assert hf_eager["speedup (95% interval)"].str.contains("×").all()
+    assert set(hf_eager["verdict"]) <= {"faster", "slower", "not distinguishable"}
     assert len(at.get("download_button")) == 1
     labels = [m.label for m in at.sidebar.multiselect]
     assert labels == ["variant", "max_num_seqs", "gpu_memory_utilization",
                       "option: attn_implementation"]
+    assert [layer["mark"]["type"] for layer in lines["layer"]] == ["errorbar", "line", "point"]
+    repeats = [rows for rows in lines["datasets_rows"] if rows and "output_tok_s" in rows[0]]
+    assert len(repeats) == 1 and len(repeats[0]) == 16  # every measurement a point
 
 
 def test_filters_and_baseline(demo_db, monkeypatch):

@@ -104,7 +104,9 @@ def test_every_page_renders_in_chromium(server, demo_db, tmp_path):
     pages = {
         "sweeps": ("", ['data-testid="stDataFrame"', "dash-other", 'role="gridcell"']),
         "sweep": ("sweep?sweep=dash", ['data-testid="stVegaLiteChart"', 'class="marks"',
-                                       "Best configuration", 'data-testid="stDataFrame"',
+                                       # "Best configuration" or "No single best
+                                       # configuration": the tiny model's CPU figures decide
+                                       "est configuration", 'data-testid="stDataFrame"',
                                        "hf-eager", "Speedup against hf"]),
         "job": (f"job?job={job}", ['data-testid="stDataFrame"', "BenchResult",
                                    'data-testid="stVegaLiteChart"', "Log tail"]),

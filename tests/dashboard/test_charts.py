@@ -13,10 +13,11 @@ from dashboard import charts
 def summary_rows(rows: list[dict]) -> pd.DataFrame:
     """A frame shaped like db.read.results.summarize's."""
     base = {"engine": "nano", "options": "{}", "model": "m", "workload": "standard",
-            "workload_fingerprint": "fp", "gpu_memory_utilization": 0.9, "gpu_name": "H100",
-            "n": 3, "tok_s_std": 1.0, "ci95": 2.0, "cv": 0.01, "noisy": False,
-            "speedup": 1.0, "speedup_note": "", "elapsed_s_mean": 1.0, "output_tokens": 100,
-            "start_s_mean": 1.0}
+            "workload_fingerprint": "fp", "gpu_memory_utilization": 0.9, "max_model_len": None,
+            "gpu_name": "H100", "n": 3, "tok_s_std": 1.0, "ci95": 2.0, "cv": 0.01,
+            "noisy": False, "speedup": 1.0, "speedup_low": math.nan, "speedup_high": math.nan,
+            "verdict": "baseline", "speedup_note": "", "elapsed_s_mean": 1.0,
+            "output_tokens": 100, "start_s_mean": 1.0}
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
@@ -47,17 +48,43 @@ def test_variant_labels_name_options_only_where_a_variant_has_several():
 def test_best_config_and_speedup_table():
     s = summary_rows([{"variant": "base", "max_num_seqs": 8, "tok_s_mean": 100.0},
                       {"variant": "fast", "max_num_seqs": 8, "tok_s_mean": 150.0,
-                       "speedup": 1.5, "noisy": True, "cv": 0.08},
-                      {"variant": "fast", "max_num_seqs": 4, "tok_s_mean": 90.0,
-                       "speedup": math.nan, "speedup_note": "baseline has no result at "
-                                                            "these settings"}])
-    assert charts.best_config(s)["variant"] == "fast"
+                       "speedup": 1.5, "speedup_low": 1.4, "speedup_high": 1.6,
+                       "verdict": "faster", "noisy": True, "cv": 0.08},
+                      {"variant": "fast", "max_num_seqs": 4, "tok_s_mean": 90.0, "n": 1,
+                       "tok_s_std": math.nan, "cv": math.nan, "ci95": math.nan,
+                       "speedup": math.nan, "verdict": "",
+                       "speedup_note": "baseline has no result at these settings"}])
+    best = charts.best_config(s)
+    assert best["variant"] == "fast"
+    # base is distinguishably slower; one measurement cannot be told apart from anything.
+    assert charts.rivals(s, best)["max_num_seqs"].tolist() == [4]
     assert charts.best_config(s.iloc[0:0]) is None
     t = charts.speedup_table(s)
     assert t["max_num_seqs"].tolist() == [4, 8, 8]
-    assert t.loc[2, "speedup"] == 1.5 and t.loc[2, "noisy"] and t.loc[2, "CV %"] == 8.0
+    assert t.loc[2, "speedup"] == 1.5 and t.loc[2, "noisy"] and t.loc[2, "CV"] == "8.0%"
+    assert t.loc[2, "speedup (95% interval)"] == "1.50× (1.40–1.60×) faster"
+    assert t.loc[1, "speedup (95% interval)"] == "1.00× baseline"
     assert "settings" in t.loc[0, "note"]
+    assert t.loc[0, "CV"] == t.loc[0, "± 95% CI"] == "n=1, no spread"  # never 0.0% or None
+    assert t.loc[0, "max_model_len"] == "default"
     assert charts.speedup_table(pd.DataFrame()).empty
+
+
+def test_no_winner_is_crowned_that_is_not_distinguishable():
+    close = summary_rows([{"variant": "a", "max_num_seqs": 8, "tok_s_mean": 100.0,
+                           "tok_s_std": 10.0},
+                          {"variant": "b", "max_num_seqs": 8, "tok_s_mean": 104.0,
+                           "tok_s_std": 10.0},
+                          {"variant": "c", "max_num_seqs": 8, "tok_s_mean": 50.0,
+                           "tok_s_std": 1.0}])
+    best = charts.best_config(close)
+    assert best["variant"] == "b"
+    assert charts.rivals(close, best)["variant"].tolist() == ["a"]
+    one = summary_rows([{"variant": "a", "max_num_seqs": 8, "tok_s_mean": 100.0, "n": 1,
+                         "tok_s_std": math.nan},
+                        {"variant": "b", "max_num_seqs": 8, "tok_s_mean": 300.0, "n": 1,
+                         "tok_s_std": math.nan}])
+    assert charts.rivals(one, charts.best_config(one))["variant"].tolist() == ["a"]
 
 
 def test_compare_pairs_matching_configs_and_says_why_not():
@@ -73,6 +100,7 @@ def test_compare_pairs_matching_configs_and_says_why_not():
                       {"variant": "v", "max_num_seqs": 64, "tok_s_mean": 120.0}])
     c = charts.compare(a, b, ["variant", "max_num_seqs"]).set_index("max_num_seqs")
     assert c.loc[4, "comparable"] and c.loc[4, "ratio"] == pytest.approx(1.2)
+    assert c.loc[4, "verdict"] == "B faster" and 1 < c.loc[4, "ratio_low"] < 1.2
     assert not c.loc[8, "comparable"] and c.loc[8, "reason"] == "different GPU (H100 vs A100)"
     assert math.isnan(c.loc[8, "ratio"]) and c.loc[8, "b_tok_s"] == 120.0
     assert c.loc[16, "reason"].startswith("different model (m vs m2); different workload")
@@ -108,12 +136,30 @@ def test_heatmap_facets_by_variant_and_card():
     assert "row" not in one_card["facet"]
 
 
+def _marks(spec: dict) -> list[str]:
+    return [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+            for layer in spec["layer"]]
+
+
 def test_throughput_lines_and_start_breakdown():
-    s = summary_rows([{"variant": v, "max_num_seqs": m, "tok_s_mean": float(m)}
-                      for v in ("a", "b") for m in (4, 8, 16)])
-    spec = charts.throughput_lines(s).to_dict()
-    assert [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
-            for layer in spec["layer"]] == ["errorbar", "line"]
+    s = summary_rows([{"variant": v, "max_num_seqs": m, "tok_s_mean": float(m),
+                       "ci95": 2.0 * m} for v in ("a", "b") for m in (4, 8, 16)])
+    repeats = pd.DataFrame([{"variant": v, "options": "{}", "max_num_seqs": m,
+                             "gpu_memory_utilization": 0.9, "max_model_len": None,
+                             "gpu_name": "H100", "output_tok_s": float(m) + d, "repeat": i}
+                            for v in ("a", "b") for m in (4, 8, 16)
+                            for i, d in enumerate((-1.0, 0.0, 1.0))])
+    spec = charts.throughput_lines(s, repeats).to_dict()
+    assert _marks(spec) == ["errorbar", "line", "point"]
+    data = spec["datasets"]
+    band = next(rows for rows in data.values() if rows and "lo" in rows[0])
+    assert min(r["lo"] for r in band) == 0  # the interval is cut at zero, never below
+    points = next(rows for rows in data.values() if rows and "output_tok_s" in rows[0])
+    assert len(points) == 18  # every repeat
+    for layer in spec["layer"]:
+        assert layer["encoding"]["color"]["field"] == "label"  # a colour per variant
+        assert layer["encoding"]["y"]["scale"]["domainMin"] == 0
+    assert _marks(charts.throughput_lines(s).to_dict()) == ["errorbar", "line"]
     b = charts.start_breakdown({"load_s": 1.5, "capture_s": 2.0, "warmup_s": None})
     assert b["phase"].tolist() == ["load", "profile", "compile", "capture", "warm-up"]
     assert b["seconds"].tolist() == [1.5, 0.0, 0.0, 2.0, 0.0]
@@ -146,16 +192,19 @@ def test_config_label():
 
 
 def test_sweeps_table_and_durations():
-    df = pd.DataFrame([{"id": 1, "name": "a b", "state": "done", "done": 2, "running": 0,
+    df = pd.DataFrame([{"id": 1, "name": "a b", "state": "done", "note": "", "done": 2,
+                        "running": 0,
                         "failed": 0, "pending": 0, "total": 2, "progress": 1.0,
                         "started": pd.Timestamp("2026-01-01", tz="UTC"), "finished": None,
                         "duration_s": 3725.0, "hosts": 1, "baseline": None, "owner": None},
-                       {"id": 2, "name": "new", "state": "running", "done": 0, "running": 1,
+                       {"id": 2, "name": "new", "state": "lost",
+                        "note": "coordinator lost 3 min ago", "done": 0, "running": 1,
                         "failed": 0, "pending": 1, "total": 2, "progress": 0.0,
                         "started": pd.Timestamp("2026-01-02", tz="UTC"), "finished": None,
                         "duration_s": 65.0, "hosts": 1, "baseline": None, "owner": "x"}])
     t = charts.sweeps_table(df)
     assert t["name"].tolist() == ["new", "a b"]  # newest first
+    assert t["note"].tolist() == ["coordinator lost 3 min ago", ""]
     assert t["duration"].tolist() == ["1m 05s", "1h 02m"]
     assert t["link"].tolist() == ["sweep?sweep=new", "sweep?sweep=a%20b"]
     assert charts.format_duration(None) == "" and charts.format_duration(9.4) == "9s"

@@ -21,9 +21,9 @@ def test_sweep_state():
     assert sweep_state(JobCounts(succeeded=1, pending=2), None, None, now) == "stopped"
     assert sweep_state(JobCounts(), None, None, now) == "empty"
     assert sweep_state(JobCounts(pending=2), "h:1", now - timedelta(seconds=5), now) == "running"
-    # A coordinator whose heartbeat went quiet is gone: the sweep stopped.
-    assert sweep_state(JobCounts(pending=2), "h:1", now - timedelta(minutes=5), now) == \
-        "stopped"
+    # A coordinator whose heartbeat went quiet is lost, whatever its jobs' states say.
+    assert sweep_state(JobCounts(pending=2), "h:1", now - timedelta(minutes=5), now) == "lost"
+    assert sweep_state(JobCounts(running=2), "h:1", now - timedelta(minutes=5), now) == "lost"
 
 
 def test_sweeps_frame_and_jobs(synth_db):
