@@ -60,16 +60,17 @@ class _Commands(TyperGroup):
             raise typer.Exit(1) from None
 
 
-_value_type = TyperOption.display_type_rich
-
-
-def _no_type_for_flags(self: TyperOption, ctx: Any) -> str | None:
+def _no_type_for_flags(value_type):
     # typer's Rich help gives every option a value type, a flag's too (`--dry-run <bool>`);
-    # a flag takes no value, so it shows none.
-    return None if self.is_flag else _value_type(self, ctx)
+    # a flag takes no value, so it shows none. Typer versions without this hook need nothing.
+    def display(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else value_type(self, ctx)
+
+    return display
 
 
-TyperOption.display_type_rich = _no_type_for_flags
+if hasattr(TyperOption, "display_type_rich"):
+    TyperOption.display_type_rich = _no_type_for_flags(TyperOption.display_type_rich)
 
 
 def version() -> str:
