@@ -6,7 +6,9 @@ time through the block table. Each part writes its partial output and log-sum-ex
 kernel combines the parts. The split count is a launch parameter, not a function of the
 lengths, so one launch can be captured in a CUDA graph and replayed for any lengths. With
 one split (large batches fill the GPU without splitting) the first kernel writes the output
-itself and the combine is skipped.
+itself and the combine is skipped. decode_config picks the tile, pipeline stages and the
+split rule's aim for a card, from the programs its SMs hold (DecodeConfig's defaults are the
+H200's, where they were measured).
 """
 
 from __future__ import annotations
