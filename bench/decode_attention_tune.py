@@ -27,6 +27,7 @@ from triton.testing import do_bench_cudagraph
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.nano.kernels import decode_attention as da  # noqa: E402
+from engine.nano.kernels.card import Card  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_DIM, BLOCK_SIZE = 12, 2, 128, 256
 
@@ -57,18 +58,19 @@ def main() -> int:
     p.add_argument("--batches", default="256,128,64")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    print(torch.cuda.get_device_name(), f"{sms} SMs", flush=True)
+    card = Card.of(0)
+    chosen = da.decode_config(card, HEAD_DIM, HEADS // KV_HEADS, 2)
+    print(card.name, f"{card.num_sms} SMs; chosen: {chosen}", flush=True)
     rows = []
     for batch in (int(b) for b in a.batches.split(",")):
         q, kc, vc, bt, ctx, kv_bytes = shapes(batch)
-        default_splits = da.default_num_splits(batch, KV_HEADS, int(ctx.max()), sms)
+        default_splits = chosen.num_splits(batch, KV_HEADS, int(ctx.max()))
         want = None
         for block_n, warps, stages, splits in itertools.product(
                 (32, 64, 128), (4, 8), (1, 2, 3, 4), sorted({1, 2, 4, default_splits})):
             call = functools.partial(da.paged_decode_attention, q, kc, vc, bt, ctx,
-                                     HEAD_DIM**-0.5, splits, block_n=block_n,
-                                     num_warps=warps, num_stages=stages)
+                                     HEAD_DIM**-0.5, splits,
+                                     config=da.DecodeConfig(block_n, warps, stages))
             try:
                 out = call()
                 if want is None:
@@ -79,8 +81,8 @@ def main() -> int:
                 print(f"B={batch} n={block_n} w={warps} s={stages} sp={splits}: "
                       f"{type(e).__name__}: {str(e)[:100]}", flush=True)
                 continue
-            current = (block_n, warps, stages) == (da.BLOCK_N, da.NUM_WARPS, da.NUM_STAGES) \
-                and splits == default_splits
+            current = (block_n, warps, stages) == (
+                chosen.block_n, chosen.num_warps, chosen.num_stages) and splits == default_splits
             rows.append(dict(batch=batch, block_n=block_n, warps=warps, stages=stages,
                              splits=splits, us=us, tb_s=kv_bytes / us / 1e6, max_err=err,
                              current=current, kv_mb=kv_bytes / 1e6))

@@ -123,7 +123,8 @@ class EngineConfig:
     async_scheduling: bool = _option(
         True, "queue each decode step before reading the previous one's tokens")
     device: str | None = None  # default cuda when available
-    dtype: str | None = None  # default bfloat16 on CUDA, float32 on CPU
+    # Default: bfloat16 on CUDA (float16 below compute capability 8.0), float32 on CPU.
+    dtype: str | None = None
     # On CPU gpu_memory_utilization means nothing: the KV cache takes this many bytes at most
     # (and never more than a quarter of the RAM available at start, nor more than
     # max_num_seqs full-length sequences need).

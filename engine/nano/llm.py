@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 from dataclasses import fields
 
@@ -11,6 +12,7 @@ import torch
 
 from engine.nano.block_manager import BlockManager
 from engine.nano.config import EngineConfig, ModelConfig
+from engine.nano.kernels.card import Card
 from engine.nano.model_runner import ModelRunner
 from engine.nano.sampling import SamplingParams
 from engine.nano.scheduler import Scheduler
@@ -20,14 +22,22 @@ DEFAULT_MAX_MODEL_LEN = 4096
 
 
 def _resolve(cfg: EngineConfig) -> None:
-    """Fill in device, dtype and attention backend."""
+    """Fill in device, dtype (bfloat16 on CUDA, float16 on cards without it) and attention
+    backend."""
     if cfg.device is None:
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     on_cuda = torch.device(cfg.device).type == "cuda"
+    card = Card.of(cfg.device) if on_cuda else None
     if cfg.dtype is None:
-        cfg.dtype = "bfloat16" if on_cuda else "float32"
+        cfg.dtype = "float32" if card is None else "bfloat16" if card.has_bf16 else "float16"
+        if card is not None and not card.has_bf16:
+            print(f"nano: {card.name} (compute capability {card.arch // 10}.{card.arch % 10}) "
+                  "has no bfloat16: running in float16", file=sys.stderr, flush=True)
     if not isinstance(getattr(torch, cfg.dtype, None), torch.dtype):
         raise ValueError(f"unknown dtype {cfg.dtype!r}")
+    if cfg.dtype == "bfloat16" and card is not None and not card.has_bf16:
+        raise ValueError(f"{card.name} has no bfloat16 (compute capability below 8.0): "
+                         "use dtype float16")
     if cfg.attention_backend == "auto":
         cfg.attention_backend = "triton" if on_cuda else "torch"
     if cfg.attention_backend == "triton" and not on_cuda and os.environ.get(

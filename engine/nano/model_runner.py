@@ -103,10 +103,7 @@ class ModelRunner:
         self.prefill_graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by token count
         self.sampler = Sampler(self.backend == "triton" and self.is_cuda, cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.num_sms = (
-            torch.cuda.get_device_properties(self.device).multi_processor_count
-            if self.is_cuda else 1
-        )
+        self.kernels = self._choose_kernels() if self.backend == "triton" else None
 
         t = time.perf_counter()
         with torch.device(self.device), _default_dtype(self.dtype):
@@ -114,6 +111,8 @@ class ModelRunner:
                 mcfg, max_model_len, self.backend, triton=self.backend == "triton"
             )
         self.model.eval()
+        for attn in self.model.attention_layers():
+            attn.kernels = self.kernels
         load_weights(self.model, cfg.model_dir)
         self._sync()
         self.timings["load_s"] = time.perf_counter() - t
@@ -265,12 +264,19 @@ class ModelRunner:
         )
         return self._tensor(ids, torch.long), self._tensor(positions, torch.long), meta, sample_rows
 
-    def num_splits(self, batch: int, max_context: int) -> int:
-        if self.backend != "triton":
-            return 1
-        from engine.nano.kernels.decode_attention import default_num_splits
+    def _choose_kernels(self):
+        """The Triton kernels' launch configurations for this card (kernels/choose.py). The
+        interpreter on CPU has no card: it takes the H200's, where they were measured."""
+        from engine.nano.kernels.card import CARDS, Card
+        from engine.nano.kernels.choose import choose
 
-        return default_num_splits(batch, self.mcfg.num_key_value_heads, max_context, self.num_sms)
+        card = Card.of(self.device) if self.is_cuda else CARDS["H200"]
+        return choose(card, self.mcfg, self.dtype.itemsize)
+
+    def num_splits(self, batch: int, max_context: int) -> int:
+        if self.kernels is None:
+            return 1
+        return self.kernels.decode.num_splits(batch, self.mcfg.num_key_value_heads, max_context)
 
     def _decode_inputs(
         self, seqs: list[Sequence], prev: StepTokens | None

@@ -6,14 +6,21 @@ time through the block table. Each part writes its partial output and log-sum-ex
 kernel combines the parts. The split count is a launch parameter, not a function of the
 lengths, so one launch can be captured in a CUDA graph and replayed for any lengths. With
 one split (large batches fill the GPU without splitting) the first kernel writes the output
-itself and the combine is skipped.
+itself and the combine is skipped. decode_config picks the tile, pipeline stages and the
+split rule's aim for a card, from the programs its SMs hold (DecodeConfig's defaults are the
+H200's, where they were measured).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 import triton
 import triton.language as tl
+
+from engine.nano.kernels.card import Card
+from engine.nano.kernels.launch import launch
 
 
 # NUM_SPLITS and the block-table width are runtime values (Triton would otherwise compile a
@@ -115,27 +122,73 @@ def _decode_combine_kernel(
 
 
 MAX_SPLITS = 32
-# Launch configuration of the split kernel (tokens a step, warps, pipeline stages): the
-# fastest at batch 256, 128 and 64 on an H200 (bench/decode_attention_tune.py).
-BLOCK_N, NUM_WARPS, NUM_STAGES = 64, 4, 3
+# The split rule's aim on an H200, where it was measured (bench/decode_attention_tune.py):
+# about four programs an SM, as many as its registers hold at head dim 128.
+PROGRAMS_PER_SM = 4
+# Fewer pipeline stages are taken where more would leave fewer than this many programs an SM:
+# with two, one program's loads overlap the other's math.
+MIN_PROGRAMS_PER_SM = 2
 
 
-def default_num_splits(batch: int, num_kv_heads: int, max_context: int, num_sms: int = 132) -> int:
-    """One part when the batch alone gives every SM three programs; else enough parts for
-    four programs an SM, each part at least 256 tokens, at most 32 (measured on an H200 at
-    the standard workload's shapes: bench/decode_attention_tune.py)."""
-    programs = max(1, batch * num_kv_heads)
-    if programs >= 3 * num_sms:
-        return 1
-    want = triton.cdiv(4 * num_sms, programs)
-    return max(1, min(want, triton.cdiv(max_context, 256), MAX_SPLITS))
+@dataclass(frozen=True)
+class DecodeConfig:
+    """A launch configuration of the split kernel. The defaults are an H200's: the tile,
+    warps and stages fastest at batch 256, 128 and 64 there (bench/decode_attention_tune.py),
+    and its 132 SMs at four programs each."""
+
+    block_n: int = 64  # context tokens a step of the loop
+    num_warps: int = 4
+    num_stages: int = 3
+    slots: int = PROGRAMS_PER_SM * 132  # programs the split rule aims to give the card
+
+    def num_splits(self, batch: int, num_kv_heads: int, max_context: int) -> int:
+        """One part when the batch alone fills three quarters of the slots; else enough parts
+        to fill them, each part at least 256 tokens, at most 32."""
+        programs = max(1, batch * num_kv_heads)
+        if 4 * programs >= 3 * self.slots:
+            return 1
+        want = triton.cdiv(self.slots, programs)
+        return max(1, min(want, triton.cdiv(max_context, 256), MAX_SPLITS))
+
+
+def block_h(group: int) -> int:
+    """Query-head rows of a program: its KV head's group, padded for the dots."""
+    return max(16, triton.next_power_of_2(group))
+
+
+def smem_bytes(block_n: int, block_d: int, block_h: int, num_stages: int, itemsize: int) -> int:
+    """Shared memory of one program of the split kernel as Triton 3.9 lays it out: the K and
+    V tiles (one of them buffered without pipelining), the q and p operands of the dots
+    (block_h rows each), and from three stages on the next tile's block-table entries.
+    tests/engine/nano/test_nano_kernels_aot.py checks it against the compiler on every card."""
+    tiles = (2 if num_stages >= 2 else 1) * block_n * block_d * itemsize
+    operands = block_h * (block_n + block_d) * itemsize
+    return tiles + operands + (4 * block_n if num_stages >= 3 else 0)
+
+
+def decode_config(card: Card, head_dim: int, group: int, itemsize: int) -> DecodeConfig:
+    """The H200's tile and warps on any card; its three stages where they leave at least
+    two programs an SM, else the most stages that do (or one); the split rule aims at the
+    programs that fit an SM, at most four. A 3090 (sm_86, 82 SMs, 100 KB an SM) at head dim
+    128: three stages, about 39 KB a program, two programs an SM, 164 slots."""
+    base = DecodeConfig()
+    block_d = triton.next_power_of_2(head_dim)
+    for stages in range(base.num_stages, 0, -1):
+        smem = smem_bytes(base.block_n, block_d, block_h(group), stages, itemsize)
+        fit = card.programs_per_sm(smem, base.num_warps)
+        if fit >= MIN_PROGRAMS_PER_SM:
+            break
+    if fit < 1:
+        raise ValueError(f"nano's decode attention at head dim {head_dim} does not fit the "
+                         f"shared memory of {card.name} ({card.smem_per_block} bytes a program)")
+    return replace(base, num_stages=stages,
+                   slots=min(fit, PROGRAMS_PER_SM) * card.num_sms)
 
 
 def paged_decode_attention(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float, num_splits: int,
-    out: torch.Tensor | None = None, block_n: int = BLOCK_N, num_warps: int = NUM_WARPS,
-    num_stages: int = NUM_STAGES,
+    out: torch.Tensor | None = None, config: DecodeConfig = DecodeConfig(),
 ) -> torch.Tensor:
     """q [B, H, D]; caches [num_blocks, block_size, KVH, D]; block_tables [B, max_blocks];
     context_lens [B] (0 for padding rows: their output is 0). Returns [B, H, D]."""
@@ -155,7 +208,8 @@ def paged_decode_attention(
         o_part = torch.empty(b, h, num_splits, d, dtype=torch.float32, device=q.device)
         lse = torch.empty(b, h, num_splits, dtype=torch.float32, device=q.device)
     block_d = triton.next_power_of_2(d)
-    _decode_split_kernel[(b, kvh, num_splits)](
+    launch(
+        _decode_split_kernel, (b, kvh, num_splits),
         q, k_cache, v_cache, block_tables, context_lens, o_part, lse,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
@@ -163,12 +217,14 @@ def paged_decode_attention(
         block_tables.stride(0),
         scale, num_splits,
         GROUP=group, HEAD_DIM=d, BLOCK_SIZE=block_size,
-        BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_D=block_d, BLOCK_N=block_n,
-        DIRECT=direct, num_warps=num_warps, num_stages=num_stages,
+        BLOCK_H=block_h(group), BLOCK_D=block_d,
+        BLOCK_N=config.block_n, DIRECT=direct, num_warps=config.num_warps,
+        num_stages=config.num_stages,
     )
     if direct:
         return out
-    _decode_combine_kernel[(b, h)](
+    launch(
+        _decode_combine_kernel, (b, h),
         o_part, lse, out, out.stride(0), out.stride(1), h, num_splits,
         HEAD_DIM=d, BLOCK_S=MAX_SPLITS, BLOCK_D=block_d,
         num_warps=1 if d <= 64 else 2,

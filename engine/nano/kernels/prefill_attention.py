@@ -12,9 +12,13 @@ the input dtype with fp32 accumulation; under TRITON_INTERPRET=1 test in fp32/fp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
+
+from engine.nano.kernels.launch import launch
 
 
 # The block-table width changes from step to step: not specialised, so one compile serves all.
@@ -83,10 +87,25 @@ def _prefill_kernel(
              out.to(o_ptr.dtype.element_ty), mask=mmask[:, None] & dmask[None, :])
 
 
+@dataclass(frozen=True)
+class PrefillConfig:
+    """A launch configuration of the prefill kernel: query rows and context tokens a tile,
+    warps and pipeline stages."""
+
+    block_m: int = 64
+    block_n_max: int = 64  # context tokens a tile at head dims up to 64; half that above
+    num_warps: int = 4
+    num_stages: int = 2
+
+    def block_n(self, block_d: int) -> int:
+        return self.block_n_max if block_d <= 64 else self.block_n_max // 2
+
+
 def prefill_attention(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     block_tables: torch.Tensor, cu_seqlens_q: torch.Tensor, context_lens: torch.Tensor,
     max_seqlen_q: int, scale: float, out: torch.Tensor | None = None,
+    config: PrefillConfig = PrefillConfig(),
 ) -> torch.Tensor:
     """q [T, H, D]; caches [num_blocks, block_size, KVH, D]; block_tables [N, max_blocks];
     cu_seqlens_q [N + 1]; context_lens [N]. Returns [T, H, D]."""
@@ -99,10 +118,10 @@ def prefill_attention(
     if t == 0:
         return out
     block_d = triton.next_power_of_2(d)
-    block_m = 64
-    block_n = 64 if block_d <= 64 else 32
-    grid = (triton.cdiv(max_seqlen_q, block_m), n, h)
-    _prefill_kernel[grid](
+    block_n = config.block_n(block_d)
+    grid = (triton.cdiv(max_seqlen_q, config.block_m), n, h)
+    launch(
+        _prefill_kernel, grid,
         q, k_cache, v_cache, block_tables, cu_seqlens_q, context_lens, out,
         q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
@@ -110,7 +129,7 @@ def prefill_attention(
         block_tables.stride(0), out.stride(0), out.stride(1),
         scale,
         GROUP=h // kvh, HEAD_DIM=d, BLOCK_SIZE=block_size,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        num_warps=4, num_stages=2,
+        BLOCK_M=config.block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+        num_warps=config.num_warps, num_stages=config.num_stages,
     )
     return out

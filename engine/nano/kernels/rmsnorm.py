@@ -10,6 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
+from engine.nano.kernels.launch import launch
+
 
 @triton.jit
 def _add_rmsnorm_kernel(
@@ -51,7 +53,8 @@ def add_rmsnorm(
     else:
         r2 = res_out = x2
     if rows:
-        _add_rmsnorm_kernel[(rows,)](
+        launch(
+            _add_rmsnorm_kernel, (rows,),
             x2, r2, weight, out, res_out,
             x2.stride(0), r2.stride(0), out.stride(0), res_out.stride(0),
             n, eps,

@@ -11,6 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
+from engine.nano.kernels.launch import launch
+
 
 @triton.jit
 def _rotate(base, offs_h, offs_d, n_heads, stride_h, cos, sin, HALF: tl.constexpr):
@@ -51,7 +53,8 @@ def apply_rotary(
     t, h, d = q.shape
     assert q.stride(2) == 1 and k.stride(2) == 1 and cos.stride(1) == 1
     if t:
-        _rotary_kernel[(t,)](
+        launch(
+            _rotary_kernel, (t,),
             q, k, positions, cos, sin,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos.stride(0),
             NUM_Q=h, NUM_K=k.shape[1], HALF=d // 2,

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from engine.nano.kernels.launch import launch
+
 
 # A new seed every step: not specialised, or one step in 16 (a seed divisible by 16) would
 # compile a second kernel, in the middle of a timed run.
@@ -44,6 +46,6 @@ def sample(logits: torch.Tensor, temperatures: torch.Tensor, seed: int) -> torch
     assert logits.stride(1) == 1
     out = torch.empty(n, dtype=torch.int32, device=logits.device)
     if n:
-        _sample_kernel[(n,)](logits, temperatures, out, logits.stride(0), v, seed,
-                             BLOCK=2048, num_warps=8)
+        launch(_sample_kernel, (n,), logits, temperatures, out, logits.stride(0), v, seed,
+               BLOCK=2048, num_warps=8)
     return out.long()

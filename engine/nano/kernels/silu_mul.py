@@ -10,6 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
+from engine.nano.kernels.launch import launch
+
 
 @triton.jit
 def _silu_mul_kernel(x_ptr, out_ptr, stride_x, stride_o, N, BLOCK: tl.constexpr):
@@ -31,7 +33,8 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     out = torch.empty(t, n, dtype=x.dtype, device=x.device)
     block = 1024
     if t:
-        _silu_mul_kernel[(t, triton.cdiv(n, block))](
+        launch(
+            _silu_mul_kernel, (t, triton.cdiv(n, block)),
             x, out, x.stride(0), out.stride(0), n, BLOCK=block, num_warps=4,
         )
     return out

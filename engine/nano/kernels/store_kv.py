@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from engine.nano.kernels.launch import launch
+
 
 @triton.jit
 def _store_kv_kernel(
@@ -38,7 +40,8 @@ def store_kv(
     assert k_cache.is_contiguous() and v_cache.is_contiguous()
     if t == 0:
         return
-    _store_kv_kernel[(t,)](
+    launch(
+        _store_kv_kernel, (t,),
         k, v, k_cache, v_cache, slot_mapping, k.stride(0), v.stride(0),
         ROW=row, BLOCK=triton.next_power_of_2(row),
     )

@@ -41,6 +41,8 @@ class Attention(nn.Module):
         # [num_blocks, block_size, KVH, D] views into the engine's cache, set by the runner.
         self.k_cache = torch.empty(0)
         self.v_cache = torch.empty(0)
+        # The Triton kernels' launch configurations (kernels/choose.py), set by the runner.
+        self.kernels = None
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata
@@ -56,10 +58,11 @@ class Attention(nn.Module):
             if meta.is_prefill:
                 return prefill_attention(
                     q, kc, vc, meta.block_tables, meta.cu_seqlens_q, meta.context_lens,
-                    meta.max_seqlen_q, self.scale,
+                    meta.max_seqlen_q, self.scale, config=self.kernels.prefill,
                 )
             return paged_decode_attention(
-                q, kc, vc, meta.block_tables, meta.context_lens, self.scale, meta.num_splits
+                q, kc, vc, meta.block_tables, meta.context_lens, self.scale, meta.num_splits,
+                config=self.kernels.decode,
             )
         ref.store_kv_ref(k, v, kc, vc, meta.slot_mapping)
         if meta.is_prefill:

@@ -64,7 +64,7 @@ def test_add_rmsnorm(device, dtype, with_residual):
 @pytest.mark.parametrize("group,block_size,splits,block_n",
                          [(1, 4, 1, 32), (6, 16, 1, 64), (3, 8, 3, 16), (4, 16, 8, 32)])
 def test_paged_decode_attention(device, dtype, group, block_size, splits, block_n):
-    from engine.nano.kernels.decode_attention import paged_decode_attention
+    from engine.nano.kernels.decode_attention import DecodeConfig, paged_decode_attention
 
     g = torch.Generator().manual_seed(2)
     kvh, d = 2, 32
@@ -72,7 +72,8 @@ def test_paged_decode_attention(device, dtype, group, block_size, splits, block_
     kc, vc, bt = _paged_cache(lens, block_size, kvh, d, dtype, device, g)
     q = torch.randn(len(lens), kvh * group, d, generator=g).to(device, dtype)
     ctx = torch.tensor(lens, dtype=torch.int32, device=device)
-    out = paged_decode_attention(q, kc, vc, bt, ctx, d**-0.5, splits, block_n=block_n)
+    out = paged_decode_attention(q, kc, vc, bt, ctx, d**-0.5, splits,
+                                 config=DecodeConfig(block_n=block_n))
     want = ref.decode_attention_ref(q, kc, vc, bt, ctx, d**-0.5)
     assert torch.all(out[3] == 0)
     torch.testing.assert_close(out[:3].float(), want[:3].float(), rtol=tol(dtype), atol=tol(dtype))
@@ -172,12 +173,3 @@ def test_sample_follows_the_softmax(device, dtype):
     assert counts[3] == 0
     assert not torch.equal(sample(logits, temps, seed=4).cpu(), first)
 
-
-def test_default_num_splits():
-    from engine.nano.kernels.decode_attention import MAX_SPLITS, default_num_splits
-
-    assert default_num_splits(256, 2, 2048, num_sms=132) == 1  # 512 programs fill the card
-    assert default_num_splits(128, 2, 2048, num_sms=132) == 3
-    assert default_num_splits(64, 2, 300, num_sms=132) == 2  # parts of at least 256 tokens
-    assert default_num_splits(1, 2, 100_000, num_sms=132) == MAX_SPLITS
-    assert default_num_splits(0, 2, 0) == 1
