@@ -54,7 +54,7 @@ def run_in_process(job: BenchJob) -> BenchResult:
     try:
         kind = variants.kind(job.engine)
         options = kind.resolved(kind.normalize(job.options))
-        kind.check_installed()
+        kind.require_installed()
         workload = build(job.workload)
         model_dir = checkpoints.resolve(job.model)
         if job.max_num_seqs < 1:
@@ -189,7 +189,7 @@ def self_check() -> str:
     for name, kind in variants.KINDS.items():
         if kind.requires:
             try:
-                kind.check_installed()
+                kind.require_installed()
             except ValueError:
                 skipped.append(f"{name} (no {kind.requires})")
                 continue

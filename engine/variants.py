@@ -48,7 +48,7 @@ class EngineKind:
     requires: str | None = None  # a package the adapter imports that a worker may lack
     install: str = ""  # how to get it, for the error a worker without it reports
 
-    def check_installed(self) -> None:
+    def require_installed(self) -> None:
         """Raise ValueError, in one line, where this worker cannot import the engine's
         package. Looks the package up without importing it."""
         if self.requires and importlib.util.find_spec(self.requires) is None:

@@ -154,7 +154,7 @@ class LLM:
         ]
         for i, seq in enumerate(seqs):
             try:
-                self.scheduler.check(seq)
+                self.scheduler.validate(seq)
             except ValueError as e:
                 raise ValueError(f"request {i}: {e}") from None
         for seq in seqs:

@@ -66,7 +66,7 @@ class Scheduler:
         self.running: deque[Sequence] = deque()
         self.num_preemptions = 0
 
-    def check(self, seq: Sequence) -> None:
+    def validate(self, seq: Sequence) -> None:
         """Raise ValueError if seq can never run."""
         if len(seq) == 0:
             raise ValueError("empty prompt")
@@ -76,7 +76,7 @@ class Scheduler:
             )
 
     def add(self, seq: Sequence) -> None:
-        self.check(seq)
+        self.validate(seq)
         seq.status = Status.WAITING
         self.waiting.append(seq)
 
