@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.text import Text
 
 from engine.errors import UserError
 from orchestrator.cli.common import DbOpt, err, open_store, out, when
+from orchestrator.cli.common import TextTable as Table
 from orchestrator.spec import MAX_JOBS
 
 
@@ -59,8 +61,8 @@ def sweep(
     finally:
         executor.shutdown()
     outcomes = ", ".join(f"{n} {o}" for o, n in sorted(summary.outcomes.items())) or "none"
-    out.print(f"sweep [bold]{spec.name}[/]: {summary.total} jobs, {summary.skipped} already "
-              f"done, attempts this run: {outcomes}"
+    out.print(f"sweep [bold]{escape(spec.name)}[/]: {summary.total} jobs, {summary.skipped} "
+              f"already done, attempts this run: {outcomes}"
               + (f"; {summary.recovered} attempts of a stopped run marked lost"
                  if summary.recovered else ""))
     if summary.stopped_by:  # exit as the signal's default action would: 128 + its number
@@ -100,7 +102,7 @@ def _print_plan(spec, planned) -> None:
                       str(j.repeat), p.key)
     out.print(table)
     out.print(f"model {spec.model.label}, workload {spec.workload.name} "
-              f"(fingerprint {spec.fingerprint}), baseline {spec.baseline}")
+              f"(fingerprint {spec.fingerprint}), baseline {spec.baseline}", markup=False)
 
 
 def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = None) -> None:
@@ -108,7 +110,7 @@ def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = No
     from db.read.jobs import failed_jobs, running_attempts
     from db.read.sweeps import sweep_rows
 
-    store = open_store(db)
+    store = open_store(db, read_only=True)
     rows = sweep_rows(store, sweep)
     if sweep and not rows:
         raise UserError(f"no sweep named {sweep!r}")
@@ -118,8 +120,9 @@ def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = No
         table.add_column(col)
     for r in rows:
         table.add_row(r.name, str(r.counts.total), str(r.counts.pending), str(r.counts.running),
-                      str(r.counts.succeeded), f"[red]{r.counts.failed}[/]" if r.counts.failed
-                      else "0", r.owner or "", when(r.last_started_at))
+                      str(r.counts.succeeded),
+                      Text(str(r.counts.failed), "red") if r.counts.failed else "0",
+                      r.owner or "", when(r.last_started_at))
     out.print(table)
     running = running_attempts(store, sweep)
     if running:
@@ -135,9 +138,9 @@ def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = No
         out.print(t)
     if sweep:
         for f in failed_jobs(store, sweep):
-            out.print(f"[red]failed[/] {f.variant} max_num_seqs={f.max_num_seqs} "
+            out.print("[red]failed[/] " + escape(f"{f.variant} max_num_seqs={f.max_num_seqs} "
                       f"gpu_mem={f.gpu_memory_utilization:g} repeat={f.repeat}: "
-                      f"{f.error_kind}: {f.error}", highlight=False)
+                      f"{f.error_kind}: {f.error}"), highlight=False)
 
 
 def results(
@@ -152,14 +155,14 @@ def results(
     from db.read.results import results_frame, summarize
     from db.read.sweeps import sweep_info
 
-    store = open_store(db)
+    store = open_store(db, read_only=True)
     info = sweep_info(store, sweep)
     if info is None:
         raise UserError(f"no sweep named {sweep!r}")
     baseline = baseline or info["baseline"]
     summary = summarize(results_frame(store, sweep), baseline)
     if summary.empty:
-        out.print(f"sweep {sweep}: no results yet")
+        out.print(f"sweep {sweep}: no results yet", markup=False)
         return
     table = Table(title=f"{sweep}: output tokens/s, speedup vs {baseline}")
     for col in ("variant", "options", "max_num_seqs", "gpu_mem", "card", "n", "tok/s",
@@ -169,7 +172,7 @@ def results(
     for _, r in summary.iterrows():
         opts = "" if r["options"] == "{}" else r["options"]
         ci = "" if math.isnan(r["ci95"]) else f"±{r['ci95']:,.0f}"
-        cv = f"{r['cv'] * 100:.1f}%" + (" [yellow]noisy[/]" if r["noisy"] else "")
+        cv = Text.assemble(f"{r['cv'] * 100:.1f}%", (" noisy" if r["noisy"] else "", "yellow"))
         sp = r["speedup_note"] if math.isnan(r["speedup"]) else f"{r['speedup']:.2f}×"
         table.add_row(r["variant"], opts, str(r["max_num_seqs"]),
                       f"{r['gpu_memory_utilization']:g}", str(r["gpu_name"]), str(r["n"]),
@@ -189,7 +192,7 @@ def export(
 
     if fmt not in ("csv", "json", "parquet"):
         raise UserError(f"--format must be csv, json or parquet, not {fmt!r}", 2)
-    store = open_store(db)
+    store = open_store(db, read_only=True)
     if store.sweep_id(sweep) is None:
         raise UserError(f"no sweep named {sweep!r}")
     df = results_frame(store, sweep)
@@ -202,7 +205,7 @@ def export(
             df.to_parquet(output, index=False)
     except OSError as e:
         raise UserError(f"cannot write {output}: {e.strerror}") from None
-    out.print(f"wrote {len(df)} results of {sweep} to {output}")
+    out.print(f"wrote {len(df)} results of {sweep} to {output}", markup=False)
 
 
 def dashboard(
@@ -215,8 +218,6 @@ def dashboard(
     import importlib.util
     import os
 
-    from db.store import resolve_url
-
     if importlib.util.find_spec("streamlit") is None:
         raise UserError("the dashboard needs streamlit: pip install '.[dashboard]'", 2)
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -224,7 +225,7 @@ def dashboard(
                   f"{host}:{port} can read every result in the database", highlight=False,
                   soft_wrap=True)
     entry = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-    env = dict(os.environ, BENCHSWEEP_DB=resolve_url(db))
+    env = dict(os.environ, BENCHSWEEP_DB=open_store(db, read_only=True).url)
     out.print(f"dashboard on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
     cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", host,
            "--server.port", str(port), "--server.headless", "true",

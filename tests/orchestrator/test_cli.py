@@ -33,7 +33,7 @@ def test_user_errors_share_one_base_and_carry_their_exit_code(cls, code):
 
 
 def test_user_error_is_one_line_and_its_exit_code(tmp_path, monkeypatch):
-    def bad_input(db):
+    def bad_input(db, **_):
         raise UserError("no such [bold]thing[/bold]", 2)
 
     monkeypatch.setattr(sweeps, "open_store", bad_input)
@@ -49,7 +49,7 @@ def test_an_error_the_user_can_cause_exits_2(tmp_path):
 
 
 def test_a_bug_is_one_line_and_its_traceback_a_file(tmp_path, monkeypatch):
-    def buggy(db):
+    def buggy(db, **_):
         return {}["missing"]
 
     monkeypatch.setattr(sweeps, "open_store", buggy)
@@ -67,7 +67,7 @@ def test_a_bug_is_one_line_and_its_traceback_a_file(tmp_path, monkeypatch):
 def test_an_exit_code_and_a_usage_error_are_not_bugs(tmp_path, monkeypatch):
     import typer
 
-    def exits(db):
+    def exits(db, **_):
         raise typer.Exit(3)
 
     monkeypatch.setattr(sweeps, "open_store", exits)
