@@ -168,7 +168,7 @@ class _File(BaseModel):
     hosts: dict[str, HostConfig] = {}
 
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: no trailing newline
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,13 @@ DbOpt = Annotated[str | None, typer.Option(
                  "./benchsweep.db]")]
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: a character that would break it or is invisible (a newline, a
+    control character, a Unicode line separator) as its escape, e.g. \\x1e."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
+                   for c in text)
+
+
 def open_store(db: str | None, *, read_only: bool = False):
     """The database of `--db` (db.store.Store): every way it can be unusable is one
     UserError line. `read_only` (status, results, export, hosts list): a missing database

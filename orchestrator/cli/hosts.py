@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from engine.errors import UserError
-from orchestrator.cli.common import DbOpt, TextTable, err, open_store, out, when
+from orchestrator.cli.common import DbOpt, TextTable, err, one_line, open_store, out, when
 
 hosts_app = typer.Typer(help="Remote GPU hosts reached over SSH: inventory, checks, "
                              "provisioning.", no_args_is_help=True)
@@ -147,7 +147,7 @@ def _each_host(names: list[str] | None, accept_new: bool, inventory: Path | None
             bad += 1
             if (state := failed_state(e)) is not None:
                 store.record_check(host.name, state, {"error": str(e)})
-            err.print(f"[red]{escape(host.name)}[/]: {failed_prefix}{escape(str(e))}",
+            err.print(f"[red]{escape(host.name)}[/]: {failed_prefix}{escape(one_line(str(e)))}",
                       highlight=False, soft_wrap=True)
             continue
         store.record_check(host.name, state, info)
