@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from db.read.sweeps import LOST_ATTEMPT
-from db.store import SchemaError, Store, resolve_url
+from db.store import DatabaseUnusable, SchemaError, Store, resolve_url
 from engine.errors import UserError
 
 HERE = Path(__file__).parent
@@ -48,7 +48,6 @@ def store() -> Store:
     """The database the coordinator writes, opened read-only in spirit (never migrated from
     here). Raises NoDatabase with a readable message when there is nothing to show."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError
 
     url = db_url()
     shown = make_url(url).render_as_string(hide_password=True)
@@ -70,9 +69,8 @@ def store() -> Store:
                          f"it with a writing command of this version (e.g. `orchestrate "
                          f"status --db ...`), or open it with the version that wrote "
                          f"it.") from None
-    except OperationalError as e:
-        raise NoDatabase(f"Cannot open the database `{shown}`: "
-                         f"{str(e.orig).splitlines()[0]}") from None
+    except DatabaseUnusable as e:
+        raise NoDatabase(f"Cannot open the database: {e}") from None
 
 
 def page_path(name: str) -> str:

@@ -4,10 +4,18 @@ read is db.read's, one module per subject.
 
 Only the coordinator writes. SQLite is the default (WAL, so the dashboard reads while a
 sweep writes); any SQLAlchemy URL works, PostgreSQL through psycopg 3.
+
+The URL comes from `--db`, $BENCHSWEEP_DB or the file $BENCHSWEEP_DB_FILE names (`--db
+@FILE` reads one too), so a password need not stand on a command line where `ps` shows it;
+it is never printed (`shown`). Whatever is wrong with the database the user named (a URL
+that does not parse, a dialect or driver not installed, a file that is not a database, one
+that cannot be written, no database at all for a reading command) is one DatabaseUnusable
+line, raised when the Store opens, before anything else starts.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -22,11 +30,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, text, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import RESULT_FIGURES, Attempt, Host, Job, Result, Sweep, utcnow
+from db.redact import MASK, mask, mask_url
 from engine.errors import UserError
 from engine.settings import settings
 
@@ -51,16 +60,76 @@ class LeaseHeld(UserError, RuntimeError):
     """Another live coordinator runs the sweep."""
 
 
+class DatabaseUnusable(UserError, RuntimeError):
+    """The database named cannot be used (one line, the URL without its password); exit 2
+    for a URL, dialect or file that is wrong, 1 for a condition (unreachable, read-only)."""
+
+
+class NoDatabase(DatabaseUnusable):
+    """A reading command found no database to read."""
+
+
 def resolve_url(url: str | None = None) -> str:
-    """The SQLAlchemy URL: `url`, else $BENCHSWEEP_DB, else ./benchsweep.db; a bare path
-    is a SQLite file."""
-    url = url or settings().db or DEFAULT_URL
+    """The SQLAlchemy URL: `url`, else $BENCHSWEEP_DB, else the first line of the file
+    $BENCHSWEEP_DB_FILE names, else ./benchsweep.db. `@FILE` reads the URL from FILE; a
+    bare path is a SQLite file."""
+    s = settings()
+    url = url or s.db or (f"@{s.db_file}" if s.db_file else None) or DEFAULT_URL
+    if url.startswith("@"):
+        url = _read_url(Path(url[1:]).expanduser())
     if "://" not in url:  # a bare file path
         url = f"sqlite:///{url}"
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             url = "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def _read_url(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatabaseUnusable(f"cannot read the database URL from {path}: "
+                               f"{getattr(e, 'strerror', None) or 'not text'}", 2) from None
+    if not lines:
+        raise DatabaseUnusable(f"{path} holds no database URL", 2)
+    return lines[0]
+
+
+def parse_url(url: str) -> URL:
+    """`url` parsed; DatabaseUnusable (exit 2) when it is not a SQLAlchemy URL."""
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as e:
+        why = "its port is not a number" if isinstance(e, ValueError) else "not a URL"
+        raise DatabaseUnusable(f"database URL {mask_url(url)!r} is malformed: {why} (expected "
+                               f"e.g. postgresql://user@host:5432/db or a SQLite path)",
+                               2) from None
+
+
+def shown(url: str | URL) -> str:
+    """A URL as it may be printed: without its password; a SQLite file as its path."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except (ArgumentError, ValueError):
+            return mask_url(url)
+    if (path := sqlite_file(url)) is not None:
+        return str(path)
+    secret = {k: MASK for k in url.query if re.search("pass|secret|token|key", k, re.I)}
+    return url.update_query_dict(secret).render_as_string(hide_password=True)
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL (None: not SQLite, or in memory)."""
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    path = url.database
+    if url.query.get("uri") == "true" and path.startswith("file:"):
+        path = path.removeprefix("file:").split("?", 1)[0]
+        if path.startswith("//"):  # file://host/path
+            path = "/" + path[2:].split("/", 1)[-1]
+    return Path(path)
 
 
 def _wal(cur, wait_s: float = 30.0) -> None:
@@ -77,20 +146,31 @@ def _wal(cur, wait_s: float = 30.0) -> None:
             time.sleep(0.05)
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+def make_engine(url: str | URL) -> Engine:
+    """An engine for `url`; DatabaseUnusable (exit 2) when its dialect or driver is not
+    installed. Nothing connects yet."""
+    url = parse_url(url) if isinstance(url, str) else url
+    try:
+        if url.drivername.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+        else:
+            return create_engine(url, pool_pre_ping=True)
+    except ArgumentError as e:  # NoSuchModuleError: no such dialect or driver
+        raise DatabaseUnusable(f"database URL {shown(url)}: {url.drivername!r} is not a "
+                               f"supported database ({e})", 2) from None
+    except ImportError as e:
+        raise DatabaseUnusable(f"database URL {shown(url)} needs the Python driver "
+                               f"{e.name or str(e)!r}, which is not installed", 2) from None
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record) -> None:
-            cur = conn.cursor()
-            _wal(cur)
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
+    @event.listens_for(engine, "connect")
+    def _pragmas(conn, _record) -> None:
+        cur = conn.cursor()
+        _wal(cur)
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    return engine
 
 
 def _alembic_config() -> Config:
@@ -138,21 +218,64 @@ class JobCounts:
 
 
 class Store:
-    def __init__(self, url: str | None = None, *, upgrade: bool = True):
-        self.url = resolve_url(url)
-        self.engine = make_engine(self.url)
+    """The database, open. `read_only`: for commands that only read (status, results,
+    export, hosts list): a missing SQLite file or an empty database is NoDatabase, never
+    created; otherwise the database must accept writes, checked here so that a read-only
+    file fails before a sweep starts anything."""
+
+    def __init__(self, url: str | None = None, *, upgrade: bool = True,
+                 read_only: bool = False):
+        parsed = parse_url(resolve_url(url))
+        self.url = parsed.render_as_string(hide_password=False)
+        path = sqlite_file(parsed)
+        if read_only and path is not None:
+            if not path.exists():
+                raise NoDatabase(f"no database at {path}; run a sweep first")
+            if path.is_file() and path.stat().st_size == 0:  # opening would make it WAL
+                raise NoDatabase(f"database {path} is empty; run a sweep first")
+        self.engine = make_engine(parsed)
+        try:
+            self._open(upgrade=upgrade, read_only=read_only)
+        except DBAPIError as e:
+            self.engine.dispose()
+            raise self._unusable(e) from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _open(self, *, upgrade: bool, read_only: bool) -> None:
         rev, head = schema_revision(self.engine), head_revision()
+        if rev is None and read_only:
+            raise NoDatabase(f"database {shown(self.engine.url)} is empty; run a sweep first")
         if rev != head:
             if upgrade and (rev is None or rev in self._known_revisions()):
                 migrate(self.engine)
             else:
                 raise SchemaError(
-                    f"database {self.engine.url.render_as_string(hide_password=True)} has schema "
+                    f"database {shown(self.engine.url)} has schema "
                     f"{rev or 'none'}, this benchsweep needs {head}"
                     + ("; run any writing command (e.g. `orchestrate status`) to upgrade it"
                        if rev in self._known_revisions() else "")
                 )
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if upgrade and not read_only:  # a writer; upgrade=False is a reader (the dashboard)
+            self._check_writable()
+
+    def _check_writable(self) -> None:
+        """Write and roll back, so that every reason a database refuses writes (file mode, a
+        read-only mount or URI, a PostgreSQL role or standby) shows now."""
+        with self.engine.connect() as conn, conn.begin() as tx:
+            conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            tx.rollback()
+
+    def _unusable(self, e: DBAPIError) -> DatabaseUnusable:
+        where = shown(self.engine.url)
+        why = str(e.orig).strip().splitlines()[0] if str(e.orig).strip() else type(e.orig).__name__
+        if "readonly" in why or "read-only" in why or "permission denied" in why.lower():
+            return DatabaseUnusable(f"database {where} does not accept writes: {why}")
+        if "not a database" in why or "malformed" in why:
+            return DatabaseUnusable(f"{where} is not a benchsweep database: {why}", 2)
+        return DatabaseUnusable(f"cannot open database {where}: {why}")
 
     @staticmethod
     def _known_revisions() -> set[str]:
@@ -323,14 +446,15 @@ class Store:
 
     def save_host(self, name: str, *, address: str, port: int, user: str,
                   key_file: str | None, setup: str | None) -> None:
-        """Insert or update a host's row; its state and last check are kept."""
+        """Insert or update a host's row; its state and last check are kept. The setup line
+        is stored masked (db.redact): it may hold a proxy password."""
         with self.session() as s:
             host = s.scalar(select(Host).where(Host.name == name))
             if host is None:
                 host = Host(name=name)
                 s.add(host)
             host.address, host.port, host.user = address, port, user
-            host.key_file, host.setup = key_file, setup
+            host.key_file, host.setup = key_file, mask(setup)
 
     def remove_host(self, name: str) -> bool:
         with self.session() as s:

@@ -24,6 +24,9 @@ class Settings:
     # BENCHSWEEP_DB: the database, a SQLAlchemy URL or a SQLite path (`--db` wins);
     # None: ./benchsweep.db.
     db: str | None = None
+    # BENCHSWEEP_DB_FILE: a file whose first line is the database URL, so a password stays
+    # out of `ps` and the environment; read when neither `--db` nor BENCHSWEEP_DB is set.
+    db_file: Path | None = None
     # BENCHSWEEP_HOSTS: the SSH inventory file (`--inventory`/`--hosts` and the sweep
     # file's executor.hosts win); None: ./hosts.yaml.
     hosts: Path | None = None
@@ -60,6 +63,7 @@ def settings() -> Settings:
 # How a variable's text becomes its field's value; the rest are seconds (float).
 _PARSERS = {
     "db": str,
+    "db_file": lambda raw: Path(raw).expanduser(),
     "hosts": Path,
     "cache": lambda raw: Path(raw).expanduser(),
     "gpu_hygiene": lambda raw: raw != "0",

@@ -16,6 +16,14 @@ project's tracked files, build its environment, verify `python -m engine.bench
         pip_args: ""    # e.g. "--no-index --find-links /data/wheels", or a mirror's -i URL
         workdir: ~/benchsweep
         gpus: [0]       # default: every GPU nvidia-smi lists, or one CPU slot without any
+
+Every field but `setup` is data on the remote shell: paths and the interpreter are quoted
+(`shell_path`, a leading `~/` still the remote $HOME), `pip_args` split into quoted words,
+and a value that cannot be a path (a newline, NUL, another control character) is refused
+when the inventory is read or `hosts add` runs. `setup` is the user's own shell line; it may
+hold a credential, so the database keeps it masked (db.redact) and `hosts list` shows it so.
+`hosts check` checks each step of its probe (the setup line, the workdir, the interpreter,
+nvidia-smi) and names the one that failed.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import UserError
 from orchestrator import bounded_yaml
@@ -40,12 +48,33 @@ from orchestrator.ray_resources import slot_resources
 from orchestrator.ssh import Connection, Endpoint, SSHError
 
 ROOT = Path(__file__).resolve().parents[1]
+SETUP_FAILED = 97  # the exit code of a command whose host's setup line failed
 
 
 class InventoryError(UserError, ValueError):
     """The inventory file is missing, not YAML, or names a field wrongly (one line)."""
 
     exit_code = 2
+
+
+class ProbeFailed(SSHError):
+    """The host answered, but a step of the probe failed (its setup line, workdir,
+    interpreter or nvidia-smi)."""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_GPU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_./-]*$")
+
+
+def _path(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if _CONTROL.search(value):
+        raise ValueError("cannot be a path: it holds a newline, NUL or another control "
+                         "character")
+    if value.startswith("~") and value != "~" and not value.startswith("~/"):
+        raise ValueError("~user paths are not supported; give the path from / or ~/")
+    return value
 
 
 class HostConfig(BaseModel):
@@ -62,6 +91,75 @@ class HostConfig(BaseModel):
     workdir: str = "~/benchsweep"
     gpus: list[str] | None = None
 
+    @field_validator("workdir", "python", "key_file")
+    @classmethod
+    def _a_path(cls, value: str | None) -> str | None:
+        return None if value is None else _path(value)
+
+    @field_validator("address", "user")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if _CONTROL.search(value) or any(c.isspace() for c in value):
+            raise ValueError("must be one word, without blanks or control characters")
+        return value
+
+    @field_validator("pip_args")
+    @classmethod
+    def _words(cls, value: str) -> str:
+        if "\0" in value or "\n" in value:
+            raise ValueError("must be one line")
+        try:
+            shlex.split(value)
+        except ValueError as e:
+            raise ValueError(f"cannot be split into words: {e}") from None
+        return value
+
+    @field_validator("setup")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("must not hold a NUL character")
+        return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_ids(cls, value: list[str] | None) -> list[str] | None:
+        for g in value or []:
+            if not _GPU.match(g):
+                raise ValueError(f"{g!r} is not a GPU index or UUID")
+        return value
+
+
+def config_error(e: ValidationError) -> str:
+    """A pydantic error as one line: where, then what."""
+    first = e.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    return f"{loc}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def host_config(**fields) -> HostConfig:
+    """A host's config from `hosts add`'s flags; InventoryError names a bad field."""
+    try:
+        return HostConfig(**fields)
+    except ValidationError as e:
+        raise InventoryError(config_error(e)) from None
+
+
+def shell_path(path: str) -> str:
+    """A remote path (or command) as one shell word: quoted, except that a leading `~/` is
+    still the remote user's home."""
+    if path == "~" or path.startswith("~/"):
+        return '"$HOME"' + (f"/{shlex.quote(path[2:])}" if path[2:] else "")
+    return shlex.quote(path)
+
+
+def shell_words(args: str) -> str:
+    """Extra arguments (pip_args, ray_args) as quoted words: flags, never shell syntax."""
+    try:
+        return " ".join(shlex.quote(w) for w in shlex.split(args))
+    except ValueError as e:
+        raise UserError(f"cannot split {args!r} into arguments: {e}", 2) from None
+
 
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -70,7 +168,7 @@ class _File(BaseModel):
     hosts: dict[str, HostConfig] = {}
 
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: no trailing newline
 
 
 @dataclass(frozen=True)
@@ -94,10 +192,12 @@ class Host:
         return f"{c.workdir.rstrip('/')}/venv/bin/python" if c.venv else c.python
 
     def shell(self, command: str) -> str:
-        """`command` as the host runs it: after its setup line, in the project directory
-        when there is one. `~` in workdir is left to the remote shell."""
-        pre = f"{self.config.setup}\n" if self.config.setup else ""
-        return f"{pre}{command}"
+        """`command` as the host runs it: after its setup line, and only if that succeeded
+        (exit 97 and one line naming it otherwise)."""
+        if not self.config.setup:
+            return command
+        return (f"{{ {self.config.setup}\n}} || {{ echo \"the setup line failed (exit $?)\"; "
+                f"exit {SETUP_FAILED}; }}\n{command}")
 
 
 @dataclass
@@ -126,9 +226,7 @@ class Inventory:
             raise InventoryError(f"{path}{where}: not valid YAML "
                                  f"({getattr(e, 'problem', e)})") from None
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise InventoryError(f"{path}: {loc}: {first['msg']}") from None
+            raise InventoryError(f"{path}: {config_error(e)}") from None
         for name in data.hosts:
             if not NAME.match(name):
                 raise InventoryError(f"{path}: host name {name!r} must be letters, digits, "
@@ -162,12 +260,21 @@ class Inventory:
 
 # --- probe -----------------------------------------------------------------------------
 
+# Each step prints key=value, or error=<step>: <its last line of output>; the probe goes on
+# past a failed step, so one check names every problem.
 _PROBE = r"""
-echo "python=$({py} -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo none)"
-echo "disk_free_gb=$(df -Pk {wd} 2>/dev/null | awk 'NR==2 {{printf "%.1f", $4/1048576}}')"
+fail() {{ printf 'error=%s: %s\n' "$1" "$(printf '%s\n' "$2" | grep . | tail -n 1)"; }}
+if ! out=$(mkdir -p -- {wd} 2>&1); then fail workdir "$out"
+elif ! test -w {wd} || ! test -x {wd}; then fail workdir "not writable"
+elif ! out=$(df -Pk -- {wd} 2>&1); then fail disk "$out"
+else echo "disk_free_gb=$(printf '%s\n' "$out" | awk 'NR==2 {{printf "%.1f", $4/1048576}}')"
+fi
+if out=$({py} -c 'import sys; print(sys.version.split()[0])' 2>&1); then echo "python=$out"
+else fail python "$out"; fi
 if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv,noheader,nounits \
-    | sed 's/^/gpu=/'
+  if out=$(nvidia-smi --query-gpu=index,name,memory.total,memory.used \
+           --format=csv,noheader,nounits 2>&1)
+  then printf '%s\n' "$out" | grep . | sed 's/^/gpu=/'; else fail nvidia-smi "$out"; fi
 fi
 if command -v {venv_py} >/dev/null && test -f {wd}/src/orchestrator/executors/process.py
 then echo provisioned=yes; else echo provisioned=no; fi
@@ -175,15 +282,32 @@ then echo provisioned=yes; else echo provisioned=no; fi
 
 
 def probe_host(conn: Connection, host: Host) -> dict:
-    """What the host has: python version, free disk, GPUs (index, name, memory)."""
+    """What the host has: python version, free disk, GPUs (index, name, memory).
+    ProbeFailed names each step that failed (the setup line, the workdir, the interpreter,
+    nvidia-smi)."""
     c = host.config
-    wd = c.workdir.rstrip("/")
     started = time.monotonic()
-    out = conn.check(host.shell(f"mkdir -p {wd} && " + _PROBE.format(
-        py=c.python, wd=wd, venv_py=host.python)), timeout_s=60)
+    code, out = conn.run(host.shell(_PROBE.format(
+        py=shell_path(c.python), wd=shell_path(c.workdir), venv_py=shell_path(host.python))),
+        timeout_s=60)
     info = parse_probe(out)
     info["rtt_ms"] = round((time.monotonic() - started) * 1000)
+    if code == SETUP_FAILED:
+        info["errors"] = [f"setup: {_last_line(out)}"]
+    elif code:
+        info["errors"] = [f"probe: exited {code}: {_last_line(out)}"]
+    if info.get("errors"):
+        what = {"workdir": f"workdir {c.workdir}", "python": f"python {c.python}",
+                "disk": f"free disk of {c.workdir}"}
+        raise ProbeFailed(f"{host.name}: " + "; ".join(
+            f"{what.get(step, step)}: {why}"
+            for step, _, why in (e.partition(": ") for e in info["errors"])))
     return info
+
+
+def _last_line(out: str) -> str:
+    last = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    return last[-1] if last else "no output"
 
 
 def parse_probe(out: str) -> dict:
@@ -194,6 +318,8 @@ def parse_probe(out: str) -> dict:
             idx, name, total, used = (v.strip() for v in value.split(","))
             info["gpus"].append(dict(index=idx, name=name, memory_total_mib=int(total),
                                      memory_used_mib=int(used)))
+        elif key == "error":
+            info.setdefault("errors", []).append(value.strip())
         elif key in ("python", "disk_free_gb", "provisioned"):
             info[key] = value.strip()
     return info
@@ -251,7 +377,7 @@ class Provisioned:
 def provision(conn: Connection, host: Host, *, root: Path = ROOT, log=print) -> Provisioned:
     """Make the host ready to run jobs; raises SSHError naming the step that failed."""
     c = host.config
-    wd = c.workdir.rstrip("/")
+    wd = c.workdir.rstrip("/") or "/"
     times: dict[str, float] = {}
 
     def step(name: str, command: str, timeout_s: float) -> str:
@@ -278,13 +404,16 @@ def provision(conn: Connection, host: Host, *, root: Path = ROOT, log=print) -> 
                f"rm src.tar.gz")
     times["sync"] = round(time.monotonic() - t, 2)
     if c.venv:
-        step("create venv", f"test -x {wd}/venv/bin/python || {c.python} -m venv "
-                            f"--system-site-packages {wd}/venv", 300)
+        venv = shell_path(f"{wd}/venv")
+        step("create venv", f"test -x {venv}/bin/python || {shell_path(c.python)} -m venv "
+                            f"--system-site-packages {venv}", 300)
     reqs = " ".join(shlex.quote(r) for r in engine_requirements(root))
+    python = shell_path(host.python)
     # Requirements already met (a conda torch) are not downloaded again.
-    step("install", f"{host.python} -m pip install -q --disable-pip-version-check "
-                    f"{c.pip_args} {reqs}", 3600)
-    out = step("self-check", f"cd {wd}/src && {host.python} -m engine.bench --self-check", 900)
+    step("install", f"{python} -m pip install -q --disable-pip-version-check "
+                    f"{shell_words(c.pip_args)} {reqs}", 3600)
+    out = step("self-check", f"cd {shell_path(host.src)} && {python} -m engine.bench "
+                             f"--self-check", 900)
     line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("self-check")), "")
     return Provisioned(times, line.removeprefix("self-check ok: "))
 
@@ -306,9 +435,9 @@ def join(conn: Connection, host: Host, head: str, gpus: list[str], ray_args: str
     src = conn.abspath(host.src)
     resources = json.dumps(slot_resources(host.name, gpus), separators=(",", ":"))
     command = (f"cd {shlex.quote(src)} && PYTHONPATH={shlex.quote(src)} RAY_USAGE_STATS_ENABLED=0 "
-               f"{host.python} -m ray.scripts.scripts start --address {shlex.quote(head)} "
-               f"--num-gpus {len(gpus)} --resources {shlex.quote(resources)} "
-               f"--disable-usage-stats {ray_args}")
+               f"{shell_path(host.python)} -m ray.scripts.scripts start --address "
+               f"{shlex.quote(head)} --num-gpus {len(gpus)} --resources "
+               f"{shlex.quote(resources)} --disable-usage-stats {shell_words(ray_args)}")
     code, out = conn.run(host.shell(command), timeout_s=180)
     if code:
         last = [ln for ln in out.splitlines() if ln.strip()]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import paramiko
 
+from db.redact import mask
 from engine.errors import UserError
 
 
@@ -141,7 +142,8 @@ class Connection:
         code, out = self.run(command, timeout_s=timeout_s)
         if code:
             last = [ln for ln in out.splitlines() if ln.strip()]
-            raise SSHError(f"{self.endpoint.name}: `{command[:60]}` exited {code}: "
+            shown = mask(" ".join(command.split()))[:60]  # a setup line may hold a password
+            raise SSHError(f"{self.endpoint.name}: `{shown}` exited {code}: "
                            f"{last[-1] if last else 'no output'}")
         return out
 

@@ -25,12 +25,12 @@ from typer.exceptions import TyperException
 
 from engine.errors import UserError
 from orchestrator.cli import engine, hosts, sweeps
-from orchestrator.cli.common import err
+from orchestrator.cli.common import err, one_line
 
 
 def print_error(message: str) -> None:
     """The one error line; the message is the user's text, never Rich markup."""
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False,
+    err.print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False,
               soft_wrap=True)
 
 

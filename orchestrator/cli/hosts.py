@@ -1,5 +1,7 @@
 """`orchestrate hosts`: the SSH inventory, and the per-host commands (check, provision,
-join) that share one loop: connect to each selected host, do one step, record its state."""
+join) that share one loop: connect to each selected host, do one step, record its state.
+Every inventory value is printed as text (escaped), the setup line masked; `hosts list` reads
+the database but never creates one."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from engine.errors import UserError
-from orchestrator.cli.common import DbOpt, err, open_store, out, when
+from orchestrator.cli.common import DbOpt, TextTable, err, one_line, open_store, out, when
+from orchestrator.cli.output import full_width
 
 hosts_app = typer.Typer(help="Remote GPU hosts reached over SSH: inventory, checks, "
                              "provisioning.", no_args_is_help=True)
@@ -65,26 +67,22 @@ def hosts_add(
     db: DbOpt = None,
 ) -> None:
     """Add a host to the inventory, or change one (its key is checked by `hosts check`)."""
-    from pydantic import ValidationError
-
-    from orchestrator.hosts import NAME, Host, HostConfig
+    from orchestrator.hosts import NAME, Host, host_config
 
     if not NAME.match(name):
         raise UserError(f"host name {name!r} must be letters, digits, '.', '_' or '-'", 2)
+    cfg = host_config(address=address, port=port, user=user, key_file=key_file, setup=setup,
+                      python=python, venv=venv, pip_args=pip_args, workdir=workdir,
+                      gpus=[g.strip() for g in gpus.split(",")] if gpus else None)
     if key_file and not Path(key_file).expanduser().is_file():
         raise UserError(f"--key-file {key_file}: no such file", 2)
     inv = _inventory(inventory, missing_ok=True)
-    try:
-        cfg = HostConfig(address=address, port=port, user=user, key_file=key_file, setup=setup,
-                         python=python, venv=venv, pip_args=pip_args, workdir=workdir,
-                         gpus=[g.strip() for g in gpus.split(",")] if gpus else None)
-    except ValidationError as e:
-        raise UserError(f"{e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}", 2) from None
-    inv.hosts[name] = Host(name, cfg)
+    store = open_store(db)  # before the inventory changes: a bad --db changes nothing
+    inv.hosts[name] = host = Host(name, cfg)
     inv.save()
-    open_store(db).save_host(name, address=address, port=port, user=user, key_file=key_file,
-                             setup=setup)
-    out.print(f"host {name} ({user}@{address}:{port}) saved in {inv.path}", highlight=False)
+    _sync_row(store, host)
+    out.print(f"host {name} ({user}@{address}:{port}) saved in {inv.path}", markup=False,
+              highlight=False)
 
 
 @hosts_app.command("remove")
@@ -94,21 +92,27 @@ def hosts_remove(name: str, inventory: InventoryOpt = None,
     inv = _inventory(inventory)
     if name not in inv.hosts:
         raise UserError(f"no host named {name!r} in {inv.path}", 2)
+    store = open_store(db)
     del inv.hosts[name]
     inv.save()
-    open_store(db).remove_host(name)
-    out.print(f"host {name} removed from {inv.path}", highlight=False)
+    store.remove_host(name)
+    out.print(f"host {name} removed from {inv.path}", markup=False, highlight=False)
 
 
 @hosts_app.command("list")
 def hosts_list(inventory: InventoryOpt = None, db: DbOpt = None) -> None:
-    """The inventory with each host's state and last check."""
+    """The inventory with each host's state and last check (setup lines masked)."""
     from db.read.hosts import host_rows
+    from db.redact import mask
+    from db.store import NoDatabase
     from orchestrator.hosts import summary
 
     inv = _inventory(inventory, missing_ok=True)
-    rows = {h.name: h for h in host_rows(open_store(db))}
-    table = Table(title=f"hosts ({inv.path})")
+    try:
+        rows = {h.name: h for h in host_rows(open_store(db, read_only=True))}
+    except NoDatabase:  # no host checked yet: the inventory alone
+        rows = {}
+    table = TextTable(title=f"hosts ({inv.path})")
     for col in ("name", "address", "user", "key", "setup", "state", "last check", "found"):
         table.add_column(col)
     for name, h in inv.hosts.items():
@@ -116,9 +120,9 @@ def hosts_list(inventory: InventoryOpt = None, db: DbOpt = None) -> None:
         check = row.last_check if row else None
         found = (check.get("error") or summary(check)) if check else ""
         table.add_row(name, f"{c.address}:{c.port}", c.user, c.key_file or "agent",
-                      c.setup or "", row.state if row else "unknown",
+                      mask(c.setup) or "", row.state if row else "unknown",
                       when(row.last_check_at) if row else "", found)
-    out.print(table)
+    full_width(out).print(table)
 
 
 def _sync_row(store, host) -> None:
@@ -147,11 +151,11 @@ def _each_host(names: list[str] | None, accept_new: bool, inventory: Path | None
             bad += 1
             if (state := failed_state(e)) is not None:
                 store.record_check(host.name, state, {"error": str(e)})
-            err.print(f"[red]{host.name}[/]: {failed_prefix}{escape(str(e))}", highlight=False,
-                      soft_wrap=True)
+            err.print(f"[red]{escape(host.name)}[/]: {failed_prefix}{escape(one_line(str(e)))}",
+                      highlight=False, soft_wrap=True)
             continue
         store.record_check(host.name, state, info)
-        out.print(f"[green]{host.name}[/]: {line}", highlight=False)
+        out.print(f"[green]{escape(host.name)}[/]: {line}", highlight=False)
     if bad:
         raise typer.Exit(1)
 
@@ -159,16 +163,20 @@ def _each_host(names: list[str] | None, accept_new: bool, inventory: Path | None
 @hosts_app.command("check")
 def hosts_check(names: NamesArg = None, accept_new: AcceptNewOpt = False,
                 inventory: InventoryOpt = None, db: DbOpt = None) -> None:
-    """Reach each host: python, free disk, GPUs (nvidia-smi). Exits 1 if any failed."""
-    from orchestrator.hosts import probe_host, summary
+    """Reach each host and check each step: its setup line, workdir (created), python, free
+    disk, GPUs (nvidia-smi). Exits 1 if any failed."""
+    from orchestrator.hosts import ProbeFailed, probe_host, summary
     from orchestrator.ssh import HostKeyError
 
     def step(conn, host):
         info = probe_host(conn, host)
         return "ok", info, escape(summary(info))
 
-    _each_host(names, accept_new, inventory, db, step,
-               lambda e: "bad_key" if isinstance(e, HostKeyError) else "unreachable")
+    def failed_state(e: Exception) -> str:
+        return ("bad_key" if isinstance(e, HostKeyError)
+                else "check_failed" if isinstance(e, ProbeFailed) else "unreachable")
+
+    _each_host(names, accept_new, inventory, db, step, failed_state)
 
 
 @hosts_app.command("provision")
@@ -178,7 +186,7 @@ def hosts_provision(names: NamesArg = None, accept_new: AcceptNewOpt = False,
     from orchestrator.hosts import probe_host, provision
 
     def step(conn, host):
-        done = provision(conn, host, log=lambda m: out.print(m, highlight=False))
+        done = provision(conn, host, log=lambda m: out.print(m, markup=False, highlight=False))
         info = probe_host(conn, host) | {"provision_s": done.seconds}
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
         return "ok", info, escape(f"provisioned ({steps}); {done.self_check}")

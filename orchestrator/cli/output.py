@@ -54,6 +54,13 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
+def full_width(console: Console) -> Console:
+    """The console itself on a terminal; elsewhere (a pipe, a log file, a test's capture) one
+    that never cuts a table to a width it guessed."""
+    return console if console.is_terminal else Console(
+        file=console.file, width=1 << 15, color_system=None, highlight=False)
+
+
 def emit(reports: list[Report], fmt: Format, console: Console) -> None:
     notes = [n for r in reports for n in r.notes]
     if fmt is Format.json:
@@ -72,8 +79,7 @@ def emit(reports: list[Report], fmt: Format, console: Console) -> None:
         for n in notes:
             console.file.write(_md_escape(n) + "\n")
     else:
-        wide = console if console.is_terminal else Console(
-            file=console.file, width=1 << 15, color_system=None, highlight=False)
+        wide = full_width(console)
         for r in reports:
             wide.print(_rich(r))
         for n in notes:

@@ -62,8 +62,8 @@ def sweep(
     finally:
         executor.shutdown()
     outcomes = ", ".join(f"{n} {o}" for o, n in sorted(summary.outcomes.items())) or "none"
-    out.print(f"sweep [bold]{spec.name}[/]: {summary.total} jobs, {summary.skipped} already "
-              f"done, attempts this run: {outcomes}"
+    out.print(f"sweep [bold]{escape(spec.name)}[/]: {summary.total} jobs, {summary.skipped} "
+              f"already done, attempts this run: {outcomes}"
               + (f"; {summary.recovered} attempts of a stopped run marked lost"
                  if summary.recovered else ""))
     if summary.stopped_by:  # exit as the signal's default action would: 128 + its number
@@ -136,7 +136,7 @@ def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = No
     from db.read.sweeps import sweep_rows
     from orchestrator.cli.reports import status_reports
 
-    store = open_store(db)
+    store = open_store(db, read_only=True)
     rows = sweep_rows(store, sweep, every=every)
     if sweep and not rows:
         raise UserError(f"no sweep named {sweep!r}")
@@ -174,7 +174,7 @@ def results(
     over the baseline with its 95% interval (Fieller) and verdict."""
     from orchestrator.cli.reports import results_report
 
-    summary, baseline, hidden = _summary(open_store(db), sweep, baseline, every)
+    summary, baseline, hidden = _summary(open_store(db, read_only=True), sweep, baseline, every)
     if summary.empty and fmt is Format.table:
         out.print(f"sweep {escape(sweep)}: no results yet", highlight=False)
         return
@@ -195,7 +195,7 @@ def export(
 
     if fmt not in ("csv", "json", "parquet"):
         raise UserError(f"--format must be csv, json or parquet, not {fmt!r}", 2)
-    store = open_store(db)
+    store = open_store(db, read_only=True)
     summary, _, _ = _summary(store, sweep, baseline, every)
     df = with_speedups(results_frame(store, sweep, every=every), summary)
     try:
@@ -222,8 +222,6 @@ def dashboard(
     import importlib.util
     import os
 
-    from db.store import resolve_url
-
     if importlib.util.find_spec("streamlit") is None:
         raise UserError("the dashboard needs streamlit: pip install '.[dashboard]'", 2)
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -231,7 +229,7 @@ def dashboard(
                   f"{host}:{port} can read every result in the database", highlight=False,
                   soft_wrap=True)
     entry = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-    env = dict(os.environ, BENCHSWEEP_DB=resolve_url(db))
+    env = dict(os.environ, BENCHSWEEP_DB=open_store(db, read_only=True).url)
     out.print(f"dashboard on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
     cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", host,
            "--server.port", str(port), "--server.headless", "true",

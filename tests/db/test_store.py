@@ -1,10 +1,20 @@
+import re
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from db.models import RESULT_FIGURES, Result
-from db.store import SchemaError, Store, head_revision, resolve_url, schema_revision
+from db.models import RESULT_FIGURES, Host, Result
+from db.store import (
+    DatabaseUnusable,
+    NoDatabase,
+    SchemaError,
+    Store,
+    head_revision,
+    resolve_url,
+    schema_revision,
+    shown,
+)
 from tests.engine.test_result import make
 
 
@@ -115,3 +125,111 @@ def test_reset_for_force_drops_results(db_url):
     assert store.counts(sid).pending == 1
     with store.engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM results")).scalar() == 0
+
+
+# --- a database that cannot be used is one line, before anything starts --------------------
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 40, b"hello, not a database\n"])
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path, content):
+    path = tmp_path / "b.db"
+    path.write_bytes(content)
+    for read_only in (False, True):
+        with pytest.raises(DatabaseUnusable, match=f"^{path} is not a benchsweep database: "
+                                                   f"file is not a database$") as e:
+            Store(str(path), read_only=read_only)
+        assert e.value.exit_code == 2
+    assert path.read_bytes() == content  # not migrated, not truncated
+
+
+@pytest.mark.parametrize("url, message", [
+    ("foo://x", "'foo' is not a supported database"),
+    ("postgresql+nodriver://h/d", "'postgresql+nodriver' is not a supported database"),
+    ("postgresql://u:hunter2@localhost:abc/db", "its port is not a number"),
+    ("mysql://u:hunter2@h/db", "needs the Python driver 'MySQLdb', which is not installed"),
+    ("://nothing", "is malformed: not a URL"),
+])
+def test_a_bad_or_unsupported_url_is_one_line_without_its_password(url, message):
+    with pytest.raises(DatabaseUnusable, match=re.escape(message)) as e:
+        Store(url)
+    assert e.value.exit_code == 2 and "hunter2" not in str(e.value)
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_a_reader_never_creates_a_database(tmp_path):
+    path = tmp_path / "sub" / "b.db"
+    with pytest.raises(NoDatabase, match=f"^no database at {path}; run a sweep first$"):
+        Store(str(path), read_only=True)
+    assert not path.parent.exists()
+    path.parent.mkdir()
+    path.touch()  # an empty file is an empty database: still nothing to read, nothing made
+    with pytest.raises(NoDatabase, match="is empty; run a sweep first"):
+        Store(str(path), read_only=True)
+    assert path.stat().st_size == 0
+    Store(str(path)).close()  # a writer creates the schema
+    Store(str(path), read_only=True).close()
+
+
+def test_an_empty_postgresql_database_is_not_migrated_by_a_reader(db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a database server's empty database")
+    with pytest.raises(NoDatabase, match="is empty"):
+        Store(db_url, read_only=True)
+    with create_engine(db_url).connect() as c:
+        assert not c.execute(text("SELECT count(*) FROM information_schema.tables "
+                                  "WHERE table_name = 'alembic_version'")).scalar()
+
+
+def test_a_database_that_refuses_writes_fails_when_it_opens(tmp_path):
+    path = tmp_path / "b.db"
+    Store(str(path)).close()
+    ro = f"sqlite:///file:{path}?mode=ro&uri=true"
+    with pytest.raises(DatabaseUnusable, match=f"^database {path} does not accept writes: "
+                                               f"attempt to write a readonly database$") as e:
+        Store(ro)
+    assert e.value.exit_code == 1
+    Store(ro, read_only=True).close()  # reading it is fine
+
+
+def test_a_read_only_postgresql_database_fails_when_it_opens(db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's read-only transactions")
+    Store(db_url).close()
+    name = db_url.rsplit("/", 1)[1]
+    with create_engine(db_url, isolation_level="AUTOCOMMIT").connect() as c:
+        c.execute(text(f"ALTER DATABASE {name} SET default_transaction_read_only = on"))
+    with pytest.raises(DatabaseUnusable, match="does not accept writes: .*read-only"):
+        Store(db_url)
+    Store(db_url, read_only=True).close()
+
+
+def test_the_url_can_come_from_a_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("BENCHSWEEP_DB", raising=False)
+    secret = tmp_path / "db.url"
+    secret.write_text("\n  postgresql://u:hunter2@h/d  \n")
+    assert resolve_url(f"@{secret}") == "postgresql+psycopg://u:hunter2@h/d"
+    monkeypatch.setenv("BENCHSWEEP_DB_FILE", str(secret))
+    assert resolve_url(None) == "postgresql+psycopg://u:hunter2@h/d"
+    assert resolve_url("x.db") == "sqlite:///x.db"  # --db wins
+    monkeypatch.setenv("BENCHSWEEP_DB", "y.db")
+    assert resolve_url(None) == "sqlite:///y.db"  # and so does BENCHSWEEP_DB
+    for bad, why in ((tmp_path / "none", "No such file"), (tmp_path, "Is a directory")):
+        with pytest.raises(DatabaseUnusable, match=f"cannot read the database URL from {bad}: "
+                                                   f"{why}"):
+            resolve_url(f"@{bad}")
+
+
+def test_a_url_is_shown_without_its_password():
+    assert shown("postgresql+psycopg://u:hunter2@h:5432/d") == "postgresql+psycopg://u:***@h:5432/d"
+    assert "hunter2" not in shown("postgresql+psycopg://u@h/d?password=hunter2&sslmode=require")
+    assert "sslmode=require" in shown("postgresql+psycopg://u@h/d?sslmode=require")
+    assert shown("postgresql://u:hunter2@h:x/d") == "postgresql://u:***@h:x/d"  # unparsable
+    assert shown("sqlite:////tmp/b.db") == "/tmp/b.db"
+
+
+def test_a_host_setup_line_is_stored_masked(tmp_path):
+    store = Store(str(tmp_path / "b.db"))
+    store.save_host("h", address="a", port=22, user="root", key_file=None,
+                    setup="export PROXY_PASSWORD=hunter2 && source /etc/network_turbo")
+    with store.session() as s:
+        assert s.scalar(select(Host.setup)) == ("export PROXY_PASSWORD=*** && "
+                                                "source /etc/network_turbo")

@@ -5,15 +5,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
-from db.store import LeaseHeld, SchemaError
+from db.store import LeaseHeld, SchemaError, Store
 from engine.errors import BadInput, UserError
 from orchestrator.cli import app, sweeps
 from orchestrator.executors.base import ExecutorUnavailable
 from orchestrator.hosts import InventoryError
 from orchestrator.spec import SpecError
 from orchestrator.ssh import HostKeyError, SSHError
+from tests.engine.test_result import make
 
 
 def run(*args: str, tmp_path: Path):
@@ -33,7 +35,7 @@ def test_user_errors_share_one_base_and_carry_their_exit_code(cls, code):
 
 
 def test_user_error_is_one_line_and_its_exit_code(tmp_path, monkeypatch):
-    def bad_input(db):
+    def bad_input(db, **_):
         raise UserError("no such [bold]thing[/bold]", 2)
 
     monkeypatch.setattr(sweeps, "open_store", bad_input)
@@ -49,7 +51,7 @@ def test_an_error_the_user_can_cause_exits_2(tmp_path):
 
 
 def test_a_bug_is_one_line_and_its_traceback_a_file(tmp_path, monkeypatch):
-    def buggy(db):
+    def buggy(db, **_):
         return {}["missing"]
 
     monkeypatch.setattr(sweeps, "open_store", buggy)
@@ -67,7 +69,7 @@ def test_a_bug_is_one_line_and_its_traceback_a_file(tmp_path, monkeypatch):
 def test_an_exit_code_and_a_usage_error_are_not_bugs(tmp_path, monkeypatch):
     import typer
 
-    def exits(db):
+    def exits(db, **_):
         raise typer.Exit(3)
 
     monkeypatch.setattr(sweeps, "open_store", exits)
@@ -119,7 +121,8 @@ def test_every_option_shows_its_default_and_flags_take_no_value():
             # A value typer prints ([default: 256]), or a string saying what None means.
             assert isinstance(p.show_default, str) or p.default not in (None, ""), (path, p.name)
     text = help_text("sweep")
-    assert "[default: ($BENCHSWEEP_DB, else ./benchsweep.db)]" in text
+    assert ("[default: ($BENCHSWEEP_DB, the URL in $BENCHSWEEP_DB_FILE, else "
+            "./benchsweep.db)]") in text
     assert text.count("[default: 100000]") == 1
     assert "[default: (the sweep file's, else local)]" in text
 
@@ -133,3 +136,75 @@ def test_dash_o_is_an_output_path_everywhere():
             if "-o" in getattr(p, "opts", ()):
                 assert p.name in ("output",), (path, p.name)
     assert "-O" in help_text("bench")  # an engine option, NAME=VALUE
+
+
+# --- what a user typed prints as text, never as Rich markup -------------------------------
+
+MARKUP_NAMES = ["[/]", "nano[async]", "[bold]x"]
+
+
+def test_dry_run_prints_variant_names_as_they_are(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "s", "model": {"arch": "tiny"}, "workload": {"num_seqs": 2},
+        "variants": {"[/]": {"kind": "hf"}, "nano[async]": {"kind": "nano"},
+                     "[bold]x": {"kind": "nano", "options": {"enforce_eager": True}}},
+        "matrix": {"max_num_seqs": [2]}, "baseline": "[/]"}))
+    code, text = run("sweep", str(sweep), "--dry-run", tmp_path=tmp_path)
+    assert code == 0, text
+    for name in MARKUP_NAMES:
+        assert f" {name} " in text
+    assert "baseline [/]" in text and not (tmp_path / "b.db").exists()
+
+
+def test_results_and_status_print_variant_names_and_errors_as_they_are(tmp_path):
+    store = Store(str(tmp_path / "b.db"))
+    sid = store.upsert_sweep("s", "name: s", "[/]")
+    store.add_jobs(sid, [
+        dict(key=f"k{i}", ordinal=i, variant=v, engine="nano", options={}, model="m",
+             workload="standard", workload_fingerprint="fp", max_num_seqs=2,
+             gpu_memory_utilization=0.9, repeat=0, spec="{}")
+        for i, v in enumerate(MARKUP_NAMES)])
+    for i, job in enumerate(store.pending_jobs(sid, [f"k{i}" for i in range(3)])):
+        at = store.start_attempt(job.id, "h", "0")
+        if i < 2:
+            store.finish_attempt(at, "succeeded", job_state="succeeded", result=make(
+                output_tokens=100, elapsed_s=1.0 + i))
+        else:
+            store.finish_attempt(at, "failed", job_state="failed", error_kind="bad_input",
+                                 error="option [red]x[/red] unknown")
+    code, text = run("results", "s", tmp_path=tmp_path)
+    assert code == 0, text
+    assert " [/] " in text and " nano[async] " in text
+    code, text = run("status", "s", tmp_path=tmp_path)
+    assert code == 0, text
+    assert "│ [bold]x │" in text and "option [red]x[/red] unknown" in text
+
+
+@pytest.mark.parametrize("args", [("status",), ("results", "s"),
+                                  ("export", "s", "-o", "out.csv"), ("hosts", "list")])
+def test_reading_commands_never_create_a_database(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCHSWEEP_HOSTS", str(tmp_path / "none.yaml"))
+    code, text = run(*args, tmp_path=tmp_path)
+    if args == ("hosts", "list"):  # the inventory alone, nothing to read in the database
+        assert code == 0, text
+    else:
+        assert (code, text.strip()) == (1, f"error: no database at {tmp_path / 'b.db'}; run "
+                                           f"a sweep first")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_password_in_the_url_is_never_printed(tmp_path, monkeypatch):
+    secret = tmp_path / "db.url"
+    secret.write_text("postgresql://bench:hunter2@127.0.0.1:1/nothing\n")
+    result = CliRunner().invoke(app, ["status", "--db", f"@{secret}"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: cannot open database "
+                                    "postgresql+psycopg://bench:***@127.0.0.1:1/nothing: ")
+    assert "hunter2" not in result.output
+    monkeypatch.setenv("BENCHSWEEP_DB_FILE", str(secret))
+    result = CliRunner().invoke(app, ["hosts", "add", "x", "--address", "h", "--inventory",
+                                      str(tmp_path / "h.yaml")])
+    assert result.exit_code == 1 and "bench:***@" in result.output
+    assert "hunter2" not in result.output and not (tmp_path / "h.yaml").exists()

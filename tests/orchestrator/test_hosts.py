@@ -111,6 +111,13 @@ def test_unreachable_host_fails_in_bounded_time(tmp_path, client_key):
     ("hosts: {a: {address: x, prot: 22}}\n", "hosts.a.prot: Extra inputs are not permitted"),
     ("hosts: {a: {address: x, port: 0}}\n", "hosts.a.port"),
     ("hosts: {'bad name': {address: x}}\n", "host name 'bad name'"),
+    ('hosts: {a: {address: x, workdir: "/w\\nrm -rf ~"}}\n',
+     "hosts.a.workdir: cannot be a path: it holds a newline"),
+    ('hosts: {a: {address: x, python: "py\\0"}}\n', "hosts.a.python: cannot be a path"),
+    ("hosts: {a: {address: x, workdir: ~bob/w}}\n", "~user paths are not supported"),
+    ("hosts: {a: {address: 'x y'}}\n", "hosts.a.address: must be one word"),
+    ("hosts: {a: {address: x, pip_args: \"-i 'x\"}}\n", "hosts.a.pip_args: cannot be split"),
+    ("hosts: {a: {address: x, gpus: ['0;reboot']}}\n", "'0;reboot' is not a GPU index"),
 ])
 def test_bad_inventory_is_one_clear_line(tmp_path, body, message):
     inv = tmp_path / "hosts.yaml"
@@ -132,16 +139,22 @@ def test_provision_syncs_builds_and_self_checks(tmp_path, sshd, client_key):
     inv, db = tmp_path / "hosts.yaml", tmp_path / "b.db"
     # The interpreter as it is (an AutoDL conda python with torch): no venv, nothing to
     # download because every requirement is met already.
+    # A workdir under ~ (the remote $HOME) whose name holds a blank and shell syntax: quoted,
+    # it is one directory and runs nothing.
     add("box1", sshd, client_key, inv, db, "--python", str(ROOT / ".venv/bin/python"),
-        "--no-venv", "--pip-args", "--no-index")
-    stale = sshd.dir / "home/bs/src/stale.py"
+        "--no-venv", "--pip-args", "--no-index", "--workdir",
+        "~/b s;touch pwned;$(touch pw2)")
+    home = sshd.dir / "home"
+    stale = home / "b s;touch pwned;$(touch pw2)/src/stale.py"
     stale.parent.mkdir(parents=True)
     stale.write_text("gone after a sync")
     code, text = cli("hosts", "provision", "--accept-new", inventory=inv, db=db)
     assert code == 0, text
     assert "provisioned" in text
     assert "hf " in text  # the self-check line names the engines that ran
-    src = sshd.dir / "home/bs/src"
+    src = home / "b s;touch pwned;$(touch pw2)/src"
+    assert [p.name for p in home.iterdir() if not p.name.startswith(".")] == [
+        "b s;touch pwned;$(touch pw2)"]  # no pwned, pw2 or stray "b"
     assert (src / "engine/bench.py").read_bytes() == (ROOT / "engine/bench.py").read_bytes()
     assert (src / "orchestrator/executors/process.py").exists() and not stale.exists()
     assert not (src / ".venv").exists()  # tracked files only
@@ -179,3 +192,55 @@ def test_probe_reads_nvidia_smi_and_gives_one_slot_per_gpu():
     assert slots_of(host, info) == ["0", "1"]
     assert slots_of(Host("a100", HostConfig(address="gw", gpus=["1"])), info) == ["1"]
     assert slots_of(host, parse_probe("python=3.11.7\n")) == []  # CPU: one slot
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--workdir", "/w\nrm -rf ~", "workdir: cannot be a path"),
+    ("--workdir", "/w\0", "workdir: cannot be a path"),
+    ("--python", "", "python: must not be empty"),
+    ("--address", "h\nx", "address: must be one word"),
+    ("--pip-args", "--index-url 'x", "pip_args: cannot be split into words"),
+])
+def test_add_rejects_what_cannot_be_a_path_and_writes_nothing(tmp_path, flag, value, message):
+    args = ["hosts", "add", "x", "--address", "h", flag, value]
+    code, text = cli(*args, inventory=tmp_path / "h.yaml", db=tmp_path / "b.db")
+    assert code == 2 and message in text and len(text.strip().splitlines()) == 1, text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_checks_each_step_and_names_the_one_that_failed(tmp_path, sshd, client_key):
+    inv, db = tmp_path / "hosts.yaml", tmp_path / "b.db"
+    (sshd.dir / "home/afile").write_text("a file, not a directory")
+    add("good", sshd, client_key, inv, db, "--python", sys.executable)
+    add("nodir", sshd, client_key, inv, db, "--python", sys.executable,
+        "--workdir", "~/afile/bs")
+    add("nopython", sshd, client_key, inv, db, "--python", "/nonexistent/py thon")
+    add("badsetup", sshd, client_key, inv, db, "--setup",
+        "export PROXY_PASSWORD=hunter2; false")
+    code, text = cli("hosts", "check", "--accept-new", inventory=inv, db=db)
+    assert code == 1, text
+    lines = dict(ln.split(": ", 1) for ln in text.strip().splitlines())
+    assert lines["good"].startswith("python 3.")
+    assert lines["nodir"].startswith("nodir: workdir ~/afile/bs: mkdir: cannot create "
+                                     "directory") and "Not a directory" in lines["nodir"]
+    assert lines["nopython"].startswith("nopython: python /nonexistent/py thon: ")
+    assert "No such file or directory" in lines["nopython"]
+    assert lines["badsetup"] == "badsetup: setup: the setup line failed (exit 1)"
+    assert "hunter2" not in text
+    states = {r.name: (r.state, r.setup) for r in host_rows(Store(str(db)))}
+    assert states == {"good": ("ok", None), "nodir": ("check_failed", None),
+                      "nopython": ("check_failed", None),
+                      "badsetup": ("check_failed", "export PROXY_PASSWORD=***; false")}
+    assert not (sshd.dir / "home/afile/bs").exists()
+
+
+def test_list_shows_the_inventory_as_text_with_setup_masked(tmp_path, client_key):
+    inv, db = tmp_path / "hosts.yaml", tmp_path / "b.db"
+    inv.write_text(yaml.safe_dump({"hosts": {"box1": {
+        "address": "[bold]gw[/]", "user": "nano[async]", "key_file": str(client_key),
+        "setup": "export PROXY_PASSWORD=hunter2 && source /etc/network_turbo"}}}))
+    code, text = cli("hosts", "list", inventory=inv, db=db)  # no database yet: none made
+    assert code == 0, text
+    assert "[bold]gw[/]:22" in text and "nano[async]" in text and "unknown" in text
+    assert "PROXY_PASSWORD=***" in text and "hunter2" not in text
+    assert not db.exists()
