@@ -79,6 +79,7 @@ def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt) -> dict:
         "output_tok_s": r.output_tok_s, "total_tok_s": r.total_tok_s, "start_s": r.start_s,
         "peak_memory_bytes": r.peak_memory_bytes,
         **{k: getattr(rec, k) for k in RECORD_FIELDS},
+        "disturbed": "; ".join(rec.disturbed),  # empty: nothing seen that could bend it
         "finished_at": a.finished_at,
     }
 
@@ -120,6 +121,9 @@ def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     out["elapsed_s_mean"] = g["elapsed_s"].mean().values
     out["output_tokens"] = g["output_tokens"].mean().values
     out["start_s_mean"] = g["start_s"].mean().values
+    # How many of the configuration's results were taken while something could bend them,
+    # and the first such reason.
+    out["disturbed"] = g["disturbed"].agg(_disturbed).values
     for col in (c for c in df.columns if c.startswith(OPTION_PREFIX) or c == "config"):
         out[col] = g[col].first().values  # a function of `options`, so one value a group
     out["cv"] = out["tok_s_std"] / out["tok_s_mean"]
@@ -130,6 +134,11 @@ def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     for k, col in enumerate(SPEEDUP_FIELDS):
         out[col] = [f[k] for f in figures]
     return out
+
+
+def _disturbed(reasons: pd.Series) -> str:
+    marked = [r for r in reasons if r]
+    return f"{len(marked)} of {len(reasons)}: {marked[0]}" if marked else ""
 
 
 def sample(row: pd.Series) -> stats.Sample:

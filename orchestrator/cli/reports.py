@@ -14,7 +14,7 @@ from orchestrator.cli.output import Column, Report
 
 SUMMARY_FIELDS = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
                   "max_num_seqs", "gpu_memory_utilization", "max_model_len", "gpu_name", "n",
-                  "tok_s_mean", "tok_s_std", "ci95", "cv", "noisy", "elapsed_s_mean"]
+                  "tok_s_mean", "tok_s_std", "ci95", "cv", "noisy", "elapsed_s_mean", "disturbed"]
 
 
 def _g(v) -> str:
@@ -85,6 +85,8 @@ def results_report(sweep: str, summary, baseline: str | None, hidden: int) -> Re
             Column("CV", lambda r: spread_text(r) + (" noisy" if r["noisy"] else ""), True,
                    lambda r: "yellow" if r["noisy"] else ""),
             Column("elapsed s", lambda r: f"{r['elapsed_s_mean']:.2f}", True),
+            Column("disturbed", lambda r: r["disturbed"], False,
+                   lambda r: "yellow" if r["disturbed"] else ""),
             Column("speedup (95% interval)", lambda r: speedup_text(r), True,
                    lambda r: {"faster": "green", "slower": "red"}.get(r["verdict"], ""))]
     return Report("results", f"{sweep}: output tokens/s, speedup vs {baseline}", cols, rows,

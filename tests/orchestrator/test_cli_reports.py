@@ -57,6 +57,24 @@ def test_results_show_interval_and_verdict_in_every_format(tmp_path):
     assert "2.00× (1.59–2.52×) faster |" in text
 
 
+def test_a_result_taken_on_a_busy_host_is_marked_beside_its_figure(tmp_path):
+    from engine.result import Conditions
+    from tests.db.read.recorded import finish
+
+    db, store, planned = recorded(tmp_path)
+    busy = Conditions(nice=0, nice_asked=0, cpu_count=2, load_before=5.0, load_after=1.0,
+                      cpu_s=1.0, wall_s=1.0, gpu_processes_before=[], gpu_processes_after=[])
+    for p in planned:
+        extra = {"conditions": busy} if (p.job.variant, p.job.repeat) == ("fast", 1) else {}
+        finish(store, p.key, REPEATS[(p.job.variant, p.job.repeat)], **extra)
+    code, text = cli(db, "results", "s", "--format", "json")
+    rows = {r["variant"]: r for r in json.loads(text)["results"]}
+    assert rows["fast"]["disturbed"] == "1 of 3: load 5.0 on 2 CPUs before"
+    assert rows["base"]["disturbed"] == ""
+    code, text = cli(db, "results", "s")
+    assert code == 0 and "1 of 3: load 5.0 on 2 CPUs before" in text
+
+
 def test_one_repeat_says_no_spread(tmp_path):
     db, store, planned = recorded(tmp_path, repeats=1)
     run_all(store, planned, {"base": 100.0, "fast": 150.0})

@@ -37,8 +37,9 @@ def record(store: Store, text: str) -> list:
     return spec.expand()
 
 
-def finish(store: Store, key: str, tok_s: float, *, gpu: str = "H100") -> None:
-    """Run one job of the last recorded sweep to a result of `tok_s` output tok/s."""
+def finish(store: Store, key: str, tok_s: float, *, gpu: str = "H100", **result) -> None:
+    """Run one job of the last recorded sweep to a result of `tok_s` output tok/s (more
+    BenchResult fields in `result`)."""
     from sqlalchemy import select
 
     from db.models import Job
@@ -48,7 +49,7 @@ def finish(store: Store, key: str, tok_s: float, *, gpu: str = "H100") -> None:
     at = store.start_attempt(job_id, "h", "0")
     store.finish_attempt(at, "succeeded", job_state="succeeded", result=make(
         output_tokens=100, prompt_tokens=100, elapsed_s=100 / tok_s,
-        env={"gpu": {"name": gpu}}))
+        env={"gpu": {"name": gpu}}, **result))
 
 
 def run_all(store: Store, planned: list, tok_s: dict) -> None:
