@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import param, store
+from dashboard.common import md, param, store
 from db.read import stats
 from db.read.results import results_frame, summarize
 from db.read.sweeps import sweeps_frame
@@ -54,7 +54,7 @@ else:
         else summary.assign(label=[])
     variants = sorted(labelled["label"].unique()) if not labelled.empty else []
     if len(variants) < 2:
-        st.info(f"Sweep {sweep} has results for {len(variants)} variant(s); two are needed.",
+        st.info(f"Sweep {md(sweep)} has results for {len(variants)} variant(s); two are needed.",
                 icon=":material/info:")
         st.stop()
     c = st.columns(2)

@@ -34,7 +34,7 @@ def pick() -> None:
     name = st.selectbox("sweep", names, key="job_sweep")
     jobs = sweep_jobs(db, name)
     if jobs.empty:
-        st.info(f"Sweep {name} has no jobs.")
+        st.info(f"Sweep {md(name)} has no jobs.")
         return
     labels = {int(r.job_id): f"#{r.job_id}  {r.variant}  max_num_seqs {r.max_num_seqs}  "
                              f"mem {r.gpu_memory_utilization:g}  repeat {r.repeat}  "
@@ -47,7 +47,7 @@ def pick() -> None:
 
 st.title("Job" + (f" #{job_id}" if job_id else ""))
 if raw and job_id is None:
-    st.warning(f"`{raw}` is not a job id.", icon=":material/help:")
+    st.warning(f"{md(raw)} is not a job id.", icon=":material/help:")
 job = job_detail(db, job_id) if job_id else None
 if job_id and job is None:
     st.warning(f"There is no job #{job_id} in this database.", icon=":material/help:")
@@ -97,7 +97,7 @@ if result:
     m[2].metric("elapsed", f"{bench.elapsed_s:,.2f} s")
     m[3].metric("output tokens", f"{bench.output_tokens:,}")
     m[4].metric("start-up", f"{bench.start_s:,.2f} s")
-    st.caption(f"measured on {result['host']}, {result['gpu_name']}")
+    st.caption(f"measured on {md(result['host'])}, {md(result['gpu_name'])}")
     st.subheader("Start-up time")
     breakdown = charts.start_breakdown(rec)
     st.altair_chart(charts.start_chart(breakdown), width="stretch")
@@ -125,16 +125,16 @@ if result:
 elif not attempts.empty:
     last = attempts.iloc[-1]
     if last["outcome"] == LOST_ATTEMPT:
-        st.warning(f"Attempt {last['number']} was marked running on {last['host']} / "
-                   f"{last['gpu']} since {when(last['started_at'])} UTC, but its coordinator "
+        st.warning(f"Attempt {last['number']} was marked running on {md(last['host'])} / "
+                   f"{md(last['gpu'])} since {when(last['started_at'])} UTC, but its coordinator "
                    f"is lost: whether it still runs is unknown. Rerunning the sweep marks it "
                    f"lost and runs the job again.", icon=":material/help:")
     elif last["outcome"] != "running":
         st.error(f"No result: the last attempt ended {last['outcome']}"
                  + (f" ({last['error_kind']})" if last["error_kind"] else "")
-                 + (f": {last['error']}" if last["error"] else ""), icon=":material/error:")
+                 + (f": {md(last['error'])}" if last["error"] else ""), icon=":material/error:")
     else:
-        st.info(f"Attempt {last['number']} is running on {last['host']} / {last['gpu']} "
+        st.info(f"Attempt {last['number']} is running on {md(last['host'])} / {md(last['gpu'])} "
                 f"since {when(last['started_at'])} UTC.", icon=":material/autorenew:")
 
 if not attempts.empty:

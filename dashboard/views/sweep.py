@@ -32,7 +32,7 @@ names = sweeps.sort_values("started", ascending=False, kind="stable")["name"].to
 wanted = param("sweep")
 if wanted is not None and wanted not in names:
     st.title("Sweep")
-    st.warning(f"There is no sweep named `{wanted}` in this database.", icon=":material/help:")
+    st.warning(f"There is no sweep named {md(wanted)} in this database.", icon=":material/help:")
     wanted = None
 name = st.sidebar.selectbox("sweep", names, index=names.index(wanted) if wanted else 0,
                             key="sweep_pick")
@@ -42,7 +42,7 @@ info = sweep_info(db, name)
 row = sweeps[sweeps["name"] == name].iloc[0]
 jobs = sweep_jobs(db, name)
 
-st.title(f"Sweep {name}")
+st.title(f"Sweep {md(name)}")
 
 # --- filters (from the planned jobs, so they stay put while the sweep runs) -----------------
 axes = charts.filter_axes(jobs)
@@ -110,7 +110,7 @@ def render() -> None:
     st.subheader("Output tok/s over max_num_seqs × gpu_memory_utilization")
     st.altair_chart(charts.heatmap(summary), width="content")
 
-    st.subheader(f"Speedup against {baseline}")
+    st.subheader(f"Speedup against {md(baseline)}")
     table = charts.speedup_table(summary)
     st.dataframe(
         table, hide_index=True, width="stretch", key="speedup_table",

@@ -94,9 +94,22 @@ def test_sweep_of_failures_only_says_so(demo_db, monkeypatch):
     assert failed["link"].str.startswith("job?job=").all()
 
 
+CRAFTED = "x` ![i](http://evil.example/i.png) [click](http://evil.example) `"
+
+
+def test_url_parameters_render_as_text_not_markdown(synth_db, monkeypatch):
+    """A shareable URL's parameters are the sender's text: no image, no link of theirs in
+    the app's own warning box."""
+    for view, param in (("sweep", "sweep"), ("job", "job")):
+        at = open_page(monkeypatch, synth_db, view, **{param: CRAFTED})
+        shown = at.warning[0].value
+        assert "](" not in shown.replace("\\]", "") and "![" not in shown, shown
+        assert "\\[click\\]" in shown and "\\`" in shown, shown
+
+
 def test_unknown_sweep_warns_and_falls_back(demo_db, monkeypatch):
     at = open_page(monkeypatch, demo_db, "sweep", sweep="nope")
-    assert "no sweep named `nope`" in at.warning[0].value
+    assert "no sweep named nope in" in at.warning[0].value
     assert at.sidebar.selectbox(key="sweep_pick").value in {"dash", "dash-other", "dash-fail"}
 
 
