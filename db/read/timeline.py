@@ -32,6 +32,7 @@ from db.store import Store, as_utc
 from engine.result import BenchResult
 
 ALL = "all"  # the overall row of efficiency()
+EFFICIENCY = "efficiency (timed generate ÷ GPU time held)"  # its name where it is shown
 
 
 @dataclass(frozen=True)
