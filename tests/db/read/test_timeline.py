@@ -31,23 +31,21 @@ def fill(store: Store) -> None:
              gpu_memory_utilization=0.9, repeat=0, spec="{}")
         for i, v in enumerate(["vllm", "nano", "nano", "vllm"])])
     jobs = store.pending_jobs(sid, [f"k{i}" for i in range(4)])
-    at = store.start_attempt(jobs[0].id, "box", "0")
-    store.finish_attempt(at, "succeeded", job_state="succeeded",
-                         result=make(elapsed_s=6.0, load_s=20.0, compile_s=40.0))
-    timed(store, at, 0, 100)
-    at = store.start_attempt(jobs[1].id, "box", "1")
-    store.finish_attempt(at, "succeeded", job_state="succeeded",
-                         result=make(elapsed_s=5.0, load_s=4.0, warmup_s=1.0))
-    timed(store, at, 0, 20)
-    at = store.start_attempt(jobs[2].id, "box", "1")
-    store.finish_attempt(at, "failed", job_state="failed", error_kind="oom", error="oom")
-    timed(store, at, 20, 30)
-    at = store.start_attempt(jobs[2].id, "box", "1")
-    store.finish_attempt(at, "succeeded", job_state="succeeded",
-                         result=make(elapsed_s=5.0, load_s=4.0, warmup_s=1.0))
-    timed(store, at, 30, 50)
-    at = store.start_attempt(jobs[3].id, "box", "0")
-    timed(store, at, 100, None)
+
+    def attempt(job, gpu: str, start_s: float, end_s: float, **result) -> None:
+        at = store.start_attempt(job.id, "box", gpu)
+        if result:
+            store.finish_attempt(at, "succeeded", job_state="succeeded", result=make(**result))
+        else:
+            store.finish_attempt(at, "failed", job_state="failed", error_kind="oom",
+                                 error="oom")
+        timed(store, at, start_s, end_s)
+
+    attempt(jobs[0], "0", 0, 100, elapsed_s=6.0, load_s=20.0, compile_s=40.0)
+    attempt(jobs[1], "1", 0, 20, elapsed_s=5.0, load_s=4.0, warmup_s=1.0)
+    attempt(jobs[2], "1", 20, 30)
+    attempt(jobs[2], "1", 30, 50, elapsed_s=5.0, load_s=4.0, warmup_s=1.0)
+    timed(store, store.start_attempt(jobs[3].id, "box", "0"), 100, None)
 
 
 def test_bars_place_the_phases_at_the_end_of_each_attempt(tmp_path):
