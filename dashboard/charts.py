@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC
 
 import altair as alt
 import pandas as pd
@@ -19,6 +20,8 @@ from db.read.results import (
     speedup_text,
     spread_text,
 )
+from db.read.sweeps import LOST_ATTEMPT
+from db.read.timeline import Bar, Efficiency
 
 # The matrix axes every sweep has; engine options that vary become axes too.
 BASE_AXES = ["variant", "max_num_seqs", "gpu_memory_utilization", "max_model_len"]
@@ -407,3 +410,76 @@ def _chart_frame(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _n(df: pd.DataFrame, col: str) -> int:
     return int(df[col].nunique()) if col in df and not df.empty else 0
+
+
+# --- the timeline of a sweep ----------------------------------------------------------------
+
+# How a bar's outline marks its attempt's outcome; an attempt of a lost coordinator is
+# drawn as lost.
+OUTCOME_STROKES = {"succeeded": "#2e7d32", "failed": "#d62728", "lost": "#ff7f0e",
+                   "timeout": "#9467bd", "cancelled": GREY, "running": "#1f77b4",
+                   LOST_ATTEMPT: "#ff7f0e"}
+PHASE_FILLS = {"engine start": GREY, "generate": "#202020"}
+TIMELINE_COLUMNS = ["part", "lane", "variant", "outcome", "job_id", "attempt",
+                    "max_num_seqs", "repeat", "start", "end", "seconds", "held_s", "start_s",
+                    "generate_s"]
+
+
+def timeline_frame(bars: list[Bar]) -> pd.DataFrame:
+    """One row per attempt (part "attempt") and per phase inside it ("engine start",
+    "generate"), times as naive UTC, in lane order."""
+    rows = []
+    for b in bars:
+        common = {"lane": b.lane, "variant": b.variant, "outcome": b.outcome,
+                  "job_id": b.job_id, "attempt": b.attempt, "max_num_seqs": b.max_num_seqs,
+                  "repeat": b.repeat, "held_s": b.held_s, "start_s": b.start_s,
+                  "generate_s": b.generate_s}
+        parts = [("attempt", b.start, b.end), *b.phases()]
+        rows += [{**common, "part": part, "start": _naive(f), "end": _naive(t),
+                  "seconds": (t - f).total_seconds()} for part, f, t in parts]
+    return pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
+
+
+def _naive(t):
+    return t.astimezone(UTC).replace(tzinfo=None)
+
+
+def gantt(frame: pd.DataFrame) -> alt.LayerChart:
+    """The timeline: a lane per host and GPU slot, a bar per attempt filled by variant and
+    outlined by outcome, the engine start and the timed generate drawn inside it."""
+    lanes = sorted(frame["lane"].unique().tolist())
+    y = alt.Y("lane:N", title=None, sort=lanes)
+    x = alt.X("start:T", title="time (UTC)", scale=alt.Scale(type="utc"))
+    tip = [alt.Tooltip("lane:N", title="host / GPU"), "variant:N", "outcome:N",
+           alt.Tooltip("job_id:Q", title="job"), "attempt:Q", "max_num_seqs:Q", "repeat:Q",
+           alt.Tooltip("utcstart:N", title="from (UTC)"),
+           alt.Tooltip("held_s:Q", format=",.1f", title="held s"),
+           alt.Tooltip("start_s:Q", format=",.1f", title="engine start s"),
+           alt.Tooltip("generate_s:Q", format=",.2f", title="generate s")]
+    frame = frame.assign(utcstart=frame["start"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    attempts = frame[frame["part"] == "attempt"]
+    phases = frame[frame["part"] != "attempt"]
+    outcomes = [o for o in OUTCOME_STROKES if o in set(attempts["outcome"])]
+    bars = alt.Chart(attempts).mark_bar(height=20, strokeWidth=2, opacity=0.6).encode(
+        x=x, x2="end:T", y=y,
+        fill=alt.Fill("variant:N", title="variant", scale=alt.Scale(scheme="tableau10")),
+        stroke=alt.Stroke("outcome:N", title="outcome", scale=alt.Scale(
+            domain=outcomes, range=[OUTCOME_STROKES[o] for o in outcomes])),
+        tooltip=tip)
+    inside = alt.Chart(phases).mark_bar(height=8).encode(
+        x=x, x2="end:T", y=y,
+        fill=alt.Fill("part:N", title="phase", scale=alt.Scale(
+            domain=list(PHASE_FILLS), range=list(PHASE_FILLS.values()))),
+        tooltip=[alt.Tooltip("part:N", title="phase"),
+                 alt.Tooltip("seconds:Q", format=",.2f"), *tip])
+    return alt.layer(bars, inside).resolve_scale(fill="independent").properties(
+        height=max(60, 30 * len(lanes)))
+
+
+def efficiency_table(rows: list[Efficiency]) -> pd.DataFrame:
+    """The efficiency per variant and overall, as the Sweep page shows it."""
+    return pd.DataFrame([{"variant": e.variant, "attempts": e.attempts,
+                          "GPU time held (s)": e.held_s, "timed generate (s)": e.generate_s,
+                          "efficiency": e.ratio} for e in rows],
+                        columns=["variant", "attempts", "GPU time held (s)",
+                                 "timed generate (s)", "efficiency"])

@@ -1,7 +1,9 @@
 """Sweep: the result grid of one sweep: heatmaps, speedups against a baseline with their 95%
 intervals and verdicts, throughput against max_num_seqs (each repeat a point), the best
 configuration (only where it is distinguishably the best), filters for every axis, CSV
-download. Jobs only an earlier version of the sweep file had are left out, and counted."""
+download; the timeline of its attempts on each host and GPU and its efficiency (timed
+generate ÷ GPU time held) per variant and overall. Jobs only an earlier version of the
+sweep file had are left out, and counted."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dashboard.common import badge, link, md, param, store, when
 from db.read.jobs import sweep_jobs
 from db.read.results import results_frame, speedup_text, summarize, with_speedups
 from db.read.sweeps import sweep_info, sweeps_frame
+from db.read.timeline import attempt_bars, efficiency
 
 REFRESH_S = 3.0
 AXIS_LABELS = {"variant": "variant", "max_num_seqs": "max_num_seqs",
@@ -96,6 +99,7 @@ def render() -> None:
                     icon=":material/hourglass_empty:")
         _failures()
         _jobs_table()
+        _timeline()
         return
     filtered = charts.apply_filters(df, selected)[df.columns]
     summary = summarize(filtered, baseline)
@@ -134,6 +138,30 @@ def render() -> None:
                        mime="text/csv", icon=":material/download:")
     _failures()
     _jobs_table()
+    _timeline()
+
+
+def _timeline() -> None:
+    """Every attempt on its host and GPU, and where the GPU time went."""
+    bars = attempt_bars(db, name)
+    if not bars:
+        return
+    st.subheader("Timeline")
+    st.caption("A lane per host and GPU, a bar per attempt (filled by variant, outlined by "
+               "outcome), with its engine start and timed generate inside, placed at the end "
+               "of the attempt: the time before them is process start, imports and teardown.")
+    st.altair_chart(charts.gantt(charts.timeline_frame(bars)), width="stretch")
+    rows = efficiency(bars)
+    if not rows:
+        return
+    overall = rows[-1].ratio
+    st.markdown(f"**Efficiency** (time inside timed generates ÷ GPU time held, finished "
+                f"attempts): **{'—' if overall is None else f'{overall:.0%}'}** overall")
+    st.dataframe(charts.efficiency_table(rows), hide_index=True, key="efficiency_table",
+                 column_config={
+                     "GPU time held (s)": st.column_config.NumberColumn(format="%.1f"),
+                     "timed generate (s)": st.column_config.NumberColumn(format="%.1f"),
+                     "efficiency": st.column_config.NumberColumn(format="percent")})
 
 
 def _config(row) -> str:

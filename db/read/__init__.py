@@ -7,6 +7,8 @@ results, export, hosts list) and the dashboard:
 - hosts:   the SSH inventory and every host that ran an attempt
 - plan:    the sweep file as it reads now: current jobs, their variants' names, baseline
 - stats:   95% intervals of means and of speedups (Fieller), and the verdicts
+- timeline: every attempt as a bar on its host and GPU, with its engine start and timed
+           generate placed inside; the sweep's efficiency (timed generate ÷ GPU time held)
 
 Every function takes an open Store and returns plain data (dataclasses, dicts, DataFrames);
 nothing here writes. The writes, and the coordinator's own reads, are db.store's."""

@@ -131,7 +131,8 @@ BaselineOpt = Annotated[str | None, typer.Option(
 
 def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = None,
            every: AllOpt = False, fmt: FormatOpt = Format.table) -> None:
-    """Sweeps, their jobs by state, the jobs running now and one sweep's failed jobs."""
+    """Sweeps, their jobs by state, the jobs running now; of one sweep its failed jobs and
+    its efficiency (timed generate ÷ GPU time held) per variant and overall."""
     from db.read.jobs import failed_jobs, running_attempts
     from db.read.sweeps import sweep_rows
     from orchestrator.cli.reports import status_reports
@@ -141,7 +142,13 @@ def status(sweep: Annotated[str | None, typer.Argument()] = None, db: DbOpt = No
     if sweep and not rows:
         raise UserError(f"no sweep named {sweep!r}")
     failed = failed_jobs(store, sweep, every=every) if sweep else []
-    emit(status_reports(rows, running_attempts(store, sweep), failed), fmt, out)
+    reports = status_reports(rows, running_attempts(store, sweep), failed)
+    if sweep:
+        from db.read.timeline import EFFICIENCY, attempt_bars, efficiency
+
+        reports[0].notes += [f"{EFFICIENCY} {e.text()}"
+                             for e in efficiency(attempt_bars(store, sweep, every=every))]
+    emit(reports, fmt, out)
 
 
 def _summary(store, sweep: str, baseline: str | None, every: bool):

@@ -43,7 +43,9 @@ def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
     # Measured on a shared CPU: a winner is crowned only where the data separate it.
     banner = texts(at.success) + texts(at.info)
     assert ("Best configuration" in banner) != ("No single best configuration" in banner)
-    heat, lines = charts(at)
+    heat, lines, timeline = charts(at)
+    assert {r["part"] for rows in timeline["datasets_rows"] for r in rows} == {
+        "attempt", "engine start", "generate"}
     assert heat["facet"]["column"]["field"] == "label"
     assert {m["mark"]["type"] for m in heat["spec"]["layer"]} == {"rect", "text"}
     cells = heat["rows"]
@@ -88,7 +90,9 @@ def test_filters_and_baseline(demo_db, monkeypatch):
 def test_sweep_of_failures_only_says_so(demo_db, monkeypatch):
     at = open_page(monkeypatch, demo_db, "sweep", sweep="dash-fail")
     assert "all 2 finished job(s) of this sweep failed" in at.error[0].value
-    assert not charts(at)
+    (timeline,) = charts(at)  # no result to chart; the failed attempts on their GPUs
+    attempts = [r for r in timeline["datasets_rows"][0] if r["part"] == "attempt"]
+    assert len(attempts) == 2 and {r["outcome"] for r in attempts} == {"failed"}
     failed = at.dataframe[0].value
     assert len(failed) == 2 and set(failed["error_kind"]) == {"bad_input"}
     assert failed["link"].str.startswith("job?job=").all()
@@ -231,3 +235,26 @@ def test_databases_it_cannot_show(case, tmp_path, old_db, monkeypatch):
         assert "0000_before_results" in message
     if case == "missing":
         assert not (tmp_path / "nothing-here.db").exists()  # the dashboard creates nothing
+
+
+def test_sweep_page_shows_its_timeline_and_efficiency(synth_db, monkeypatch):
+    at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-000")
+    assert "Timeline" in [h.value for h in at.subheader]
+    timeline = charts(at)[-1]
+    bars, inside = timeline["layer"]
+    assert bars["encoding"]["y"]["field"] == "lane"
+    rows = [r for data in timeline["datasets_rows"] for r in data]
+    attempts = [r for r in rows if r["part"] == "attempt"]
+    assert len(attempts) == 40 and {r["lane"] for r in attempts} == {
+        f"gpu-box-{n % 4} / {n % 8}" for n in range(40)}
+    assert {r["part"] for r in rows} == {"attempt", "engine start", "generate"}
+    table = at.dataframe[-1].value  # the last table: efficiency
+    assert table["variant"].tolist()[-1] == "all"
+    assert set(table["variant"][:-1]) == {r["variant"] for r in attempts}
+    assert table["attempts"].iloc[-1] == 40
+    assert ((table["efficiency"] > 0) & (table["efficiency"] <= 1)).all()
+    assert "**Efficiency**" in texts(at.markdown)
+    # a sweep still running draws its running attempts too, ending now
+    at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-002")
+    rows = charts(at)[-1]["datasets_rows"][0]
+    assert sum(r["outcome"] == "running" for r in rows) == 8

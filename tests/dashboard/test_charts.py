@@ -208,3 +208,31 @@ def test_sweeps_table_and_durations():
     assert t["duration"].tolist() == ["1m 05s", "1h 02m"]
     assert t["link"].tolist() == ["sweep?sweep=new", "sweep?sweep=a%20b"]
     assert charts.format_duration(None) == "" and charts.format_duration(9.4) == "9s"
+
+
+def test_gantt_draws_a_lane_per_gpu_a_bar_per_attempt_and_its_phases(tmp_path):
+    from db.read.timeline import attempt_bars, efficiency
+    from db.store import Store
+    from tests.db.read.test_timeline import fill
+
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    fill(store)
+    frame = charts.timeline_frame(attempt_bars(store, "s"))
+    attempts = frame[frame["part"] == "attempt"]
+    assert attempts["outcome"].tolist() == ["succeeded", "succeeded", "failed", "succeeded",
+                                            "running"]
+    assert set(attempts["lane"]) == {"box / 0", "box / 1"}
+    phases = frame[frame["part"] != "attempt"]
+    assert phases["part"].tolist() == ["engine start", "generate"] * 3
+    assert phases["seconds"].tolist()[:2] == [60.0, 6.0]
+    assert frame["start"].dt.tz is None  # naive UTC, drawn on a UTC scale
+    spec = charts.gantt(frame).to_dict()
+    bars, inside = spec["layer"]
+    assert bars["encoding"]["fill"]["field"] == "variant"
+    assert bars["encoding"]["stroke"]["field"] == "outcome"
+    assert bars["encoding"]["stroke"]["scale"]["domain"] == ["succeeded", "failed", "running"]
+    assert inside["encoding"]["fill"]["field"] == "part"
+    assert bars["encoding"]["y"]["sort"] == ["box / 0", "box / 1"]
+    table = charts.efficiency_table(efficiency(attempt_bars(store, "s")))
+    assert table["variant"].tolist() == ["vllm", "nano", "all"]
+    assert table["efficiency"].round(2).tolist() == [0.06, 0.2, 0.11]

@@ -195,3 +195,22 @@ def test_dry_run_shows_every_axis_of_the_key(tmp_path):
     assert "max_model_len" in header and "attn_implementation" in header
     assert text.count("│ [/] ") == 4
     assert not (tmp_path / "none.db").exists()
+
+
+def test_status_of_a_sweep_shows_its_efficiency(tmp_path):
+    """Under the table: timed generate ÷ GPU time held, per variant and overall."""
+    from tests.db.read.test_timeline import fill
+
+    db = tmp_path / "t.db"
+    fill(Store(f"sqlite:///{db}"))
+    code, text = cli(db, "status", "s")
+    assert code == 0, text
+    lines = [ln for ln in text.splitlines() if ln.startswith("efficiency")]
+    assert lines == [
+        "efficiency (timed generate ÷ GPU time held) vllm: 6% (6.0 s timed generate of "
+        "100.0 s GPU time held, 1 attempt(s))",
+        "efficiency (timed generate ÷ GPU time held) nano: 20% (10.0 s timed generate of "
+        "50.0 s GPU time held, 3 attempt(s))",
+        "efficiency (timed generate ÷ GPU time held) all: 11% (16.0 s timed generate of "
+        "150.0 s GPU time held, 4 attempt(s))"]
+    assert "efficiency" not in cli(db, "status")[1]  # only of one sweep
