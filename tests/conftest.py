@@ -14,6 +14,7 @@ _db_counter = itertools.count()
 NETNS_MODULES = ("tests/e2e/test_ssh.py", "tests/e2e/test_ray_cluster.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "demo_db" in getattr(item, "fixturenames", ()):

@@ -50,6 +50,8 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):
             raise  # an exit code, Ctrl-C at a prompt, a usage error: typer reports them
+        except BrokenPipeError:  # the reader went away (`orchestrate ... | head`): stop quietly
+            raise typer.Exit(141) from None
         except UserError as e:
             print_error(str(e))
             raise typer.Exit(e.exit_code) from None
