@@ -120,7 +120,7 @@ def test_every_page_renders_in_chromium(server, demo_db, tmp_path):
         dom = render(url, tmp_path, name, markers)
         assert "Traceback" not in dom and 'data-testid="stException"' not in dom, name
         if name == "sweep":
-            assert dom.count('data-testid="stVegaLiteChart"') == 2  # heatmap and lines
+            assert dom.count('data-testid="stVegaLiteChart"') == 3  # heatmap, lines, timeline
 
 
 def test_binding_beyond_loopback_warns(demo_db):
