@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/system-deps.sh test
 	$(VENV)/bin/ruff check .
-	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q -n auto --dist loadgroup
+	RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

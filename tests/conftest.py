@@ -7,7 +7,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 _db_counter = itertools.count()
 
-# `make test` runs the suite on pytest-xdist workers (--dist loadgroup). Tests that share an
+# Under pytest-xdist (`pytest -n 2 --dist loadgroup`, for a machine with cores to spare; `make
+# test` runs in one process: on the 2-core CI machine two workers were slower). Tests that share an
 # expensive session fixture, or state of the whole machine, stay on one worker: those of the
 # dashboard's database filled by real sweeps, and those that make network namespaces (they
 # add and remove one unreachable route for the test range).
