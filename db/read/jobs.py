@@ -32,14 +32,26 @@ JOB_COLUMNS = ["job_id", "ordinal", "variant", "engine", "options", "model", "wo
 
 
 @dataclass(frozen=True)
-class RunningAttempt:
-    sweep: str
+class JobPoint:
+    """A job's place in its sweep's matrix, its variant named by the current sweep file."""
+
     job_id: int
     variant: str
     max_num_seqs: int
     gpu_memory_utilization: float
     max_model_len: int | None
     repeat: int
+
+
+def _point(plan: Plan, j: Job) -> dict:
+    return dict(job_id=j.id, variant=plan.name(j.key, j.variant), max_num_seqs=j.max_num_seqs,
+                gpu_memory_utilization=j.gpu_memory_utilization,
+                max_model_len=max_model_len(j.spec), repeat=j.repeat)
+
+
+@dataclass(frozen=True)
+class RunningAttempt(JobPoint):
+    sweep: str
     number: int
     host: str
     gpu: str
@@ -52,13 +64,7 @@ class RunningAttempt:
 
 
 @dataclass(frozen=True)
-class FailedJob:
-    job_id: int
-    variant: str
-    max_num_seqs: int
-    gpu_memory_utilization: float
-    max_model_len: int | None
-    repeat: int
+class FailedJob(JobPoint):
     error_kind: str | None
     error: str | None
 
@@ -124,9 +130,7 @@ def failed_jobs(store: Store, sweep: str, *, every: bool = False) -> list[Failed
     plan = sweep_plan(store, sweep) or Plan(None)
     with store.session() as s:
         rows = s.execute(_with_last_attempt(sweep).where(Job.state == "failed")).all()
-    return [FailedJob(j.id, plan.name(j.key, j.variant), j.max_num_seqs,
-                      j.gpu_memory_utilization, max_model_len(j.spec), j.repeat, a.error_kind,
-                      a.error)
+    return [FailedJob(**_point(plan, j), error_kind=a.error_kind, error=a.error)
             for j, a in rows if a is not None and (every or plan.current(j.key))]
 
 
@@ -144,9 +148,9 @@ def running_attempts(store: Store, sweep: str | None = None) -> list[RunningAtte
         for sw, j, a in s.execute(q):
             plan = plan_of(sw.spec_yaml, sw.baseline)
             out.append(RunningAttempt(
-                sw.name, j.id, plan.name(j.key, j.variant), j.max_num_seqs,
-                j.gpu_memory_utilization, max_model_len(j.spec), j.repeat, a.number, a.host,
-                a.gpu, as_utc(a.started_at), lost_for(sw.owner, as_utc(sw.heartbeat_at), now)))
+                **_point(plan, j), sweep=sw.name, number=a.number, host=a.host, gpu=a.gpu,
+                started_at=as_utc(a.started_at),
+                lost_for=lost_for(sw.owner, as_utc(sw.heartbeat_at), now)))
         return out
 
 
