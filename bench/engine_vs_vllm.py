@@ -3,6 +3,12 @@ run a fresh `python -m engine.bench` process started by run_job_process exactly 
 (own process group, GPU hygiene before and after), at max_num_seqs 256, 128 and 64.
 
     python bench/engine_vs_vllm.py --out $OUT [--engines vllm,nano] [--max-num-seqs 256,128]
+        [--kv-cache-tokens auto,200000,100000] [--card-memory-gib 24] [--arch qwen2-7b]
+        [--nano-options '{}' --nano-options '{"block_size": 64}']
+
+--kv-cache-tokens and --card-memory-gib reproduce a smaller card's budget (the options of
+engine/memory_budget.py, which both engines honour): each KV budget repeats the whole plan
+("auto": the engine's own sizing). Each --nano-options is one nano variant.
 
 Order: vllm at the first max_num_seqs (its torch.compile cache cold), nano at each, then
 vllm at the first again (cache warm: the start-time saving), then vllm at the others.
@@ -26,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import checkpoints  # noqa: E402
+from engine import checkpoints, variants  # noqa: E402
 from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION, BenchJob, ModelRef  # noqa: E402
 from engine.workload import WorkloadSpec  # noqa: E402
 from orchestrator.executors.process import run_job_process  # noqa: E402
@@ -36,7 +42,7 @@ ESTIMATE_S = {("vllm", "cold"): 125.0, ("vllm", "warm"): 50.0, ("nano", "any"): 
 REFERENCE = "vLLM 0.26 on an H100 at max_num_seqs 256: 20.8-22.2k output tok/s"
 COLUMNS = ("engine", "max_num_seqs", "output tok/s", "elapsed s", "output tokens", "start s",
            "load", "profile", "compile", "capture", "warmup", "compile cache", "KV tokens",
-           "peak GiB")
+           "preempted", "prefill tokens", "peak GiB")
 
 
 def plan(engines: list[str], sizes: list[int], warm_rerun: bool) -> list[tuple[str, int]]:
@@ -50,6 +56,10 @@ def plan(engines: list[str], sizes: list[int], warm_rerun: bool) -> list[tuple[s
             runs.append(("vllm", sizes[0]))
         runs += [("vllm", n) for n in sizes[1:]]
     return runs
+
+
+def label(engine: str, options: dict) -> str:
+    return engine + (json.dumps(options, separators=(",", ":")) if options else "")
 
 
 def estimate(engine: str, n: int, done: list[tuple[str, int]]) -> float:
@@ -70,7 +80,8 @@ def row(engine: str, n: int, outcome: dict) -> list[str]:
             *(f"{r[k]:.1f}" for k in ("load_s", "profile_s", "compile_s", "capture_s",
                                       "warmup_s")),
             "" if warm is None else ("warm" if warm else "cold"),
-            f"{r['kv_tokens']:,}" if r.get("kv_tokens") else "",
+            *(f"{r[k]:,}" if r.get(k) is not None else "" for k in ("kv_tokens", "preemptions",
+                                                                    "prefill_tokens")),
             f"{peak / 2**30:.1f}" if peak else ""]
 
 
@@ -98,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="fewer requests than the standard 256 (a smoke test)")
     p.add_argument("--no-warm-rerun", action="store_true",
                    help="skip the second vllm run at the first max_num_seqs")
+    p.add_argument("--kv-cache-tokens", default="auto",
+                   help="KV budgets in tokens, comma-separated; auto: the engine's own sizing")
+    p.add_argument("--card-memory-gib", type=float, default=None,
+                   help="size every engine's memory as on a card of this many GiB")
+    p.add_argument("--nano-options", action="append", type=json.loads, default=None,
+                   help="a nano variant's options as JSON (repeat for several variants)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a run may take")
     p.add_argument("--budget-s", type=float, default=540.0,
                    help="start no run that would end after this many seconds")
@@ -119,21 +136,30 @@ def main(argv: list[str] | None = None) -> int:
     path = checkpoints.resolve(model)
     print(f"checkpoint {path} ready in {time.monotonic() - t0:.1f} s; {REFERENCE}", flush=True)
 
+    budgets = [None if b.strip() == "auto" else int(b) for b in a.kv_cache_tokens.split(",")]
+    card = {} if a.card_memory_gib is None else {"card_memory_gib": a.card_memory_gib}
+    runs = [(engine, n, card | ({} if kv is None else {"kv_cache_tokens": kv}) | extra)
+            for k, kv in enumerate(budgets)
+            for engine, n in plan(engines, sizes, not a.no_warm_rerun and k == 0)
+            for extra in (a.nano_options or [{}] if engine == "nano" else [{}])]
     rows, done = [], []
-    for i, (engine, n) in enumerate(plan(engines, sizes, not a.no_warm_rerun)):
+    for i, (engine, n, options) in enumerate(runs):
+        name = label(engine, options)
         left = a.budget_s - (time.monotonic() - started)
         if estimate(engine, n, done) > left:
-            print(f"skipped {engine} at max_num_seqs {n}: {left:.0f} s of the budget left",
+            print(f"skipped {name} at max_num_seqs {n}: {left:.0f} s of the budget left",
                   flush=True)
-            rows.append([engine, str(n), "skipped (time budget)"])
+            rows.append([name, str(n), "skipped (time budget)"])
             continue
         job = BenchJob(engine=engine, variant=engine, model=model, workload=workload,
-                       max_num_seqs=n, gpu_memory_utilization=a.gpu_memory_utilization)
+                       max_num_seqs=n, gpu_memory_utilization=a.gpu_memory_utilization,
+                       options=variants.kind(engine).normalize(options))
         t0 = time.monotonic()
         outcome = run_job_process(job.to_json(), gpu=gpu, cuda_visible_devices=gpu,
                                   timeout_s=a.timeout).to_dict()
         done.append((engine, n))
-        name = f"{i:02d}-{engine}-{n}"
+        engine = name
+        name = f"{i:02d}-{engine}-{n}".replace('"', "").replace(":", "=")
         (a.out / f"{name}.json").write_text(json.dumps(outcome.get("result") or outcome,
                                                       indent=1, sort_keys=True))
         if outcome["outcome"] != "succeeded":
@@ -145,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     gpus = (json.loads(f.read_text()).get("env", {}).get("gpu")
             for f in sorted(a.out.glob("[0-9]*.json")))
     gpu_info = next((g for g in gpus if g), None)
-    text = (f"{a.arch}, standard workload, gpu_memory_utilization "
-            f"{a.gpu_memory_utilization:g}, GPU {json.dumps(gpu_info)}\n{table(rows)}\n"
+    budget = f"gpu_memory_utilization {a.gpu_memory_utilization:g}" + (
+        f" of card_memory_gib {a.card_memory_gib:g}" if card else "")
+    text = (f"{a.arch}, standard workload, {budget}, GPU {json.dumps(gpu_info)}\n"
+            f"{table(rows)}\n"
             f"reference: {REFERENCE}; total {time.monotonic() - started:.0f} s\n")
     (a.out / "table.txt").write_text(text)
     print(text, flush=True)

@@ -93,6 +93,30 @@ ARCHS: dict[str, dict[str, Any]] = {
         "head_dim": 128,
         "max_window_layers": 28,
     },
+    # Qwen/Qwen2-7B-Instruct: the "big model on a 24 GB card" case (15.2 GB in bf16)
+    "qwen2-7b": {
+        **_QWEN2_COMMON,
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "max_window_layers": 28,
+        "vocab_size": 152064,
+        "tie_word_embeddings": False,
+    },
+    # Qwen/Qwen3-8B (16.4 GB in bf16)
+    "qwen3-8b": {
+        **_QWEN3_COMMON,
+        "hidden_size": 4096,
+        "intermediate_size": 12288,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "max_window_layers": 36,
+        "tie_word_embeddings": False,
+    },
     "tiny": {**_QWEN2_COMMON, **_TINY, "tie_word_embeddings": False},
     "tiny-qwen3": {**_QWEN3_COMMON, **_TINY, "head_dim": 16, "tie_word_embeddings": True},
 }

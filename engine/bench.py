@@ -128,6 +128,8 @@ def run_in_process(job: BenchJob) -> BenchResult:
             kv_blocks=stats.get("kv_blocks"),
             block_size=stats.get("block_size"),
             kv_tokens=stats.get("kv_tokens"),
+            preemptions=stats.get("preemptions"),
+            prefill_tokens=stats.get("prefill_tokens"),
             peak_memory_bytes=engine.peak_memory_bytes(),
             compile_cache_warm=stats.get("compile_cache_warm"),
             device=getattr(device, "type", str(device)),

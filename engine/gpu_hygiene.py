@@ -135,13 +135,14 @@ def read(pynvml: Any, device: str) -> GpuState:
                     _str(pynvml.nvmlDeviceGetUUID(h)), int(mem.used), int(mem.total), procs)
 
 
-def used_bytes(device: str) -> int | None:
-    """Device memory in use now, all processes together; None without NVML."""
+def memory(device: str) -> tuple[int, int] | None:
+    """Device memory (in use now by all processes, total); None without NVML."""
     with nvml() as pynvml:
         if pynvml is None:
             return None
         try:
-            return int(pynvml.nvmlDeviceGetMemoryInfo(handle(pynvml, device)).used)
+            info = pynvml.nvmlDeviceGetMemoryInfo(handle(pynvml, device))
+            return int(info.used), int(info.total)
         except Exception:
             return None
 

@@ -21,6 +21,8 @@ class Option:
     validate: Callable[[str, Any], None] | None = None  # raises ValueError for a bad value
 
     def coerce(self, name: str, value: Any) -> Any:
+        if value is None and self.default is None:  # an option whose default is "unset"
+            return None
         is_bool = isinstance(value, bool)
         ok = isinstance(value, self.type) and (self.type is bool or not is_bool)
         if self.type is float and isinstance(value, int) and not is_bool:

@@ -77,6 +77,10 @@ class BenchResult:
     kv_blocks: int | None = None
     block_size: int | None = None
     kv_tokens: int | None = None  # KV-cache capacity in tokens
+    # Under KV-cache pressure (nano): sequences preempted, and tokens computed in prefill
+    # steps, prompts plus the recomputation of preempted sequences, less prefix-cache hits.
+    preemptions: int | None = None
+    prefill_tokens: int | None = None
     # Device peak (CUDA) or process max RSS (CPU); vllm: NVML device memory in use above
     # the level before its start (its engine core is another process).
     peak_memory_bytes: int | None = None

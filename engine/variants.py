@@ -12,6 +12,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.memory_budget import BUDGET_OPTIONS
 from engine.nano.config import nano_options
 from engine.options import Option
 
@@ -28,7 +29,7 @@ class Engine(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Figures of the last generate and of the engine: any of kv_blocks, block_size,
-        kv_tokens, prefill_s, decode_s."""
+        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens."""
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work."""
@@ -79,7 +80,7 @@ class EngineKind:
 # LLM(...) arguments that the job's own fields and the named options set.
 VLLM_MAPPED_ARGS = ("model", "skip_tokenizer_init", "max_num_seqs", "gpu_memory_utilization",
                     "max_model_len", "enforce_eager", "block_size", "enable_prefix_caching",
-                    "max_num_batched_tokens", "dtype", "tokenizer")
+                    "max_num_batched_tokens", "dtype", "tokenizer", "kv_cache_memory_bytes")
 
 
 def _validate_engine_args(name: str, value: dict) -> None:
@@ -128,6 +129,7 @@ KINDS: dict[str, EngineKind] = {
                                 "bfloat16 like nano on CUDA; auto: the checkpoint's"),
                 "engine_args": Option(dict, {}, help="more LLM(...) keyword arguments, "
                                       "passed through as they are", validate=_validate_engine_args),
+                **BUDGET_OPTIONS,
             },
             requires="vllm",
             install="pip install vllm==0.26.0",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import checkpoints, envinfo, gpu_hygiene, variants
+from engine import checkpoints, envinfo, gpu_hygiene, memory_budget, variants
 from engine.engines import vllm_log
 from engine.errors import BadInput
 from engine.job import BenchJob
@@ -70,9 +71,9 @@ class VllmEngine:
         return [list(o.outputs[0].token_ids) for o in outputs]
 
     def _sample_memory(self) -> None:
-        used = gpu_hygiene.used_bytes(self.nvml_device) if self.nvml_device else None
-        if used is not None:
-            self.used_peak = max(used, self.used_peak or 0)
+        mem = gpu_hygiene.memory(self.nvml_device) if self.nvml_device else None
+        if mem is not None:
+            self.used_peak = max(mem[0], self.used_peak or 0)
 
     def stats(self) -> dict[str, Any]:
         return dict(self.start_stats)
@@ -101,7 +102,9 @@ class VllmEngine:
         self.log.join(2.0)
 
 
-def llm_kwargs(job: BenchJob, model_dir: str | Path, o: dict[str, Any]) -> dict[str, Any]:
+def llm_kwargs(job: BenchJob, model_dir: str | Path, o: dict[str, Any],
+               total_bytes: int | None = None) -> dict[str, Any]:
+    """LLM(...)'s arguments for a job; total_bytes: the GPU's memory (for card_memory_gib)."""
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
         "skip_tokenizer_init": True,
@@ -115,6 +118,17 @@ def llm_kwargs(job: BenchJob, model_dir: str | Path, o: dict[str, Any]) -> dict[
                         ("max_num_batched_tokens", o["max_num_batched_tokens"])):
         if value is not None:
             kwargs[name] = value
+    if o["kv_cache_tokens"] is not None:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+        dtype = o["dtype"] if o["dtype"] != "auto" else config.get("torch_dtype", "bfloat16")
+        kwargs["kv_cache_memory_bytes"] = (o["kv_cache_tokens"]
+                                           * memory_budget.kv_bytes_per_token(config, dtype))
+    if o["card_memory_gib"] is not None:
+        if total_bytes is None:
+            raise BadInput("card_memory_gib needs the GPU's memory size, and NVML cannot "
+                           "read it here")
+        card = memory_budget.card_bytes(o["card_memory_gib"], total_bytes)
+        kwargs["gpu_memory_utilization"] = job.gpu_memory_utilization * card / total_bytes
     return kwargs | o["engine_args"]
 
 
@@ -157,13 +171,13 @@ def start(job: BenchJob, model_dir: str | Path) -> VllmEngine:
     if unknown:
         raise BadInput(f"option 'engine_args': vLLM {vllm.__version__} has no engine "
                        f"argument {', '.join(map(repr, unknown))}")
-    kwargs = llm_kwargs(job, model_dir, o)
+    nvml_device = envinfo.visible_device()
+    mem_before = gpu_hygiene.memory(nvml_device) if nvml_device else None
+    kwargs = llm_kwargs(job, model_dir, o, mem_before[1] if mem_before else None)
     print(f"[benchsweep] vLLM {vllm.__version__}, cache {cache} "
           f"({'has entries' if cache_had_entries else 'empty'}), LLM({kwargs})",
           file=sys.stderr, flush=True)
 
-    nvml_device = envinfo.visible_device()
-    used_before = gpu_hygiene.used_bytes(nvml_device) if nvml_device else None
     log = vllm_log.LogCapture()
     t0 = time.monotonic()
     try:
@@ -184,9 +198,15 @@ def start(job: BenchJob, model_dir: str | Path) -> VllmEngine:
         hit = cache_had_entries
     warm = None if o["enforce_eager"] else hit
     engine = VllmEngine(
-        llm, log, nvml_device, used_before,
+        llm, log, nvml_device, mem_before[0] if mem_before else None,
         timings=vllm_log.start_split(total, text),
         start_stats=_kv_capacity(llm, text) | {"compile_cache_warm": warm},
     )
     engine._sample_memory()
+    card = o["card_memory_gib"]
+    used = engine.used_peak or 0
+    if card is not None and used > card * memory_budget.GIB:  # kv_cache_tokens too large
+        engine.close()
+        raise BadInput(f"vLLM holds {used / memory_budget.GIB:.1f} GiB of the GPU once started, "
+                       f"more than card_memory_gib {o['card_memory_gib']:g}")
     return engine

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION
+from engine.memory_budget import BUDGET_OPTIONS
 from engine.options import Option
 
 SUPPORTED_ARCHS = {"qwen2", "qwen3"}
@@ -99,6 +100,12 @@ def _option(default: Any, help: str = "", *, choices: tuple = (), minimum: int |
                  metadata={"option": {"choices": choices, "help": help, "minimum": minimum}})
 
 
+def _shared(name: str):
+    """An EngineConfig field for an option that other engine kinds have too, defined once
+    elsewhere (engine/memory_budget.py)."""
+    return field(default=BUDGET_OPTIONS[name].default, metadata={"option": BUDGET_OPTIONS[name]})
+
+
 @dataclass
 class EngineConfig:
     """What the caller chooses. Values of None (and attention_backend "auto") are filled in
@@ -122,6 +129,8 @@ class EngineConfig:
     # Queue each decode step before reading the previous one's tokens (LLM._run_steps).
     async_scheduling: bool = _option(
         True, "queue each decode step before reading the previous one's tokens")
+    kv_cache_tokens: int | None = _shared("kv_cache_tokens")
+    card_memory_gib: float | None = _shared("card_memory_gib")
     device: str | None = None  # default cuda when available
     # Default: bfloat16 on CUDA (float16 below compute capability 8.0), float32 on CPU.
     dtype: str | None = None
@@ -129,7 +138,6 @@ class EngineConfig:
     # (and never more than a quarter of the RAM available at start, nor more than
     # max_num_seqs full-length sequences need).
     cpu_kv_cache_bytes: int = 2 << 30
-    num_kv_blocks: int | None = None  # fixed KV-cache size in blocks (tests); skips profiling
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -145,5 +153,9 @@ class EngineConfig:
 def nano_options() -> dict[str, Option]:
     """The nano engine kind's options, from EngineConfig's option fields."""
     types = get_type_hints(EngineConfig)
-    return {f.name: Option(types[f.name], f.default, **f.metadata["option"])
+    return {f.name: _as_option(f.metadata["option"], types[f.name], f.default)
             for f in fields(EngineConfig) if "option" in f.metadata}
+
+
+def _as_option(meta: dict | Option, type_: type, default: Any) -> Option:
+    return meta if isinstance(meta, Option) else Option(type_, default, **meta)

@@ -10,6 +10,7 @@ from dataclasses import fields
 
 import torch
 
+from engine.errors import BadInput
 from engine.nano.block_manager import BlockManager
 from engine.nano.config import EngineConfig, ModelConfig
 from engine.nano.kernels.card import Card
@@ -63,7 +64,9 @@ class LLM:
         self.runner = ModelRunner(cfg, mcfg, self.max_model_len)
         capacity = self.runner.num_blocks * cfg.block_size
         if capacity < self.max_model_len:
-            raise ValueError(
+            # Deterministic where the size was asked for: bad input, not worth a retry.
+            error = ValueError if cfg.kv_cache_tokens is None else BadInput
+            raise error(
                 f"the KV cache holds {capacity} tokens ({self.runner.num_blocks} blocks of "
                 f"{cfg.block_size}), less than one sequence of max_model_len "
                 f"{self.max_model_len}: give it more memory or lower max_model_len"

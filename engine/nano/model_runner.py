@@ -2,10 +2,12 @@
 
 KV-cache size: on CUDA, a profiling pass runs the largest prefill a step can schedule (and
 samples for max_num_seqs rows) over a temporary cache; the blocks then take what is left of
-gpu_memory_utilization * total memory after the weights, that pass's activation peak and
-whatever other processes hold. On CPU, gpu_memory_utilization has no meaning: the cache
-takes cpu_kv_cache_bytes, at most a quarter of the RAM available at start, and never more
-than max_num_seqs sequences of max_model_len need. num_kv_blocks, when given, wins.
+gpu_memory_utilization * total memory (card_memory_gib, when given, as the total) after the
+weights, that pass's activation peak and whatever other processes hold. kv_cache_tokens,
+when given, fixes the cache instead, checked against that on CUDA. On CPU,
+gpu_memory_utilization and card_memory_gib have no meaning: the cache takes
+kv_cache_tokens, or else cpu_kv_cache_bytes, at most a quarter of the RAM available at
+start, and never more than max_num_seqs sequences of max_model_len need.
 
 Decode steps on CUDA replay CUDA graphs captured for batch-size buckets up to max_num_seqs
 (unless enforce_eager). So do prefill steps of up to PREFILL_GRAPH_SEQS sequences and
@@ -24,6 +26,8 @@ from collections.abc import Iterator
 
 import torch
 
+from engine.errors import BadInput
+from engine.memory_budget import card_bytes
 from engine.nano.config import EngineConfig, ModelConfig
 from engine.nano.layers.attention import AttentionMetadata
 from engine.nano.layers.sampler import Sampler
@@ -149,13 +153,26 @@ class ModelRunner:
             torch.cuda.synchronize(self.device)
 
     def _size_kv_cache(self) -> int:
-        if self.cfg.num_kv_blocks is not None:
-            return self.cfg.num_kv_blocks
+        asked = self.cfg.kv_cache_tokens
+        fixed = None if asked is None else max(1, asked // self.block_size)
         if not self.is_cuda:
+            if fixed is not None:
+                return fixed
             budget = min(self.cfg.cpu_kv_cache_bytes, available_ram_bytes() // 4)
             cap = self.cfg.max_num_seqs * _cdiv(self.max_model_len, self.block_size)
             return min(budget // self.block_bytes, cap)
-        return self._profile()
+        fits = self._profile()
+        if fixed is None:
+            return fits
+        if fixed > fits:
+            raise BadInput(f"kv_cache_tokens {asked:,} does not fit: {fits * self.block_size:,} "
+                           f"tokens do ({self._budget_words()})")
+        return fixed
+
+    def _budget_words(self) -> str:
+        card = self.cfg.card_memory_gib
+        return (f"gpu_memory_utilization {self.cfg.gpu_memory_utilization}"
+                + (f" of card_memory_gib {card:g}" if card is not None else ""))
 
     @torch.inference_mode()
     def _profile(self) -> int:
@@ -203,14 +220,15 @@ class ModelRunner:
         current = torch.cuda.memory_allocated(self.device)
         free, total = torch.cuda.mem_get_info(self.device)
         used = total - free  # weights, this process's cached blocks, other processes
+        total = card_bytes(self.cfg.card_memory_gib, total)
         activations = max(0, peak - tmp_bytes - current)
         available = int(total * self.cfg.gpu_memory_utilization) - used - activations
         n = available // self.block_bytes
         if n < 1:
             raise RuntimeError(
                 f"no memory left for the KV cache: {used / 2**30:.2f} GiB in use, "
-                f"{activations / 2**30:.2f} GiB activation peak, gpu_memory_utilization "
-                f"{self.cfg.gpu_memory_utilization} of {total / 2**30:.2f} GiB"
+                f"{activations / 2**30:.2f} GiB activation peak, {self._budget_words()} "
+                f"({total / 2**30:.2f} GiB)"
             )
         return n
 

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from engine import checkpoints
+from engine import checkpoints, memory_budget
 from engine.archs import ARCHS
 from engine.checkpoints import resolve, tensor_specs, write_checkpoint
 from engine.job import ModelRef
@@ -37,7 +37,8 @@ def test_registry_imports_without_torch() -> None:
     code = "import sys, engine.checkpoints; assert 'torch' not in sys.modules"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert set(ARCHS) == {"qwen2-1.5b", "qwen2-0.5b", "qwen3-0.6b", "tiny", "tiny-qwen3"}
+    assert set(ARCHS) == {"qwen2-1.5b", "qwen2-0.5b", "qwen3-0.6b", "qwen2-7b", "qwen3-8b",
+                          "tiny", "tiny-qwen3"}
 
 
 def test_qwen2_1_5b_tensors_on_meta() -> None:
@@ -72,6 +73,42 @@ def test_qwen3_0_6b_tensors_on_meta() -> None:
     assert specs["model.layers.0.self_attn.q_norm.weight"] == (128,)
     assert not any(k.endswith(".bias") for k in specs)
     assert sum(torch.Size(s).numel() for s in specs.values()) == 596_049_920
+
+
+@pytest.mark.parametrize(("arch", "params", "kv_bytes_per_token"), [
+    ("qwen2-7b", 7_615_616_512, 2 * 28 * 4 * 128 * 2),  # the published parameter counts
+    ("qwen3-8b", 8_190_735_360, 2 * 36 * 8 * 128 * 2),
+])
+def test_7b_class_tensors_on_meta(arch: str, params: int, kv_bytes_per_token: int) -> None:
+    specs = dict(tensor_specs(arch))
+    assert "lm_head.weight" in specs  # untied, as the published models
+    assert sum(torch.Size(s).numel() for s in specs.values()) == params
+    assert memory_budget.kv_bytes_per_token(ARCHS[arch], "bfloat16") == kv_bytes_per_token
+
+
+WRITE_PEAK = """
+import resource, sys
+import torch, transformers
+from engine import checkpoints, memory_budget
+checkpoints.MAX_SHARD_BYTES = 128 << 20
+checkpoints.tensor_specs("qwen2-0.5b")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+checkpoints.write_checkpoint("qwen2-0.5b", sys.argv[1])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_writes_in_bf16_chunks_never_the_whole_model(tmp_path: Path) -> None:
+    """Host memory while writing grows by about a shard and the largest tensor, never by
+    the whole checkpoint (nor a float32 copy of it): a 7B checkpoint is 15 GB in bf16."""
+    r = subprocess.run([sys.executable, "-c", WRITE_PEAK, str(tmp_path / "m")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    grown = int(r.stdout)
+    saved = sum(f.stat().st_size for f in (tmp_path / "m").glob("*.safetensors"))
+    embed = 151936 * 896 * 2
+    assert saved > 900e6
+    assert grown < (128 << 20) + embed + (150 << 20) < saved, (grown, saved)
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny-qwen3"])
@@ -196,6 +233,6 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        "error: unknown architecture 'nope'; known: qwen2-0.5b, qwen2-1.5b, qwen3-0.6b, "
-        "tiny, tiny-qwen3"
+        "error: unknown architecture 'nope'; known: qwen2-0.5b, qwen2-1.5b, qwen2-7b, "
+        "qwen3-0.6b, qwen3-8b, tiny, tiny-qwen3"
     ]

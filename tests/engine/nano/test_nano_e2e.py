@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from engine.errors import BadInput
 from engine.nano import LLM as _LLM
 from engine.nano import SamplingParams
 from tests.engine.nano.conftest import needs_triton
@@ -69,7 +70,7 @@ def test_greedy_matches_transformers(checkpoints, arch):
 def test_greedy_matches_with_preemption(checkpoints, arch):
     d = checkpoints[arch]
     # 12 blocks of 8 = 96 tokens for 7 prompts of 165 tokens + 84 generated: must preempt.
-    llm = LLM(d, block_size=8, max_num_seqs=8, max_model_len=96, num_kv_blocks=12)
+    llm = LLM(d, block_size=8, max_num_seqs=8, max_model_len=96, kv_cache_tokens=96)
     ps = prompts()
     assert llm.generate(ps, GREEDY) == hf_greedy(d, ps)
     assert llm.last_stats["preemptions"] > 0
@@ -107,7 +108,7 @@ def test_prefix_caching_off_gives_the_same_tokens(checkpoints):
 
 def test_kernel_warm_up_leaves_nothing_behind(checkpoints):
     d = checkpoints["tiny"]
-    llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=96, num_kv_blocks=12)
+    llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=96, kv_cache_tokens=96)
     llm.compile_kernels()  # LLM runs it at start on CUDA; 34 requests in waves of 4 here
     assert llm.block_manager.num_free_blocks == 12 and llm.last_stats == {}
     ps = prompts()
@@ -189,7 +190,7 @@ def test_async_scheduling_frees_ended_sequences_before_preempting(checkpoints):
     params = [SamplingParams(0, 2, True), SamplingParams(0, 10, True), SamplingParams(0, 3, True)]
     outs = []
     for async_scheduling, blocks, n in ((True, 4, 2), (False, 4, 2), (True, 5, 3), (False, 5, 3)):
-        llm = LLM(d, block_size=8, max_model_len=32, num_kv_blocks=blocks,
+        llm = LLM(d, block_size=8, max_model_len=32, kv_cache_tokens=8 * blocks,
                   async_scheduling=async_scheduling)
         outs.append(llm.generate(ps[:n], params[:n]))
         assert [len(o) for o in outs[-1]] == [p.max_tokens for p in params[:n]]
@@ -201,7 +202,7 @@ def test_async_scheduling_samples_the_same_tokens(checkpoints):
     d = checkpoints["tiny-qwen3"]
     ps = prompts([5, 9, 13, 40, 2], seed=4)
     params = SamplingParams(temperature=0.8, max_tokens=9, ignore_eos=True)
-    outs = [LLM(d, block_size=8, max_num_seqs=2, max_model_len=64, num_kv_blocks=9, seed=3,
+    outs = [LLM(d, block_size=8, max_num_seqs=2, max_model_len=64, kv_cache_tokens=72, seed=3,
                 async_scheduling=a).generate(ps, params) for a in (True, False)]
     assert outs[0] == outs[1] and [len(o) for o in outs[0]] == [9] * 5
 
@@ -216,8 +217,8 @@ def test_request_errors(checkpoints):
     assert len(llm.generate([[5] * 30], GREEDY)[0]) == 2  # stops at max_model_len
     with pytest.raises(ValueError, match="unknown nano options"):
         LLM(checkpoints["tiny"], max_num_seq=3)
-    with pytest.raises(ValueError, match="less than one sequence of max_model_len"):
-        LLM(checkpoints["tiny"], block_size=8, max_model_len=64, num_kv_blocks=7)
+    with pytest.raises(BadInput, match="less than one sequence of max_model_len"):
+        LLM(checkpoints["tiny"], block_size=8, max_model_len=64, kv_cache_tokens=56)
 
 
 class _Replay:
