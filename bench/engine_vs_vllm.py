@@ -42,7 +42,7 @@ ESTIMATE_S = {("vllm", "cold"): 125.0, ("vllm", "warm"): 50.0, ("nano", "any"): 
 REFERENCE = "vLLM 0.26 on an H100 at max_num_seqs 256: 20.8-22.2k output tok/s"
 COLUMNS = ("engine", "max_num_seqs", "output tok/s", "elapsed s", "output tokens", "start s",
            "load", "profile", "compile", "capture", "warmup", "compile cache", "KV tokens",
-           "preempted", "prefill tokens", "peak GiB")
+           "preempted", "prefill tokens", "decode batch", "peak GiB")
 
 
 def plan(engines: list[str], sizes: list[int], warm_rerun: bool) -> list[tuple[str, int]]:
@@ -82,6 +82,7 @@ def row(engine: str, n: int, outcome: dict) -> list[str]:
             "" if warm is None else ("warm" if warm else "cold"),
             *(f"{r[k]:,}" if r.get(k) is not None else "" for k in ("kv_tokens", "preemptions",
                                                                     "prefill_tokens")),
+            f"{r['output_tokens'] / r['decode_steps']:.0f}" if r.get("decode_steps") else "",
             f"{peak / 2**30:.1f}" if peak else ""]
 
 

@@ -130,6 +130,7 @@ def run_in_process(job: BenchJob) -> BenchResult:
             kv_tokens=stats.get("kv_tokens"),
             preemptions=stats.get("preemptions"),
             prefill_tokens=stats.get("prefill_tokens"),
+            decode_steps=stats.get("decode_steps"),
             peak_memory_bytes=engine.peak_memory_bytes(),
             compile_cache_warm=stats.get("compile_cache_warm"),
             device=getattr(device, "type", str(device)),

@@ -81,6 +81,7 @@ class BenchResult:
     # steps, prompts plus the recomputation of preempted sequences, less prefix-cache hits.
     preemptions: int | None = None
     prefill_tokens: int | None = None
+    decode_steps: int | None = None  # output_tokens / decode_steps: the mean decode batch
     # Device peak (CUDA) or process max RSS (CPU); vllm: NVML device memory in use above
     # the level before its start (its engine core is another process).
     peak_memory_bytes: int | None = None

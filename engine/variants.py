@@ -29,7 +29,7 @@ class Engine(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Figures of the last generate and of the engine: any of kv_blocks, block_size,
-        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens."""
+        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens, decode_steps."""
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work."""

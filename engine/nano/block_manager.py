@@ -101,10 +101,11 @@ class BlockManager:
         b.ref_count = 1
         return bid
 
-    def can_allocate(self, seq: Sequence) -> bool:
+    def can_allocate(self, seq: Sequence, spare: int = 0) -> bool:
+        """Whether seq's blocks can be given and `spare` blocks still stay free."""
         matched = self._match(seq)
         taken_from_free = sum(1 for bid in matched if self.blocks[bid].ref_count == 0)
-        return seq.num_blocks - len(matched) + taken_from_free <= len(self.free)
+        return seq.num_blocks - len(matched) + taken_from_free + spare <= len(self.free)
 
     def allocate(self, seq: Sequence) -> None:
         """Give a waiting sequence blocks for all its tokens, reusing cached ones."""

@@ -129,6 +129,11 @@ class EngineConfig:
     # Queue each decode step before reading the previous one's tokens (LLM._run_steps).
     async_scheduling: bool = _option(
         True, "queue each decode step before reading the previous one's tokens")
+    # Admit a waiting sequence only if every running one, and it, can still grow this many
+    # tokens in the blocks left free (scheduler.py); 0: whenever its prompt fits.
+    admission_lookahead: int = _option(
+        0, "admit only while running sequences keep blocks to grow this many tokens",
+        minimum=0)
     kv_cache_tokens: int | None = _shared("kv_cache_tokens")
     card_memory_gib: float | None = _shared("card_memory_gib")
     device: str | None = None  # default cuda when available

@@ -76,7 +76,7 @@ class LLM:
         )
         self.scheduler = Scheduler(
             self.block_manager, cfg.max_num_seqs, cfg.max_num_batched_tokens,
-            self.max_model_len, mcfg.eos_token_ids,
+            self.max_model_len, mcfg.eos_token_ids, cfg.admission_lookahead,
         )
         self.timings = dict(self.runner.timings)
         self.last_stats: dict = {}

@@ -9,6 +9,11 @@ block and none is free, the newest running sequence is preempted: its blocks are
 it goes back to the front of the waiting queue, to be recomputed later (its computed full
 blocks may still be found in the prefix cache).
 
+Admission looks ahead (admission_lookahead tokens): a waiting sequence is admitted only if,
+after its prompt's blocks, enough stay free for every running sequence, and itself, to grow
+that many tokens. Without it, a tight cache admits a sequence into the last free blocks
+and preempts it, its prefill wasted, at the next block another sequence needs.
+
 No deadlock: the KV cache holds at least one max_model_len sequence (LLM checks it), no
 sequence grows beyond max_model_len, and a sequence alone in the engine can always get its
 blocks back, because preemption frees everything the others hold.
@@ -56,8 +61,10 @@ class Scheduler:
         max_num_batched_tokens: int,
         max_model_len: int,
         eos_token_ids: tuple[int, ...] = (),
+        admission_lookahead: int = 0,
     ):
         self.bm = block_manager
+        self.admission_lookahead = admission_lookahead
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
@@ -104,10 +111,14 @@ class Scheduler:
                 seqs.append(seq)
                 counts.append(n)
                 budget -= n
+        spare = self._growth(self.running) if self.waiting else 0
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            if not self.bm.can_allocate(seq):
+            grows = self._growth([seq])
+            # Alone in the engine a sequence is always admitted: it can preempt no other.
+            if not self.bm.can_allocate(seq, spare + grows if self.running else 0):
                 break
+            spare += grows
             self.bm.allocate(seq)
             self.waiting.popleft()
             seq.status = Status.RUNNING
@@ -117,6 +128,17 @@ class Scheduler:
             counts.append(n)
             budget -= n
         return Batch(seqs, counts, True) if seqs else None
+
+    def _growth(self, seqs) -> int:
+        """Blocks the sequences would need beyond those they hold (a waiting one: beyond its
+        own tokens') to grow admission_lookahead tokens each."""
+        ahead = self.admission_lookahead
+        if not ahead:
+            return 0
+        bs, most = self.bm.block_size, self.max_model_len
+        return sum(max(0, -(-min(len(s) + ahead, s.num_prompt_tokens + s.params.max_tokens, most)
+                            // bs) - (len(s.block_table) or s.num_blocks))
+                   for s in seqs)
 
     def _schedule_decode(self) -> Batch | None:
         seqs: list[Sequence] = []
@@ -205,7 +227,12 @@ class Scheduler:
         decode, and when it may have to preempt: the running sequences may need more new
         blocks than are free, and which of them have ended (their blocks freed by
         complete()) is not known yet."""
-        if not self.running or (self.waiting and len(self.running) < self.max_num_seqs):
+        if not self.running:
+            return True
+        # Admitting reads a sequence's tokens; a waiting one that cannot get its blocks now
+        # is not admitted next step either (what the queued step frees comes a step later).
+        if (self.waiting and len(self.running) < self.max_num_seqs
+                and self.bm.can_allocate(self.waiting[0], self._growth(self.running))):
             return True
         free = self.bm.num_free_blocks
         if free >= len(self.running):

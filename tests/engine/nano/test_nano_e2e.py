@@ -66,14 +66,15 @@ def test_greedy_matches_transformers(checkpoints, arch):
     assert llm.last_stats["preemptions"] == 0
 
 
-@pytest.mark.parametrize("arch", ["tiny", "tiny-qwen3"])
-def test_greedy_matches_with_preemption(checkpoints, arch):
+@pytest.mark.parametrize(("arch", "lookahead"), [("tiny", 0), ("tiny-qwen3", 0), ("tiny", 24)])
+def test_greedy_matches_with_preemption(checkpoints, arch, lookahead):
     d = checkpoints[arch]
     # 12 blocks of 8 = 96 tokens for 7 prompts of 165 tokens + 84 generated: must preempt.
-    llm = LLM(d, block_size=8, max_num_seqs=8, max_model_len=96, kv_cache_tokens=96)
+    llm = LLM(d, block_size=8, max_num_seqs=8, max_model_len=96, kv_cache_tokens=96,
+              admission_lookahead=lookahead)
     ps = prompts()
     assert llm.generate(ps, GREEDY) == hf_greedy(d, ps)
-    assert llm.last_stats["preemptions"] > 0
+    assert (llm.last_stats["preemptions"] > 0) == (lookahead == 0)
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny-qwen3"])

@@ -14,9 +14,10 @@ from engine.nano.sequence import Sequence, Status
 BS = 4
 
 
-def make(num_blocks=16, max_num_seqs=4, budget=64, max_model_len=32, caching=True, eos=()):
+def make(num_blocks=16, max_num_seqs=4, budget=64, max_model_len=32, caching=True, eos=(),
+         lookahead=0):
     bm = BlockManager(num_blocks, BS, caching)
-    return Scheduler(bm, max_num_seqs, budget, max_model_len, eos)
+    return Scheduler(bm, max_num_seqs, budget, max_model_len, eos, lookahead)
 
 
 def seq(n: int, max_tokens: int = 4, start: int = 0, ignore_eos: bool = True) -> Sequence:
@@ -110,13 +111,53 @@ def test_preemption_by_recompute_when_blocks_run_out():
     assert s.bm.num_free_blocks == 6
 
 
-def test_no_deadlock_random_workloads():
+def test_lookahead_admits_only_what_can_grow():
+    """A tight cache: without lookahead every prompt is admitted into the last free blocks
+    and the newest are preempted as the others grow, their prefills wasted."""
+    outs, preemptions, prefilled = [], [], []
+    for lookahead in (0, 16):
+        s = make(num_blocks=10, max_num_seqs=4, max_model_len=24, lookahead=lookahead)
+        seqs = [seq(6, 10, start=100 * i) for i in range(4)]
+        for sq in seqs:
+            s.add(sq)
+        tokens = 0
+        while not s.is_finished():
+            batch = step(s)
+            tokens += batch.num_tokens if batch.is_prefill else 0
+        outs.append([sq.completion_token_ids for sq in seqs])
+        preemptions.append(s.num_preemptions)
+        prefilled.append(tokens)
+        assert s.bm.num_free_blocks == 10
+    assert outs[0] == outs[1] == [[7] * 10] * 4
+    assert preemptions[1] == 0 < preemptions[0]
+    assert prefilled[1] == 4 * 6 < prefilled[0]  # no recomputed prefill
+
+
+def test_queues_ahead_while_the_waiting_cannot_be_admitted():
+    """Async scheduling need not wait for a step's tokens when the next step admits nothing
+    (the waiting sequence's blocks are not free) and nothing running needs a block."""
+    waits = []
+    for blocks in (3, 5):
+        s = make(num_blocks=blocks, max_num_seqs=4, max_model_len=12)
+        a, b = seq(5, 4), Sequence(list(range(50, 59)), SamplingParams(0, 2, True), BS)
+        s.add(a)
+        s.add(b)
+        s.max_num_batched_tokens = 5  # a's prefill alone
+        step(s)  # a holds 2 blocks; b needs 3
+        assert list(s.running) == [a] and list(s.waiting) == [b]
+        waits.append(s.must_wait_for_tokens())
+    assert waits == [False, True]  # 1 block free: b waits on; 3 free: b is admitted next
+
+
+@pytest.mark.parametrize("lookahead", [0, 5])
+def test_no_deadlock_random_workloads(lookahead):
     rng = random.Random(0)
     for trial in range(30):
         blocks = rng.randint(8, 24)
         max_len = blocks * BS
         s = make(num_blocks=blocks, max_num_seqs=rng.randint(1, 6),
-                 budget=rng.randint(1, 40), max_model_len=max_len, caching=trial % 2 == 0)
+                 budget=rng.randint(1, 40), max_model_len=max_len, caching=trial % 2 == 0,
+                 lookahead=lookahead)
         seqs = []
         for _ in range(rng.randint(1, 10)):
             n = rng.randint(1, max_len)
