@@ -28,31 +28,31 @@ SWEEPS = {
         model: {arch: tiny}
         workload: {num_seqs: 4, input_len: [8, 24], output_len: [2, 6]}
         variants:
-          hf: {kind: hf}
-          hf-eager: {kind: hf, options: {attn_implementation: eager}}
-        matrix: {variant: [hf, hf-eager], max_num_seqs: [2, 4],
+          nano: {kind: nano}
+          nano-sync: {kind: nano, options: {async_scheduling: false}}
+        matrix: {variant: [nano, nano-sync], max_num_seqs: [2, 4],
                  gpu_memory_utilization: [0.8, 0.9]}
         repeats: 2
         timeout_s: 120
-        baseline: hf
+        baseline: nano
         """,
     "dash-other": """\
         name: dash-other
         model: {arch: tiny}
         workload: {num_seqs: 3, input_len: [8, 24], output_len: [2, 6]}
-        variants: {hf: {kind: hf}}
+        variants: {nano: {kind: nano}}
         matrix: {max_num_seqs: [2, 4], gpu_memory_utilization: [0.9]}
         timeout_s: 120
-        baseline: hf
+        baseline: nano
         """,
     "dash-fail": """\
         name: dash-fail
         model: {arch: tiny}
         workload: {num_seqs: 4, input_len: [8, 24], output_len: [2, 6]}
-        variants: {hf: {kind: hf}}
+        variants: {nano: {kind: nano}}
         matrix: {max_num_seqs: [2, 4], max_model_len: [16]}  # prompts are longer: bad input
         timeout_s: 120
-        baseline: hf
+        baseline: nano
         """,
 }
 

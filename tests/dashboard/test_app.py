@@ -49,18 +49,18 @@ def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
     assert heat["facet"]["column"]["field"] == "label"
     assert {m["mark"]["type"] for m in heat["spec"]["layer"]} == {"rect", "text"}
     cells = heat["rows"]
-    assert len(cells) == 8 and {c["label"] for c in cells} == {"hf", "hf-eager"}
+    assert len(cells) == 8 and {c["label"] for c in cells} == {"nano", "nano-sync"}
     assert {(c["max_num_seqs"], c["gpu_memory_utilization"]) for c in cells} == {
         (2, 0.8), (2, 0.9), (4, 0.8), (4, 0.9)}
     assert lines["layer"][1]["mark"]["type"] == "line"
     table = at.dataframe[0].value
     assert len(table) == 8 and (table["n"] == 2).all()
-    assert (table[table["variant"] == "hf"]["speedup"] == 1.0).all()
-    assert table[table["variant"] == "hf-eager"]["speedup"].notna().all()
+    assert (table[table["variant"] == "nano"]["speedup"] == 1.0).all()
+    assert table[table["variant"] == "nano-sync"]["speedup"].notna().all()
     assert table["± 95% CI"].str.startswith("± ").all()
-    hf_eager = table[table["variant"] == "hf-eager"]
-    assert hf_eager["speedup (95% interval)"].str.contains("×").all()
-    assert set(hf_eager["verdict"]) <= {"faster", "slower", "not distinguishable"}
+    nano_sync = table[table["variant"] == "nano-sync"]
+    assert nano_sync["speedup (95% interval)"].str.contains("×").all()
+    assert set(nano_sync["verdict"]) <= {"faster", "slower", "not distinguishable"}
     assert len(at.get("download_button")) == 1
     labels = [m.label for m in at.sidebar.multiselect]
     assert labels == ["variant", "max_num_seqs", "gpu_memory_utilization",
@@ -76,15 +76,15 @@ def test_filters_and_baseline(demo_db, monkeypatch):
     table = at.dataframe[0].value
     assert len(table) == 4 and set(table["max_num_seqs"]) == {4}
     assert len(charts(at)[0]["rows"]) == 4
-    at.sidebar.multiselect(key="filter variant").set_value(["hf-eager"]).run()
+    at.sidebar.multiselect(key="filter variant").set_value(["nano-sync"]).run()
     table = at.dataframe[0].value
-    assert set(table["variant"]) == {"hf-eager"} and len(table) == 2
-    assert set(table["note"]) == {"no baseline results"}  # hf is filtered out
+    assert set(table["variant"]) == {"nano-sync"} and len(table) == 2
+    assert set(table["note"]) == {"no baseline results"}  # nano is filtered out
     at.sidebar.multiselect(key="filter variant").set_value([]).run()
-    at.sidebar.selectbox(key="baseline").set_value("hf-eager").run()
+    at.sidebar.selectbox(key="baseline").set_value("nano-sync").run()
     table = at.dataframe[0].value
-    assert (table[table["variant"] == "hf-eager"]["speedup"] == 1.0).all()
-    assert at.subheader[1].value == "Speedup against hf-eager"
+    assert (table[table["variant"] == "nano-sync"]["speedup"] == 1.0).all()
+    assert at.subheader[1].value == "Speedup against nano-sync"
 
 
 def test_sweep_of_failures_only_says_so(demo_db, monkeypatch):
@@ -158,11 +158,11 @@ def test_job_page_without_or_with_a_wrong_job(demo_db, monkeypatch):
 def test_compare_two_sweeps_greys_out_other_workloads(demo_db, monkeypatch):
     at = open_page(monkeypatch, demo_db, "compare", a="dash", b="dash-other")
     table = at.dataframe[0].value
-    paired = table[(table["variant"] == "hf") & (table["gpu_memory_utilization"] == 0.9)]
+    paired = table[(table["variant"] == "nano") & (table["gpu_memory_utilization"] == 0.9)]
     assert len(paired) == 2
     assert paired["not comparable because"].str.startswith("different workload").all()
     assert (paired["B / A"] == "—").all()
-    assert set(table[table["variant"] == "hf-eager"]["not comparable because"]) == {
+    assert set(table[table["variant"] == "nano-sync"]["not comparable because"]) == {
         "only in A"}
     assert "No configuration can be compared" in at.warning[0].value
     (chart,) = charts(at)
@@ -172,8 +172,8 @@ def test_compare_two_sweeps_greys_out_other_workloads(demo_db, monkeypatch):
 
 
 def test_compare_two_variants(demo_db, monkeypatch):
-    at = open_page(monkeypatch, demo_db, "compare", a="dash", variant_a="hf",
-                   variant_b="hf-eager")
+    at = open_page(monkeypatch, demo_db, "compare", a="dash", variant_a="nano",
+                   variant_b="nano-sync")
     table = at.dataframe[0].value
     assert len(table) == 4 and table["B / A"].str.endswith("×").all()
     assert (table["not comparable because"] == "").all()

@@ -107,7 +107,7 @@ def test_every_page_renders_in_chromium(server, demo_db, tmp_path):
                                        # "Best configuration" or "No single best
                                        # configuration": the tiny model's CPU figures decide
                                        "est configuration", 'data-testid="stDataFrame"',
-                                       "hf-eager", "Speedup against hf"]),
+                                       "nano-sync", "Speedup against nano"]),
         "job": (f"job?job={job}", ['data-testid="stDataFrame"', "BenchResult",
                                    'data-testid="stVegaLiteChart"', "Log tail"]),
         "compare": ("compare?a=dash&b=dash-other", ['data-testid="stVegaLiteChart"',

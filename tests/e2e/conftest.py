@@ -29,7 +29,7 @@ def sweep_file(tmp_path: Path, name: str = "e2e", *, repeats: int = 1, extra: st
         model: {{arch: tiny}}
         workload: {{num_seqs: 4, input_len: [8, 24], output_len: [2, 6]}}
         variants:
-          hf: {{kind: hf}}
+          nano: {{kind: nano}}
         {variants}
         matrix: {{{matrix}}}
         repeats: {repeats}

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.e2e
 
 def test_sweep_resume_results_export(tmp_path, cache_dir, db_url):
     env = orchestrate_env(cache_dir, db_url)
-    spec = sweep_file(tmp_path, repeats=2, variants="  hf-eager: {kind: hf, options: "
-                                                    "{attn_implementation: eager}}")
+    spec = sweep_file(tmp_path, repeats=2, variants="  nano-sync: {kind: nano, options: "
+                                                    "{async_scheduling: false}}")
     first = orchestrate(env, "sweep", str(spec))
     assert first.returncode == 0, first.stdout + first.stderr
     assert "8 jobs, 0 already done" in first.stdout
@@ -42,7 +42,7 @@ def test_sweep_resume_results_export(tmp_path, cache_dir, db_url):
 
     table = orchestrate(env, "results", "e2e")
     assert table.returncode == 0, table.stderr
-    assert "hf-eager" in table.stdout and "1.00×" in table.stdout
+    assert "nano-sync" in table.stdout and "1.00×" in table.stdout
 
     status = orchestrate(env, "status")
     assert "e2e" in status.stdout and status.returncode == 0
@@ -53,15 +53,15 @@ def test_sweep_resume_results_export(tmp_path, cache_dir, db_url):
         done = orchestrate(env, "export", "e2e", "--format", fmt, "-o", str(out))
         assert done.returncode == 0, done.stderr
         df = read(out)
-        assert len(df) == 8 and set(df["variant"]) == {"hf", "hf-eager"}
+        assert len(df) == 8 and set(df["variant"]) == {"nano", "nano-sync"}
 
 
 def test_timeout_and_failure_do_not_stop_the_sweep(tmp_path, cache_dir):
     db = f"sqlite:///{tmp_path / 'b.db'}"
     env = orchestrate_env(cache_dir, db)
-    spec = sweep_file(tmp_path, variants="  slow: {kind: hf, timeout_s: 1, options: "
-                                               "{attn_implementation: eager}}",
-                      matrix="variant: [slow, hf], max_num_seqs: [4], "
+    # slow: the transformers engine, whose start alone takes longer than 1 s.
+    spec = sweep_file(tmp_path, variants="  slow: {kind: hf, timeout_s: 1}",
+                      matrix="variant: [slow, nano], max_num_seqs: [4], "
                              "max_model_len: [16, 4096]", extra="retries: 1\n")
     run = orchestrate(env, "sweep", str(spec))
     assert run.returncode == 1 and "job(s) failed" in run.stderr
@@ -69,8 +69,8 @@ def test_timeout_and_failure_do_not_stop_the_sweep(tmp_path, cache_dir):
                          "JOIN attempts a ON a.job_id = j.id ORDER BY j.ordinal, a.id")
     kinds = {(v, o, k) for _, v, o, k in outcomes}
     assert ("slow", "timeout", "timeout") in kinds
-    assert ("hf", "failed", "bad_input") in kinds  # prompts longer than max_model_len 16
-    assert ("hf", "succeeded", None) in kinds
+    assert ("nano", "failed", "bad_input") in kinds  # prompts longer than max_model_len 16
+    assert ("nano", "succeeded", None) in kinds
     # A timeout may not happen again: retried once (retries: 1). A bad input will: never.
     by_job: dict[int, list[str]] = {}
     for job_id, _, _, kind in outcomes:

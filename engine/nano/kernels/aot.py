@@ -74,8 +74,11 @@ class Compiler:
         self.card = card
         self.target = GPUTarget("cuda", card.arch, 32)
         self.backend = make_backend(self.target)
-        self.seen: set[str] = set()
-        self.compiled: list[tuple[str, dict, dict, object]] = []
+        self.cache: dict[str, tuple[str, dict, dict, object]] = {}  # models share launches
+        self.compiled: list[tuple[str, dict, dict, object]] = []  # this model's
+
+    def start_model(self) -> None:
+        self.compiled = []
 
     def __call__(self, kernel, args: tuple, meta: dict) -> None:
         import triton
@@ -88,13 +91,13 @@ class Compiler:
         options, signature, constexprs, attrs = kernel._pack_args(
             self.backend, dict(meta), bound, spec, opts)
         key = repr((kernel.fn.__qualname__, signature, constexprs, attrs, options))
-        if key in self.seen:
-            return
-        self.seen.add(key)
-        src = ASTSource(kernel, signature, constexprs, attrs)
-        out = triton.compile(src, target=self.target, options=options.__dict__)
-        names = {kernel.arg_names[i[0]]: v for i, v in constexprs.items()}
-        self.compiled.append((kernel.fn.__name__, names, options.__dict__, out))
+        if key not in self.cache:
+            src = ASTSource(kernel, signature, constexprs, attrs)
+            out = triton.compile(src, target=self.target, options=options.__dict__)
+            names = {kernel.arg_names[i[0]]: v for i, v in constexprs.items()}
+            self.cache[key] = (kernel.fn.__name__, names, options.__dict__, out)
+        if self.cache[key] not in self.compiled:
+            self.compiled.append(self.cache[key])
 
 
 def _forward_launches(mcfg, dtype, configs, block_size: int = 256) -> None:
@@ -154,13 +157,17 @@ def compile_all(cards: list[Card], dtypes: tuple[str, ...] = DTYPES) -> Iterator
               if not name.startswith("tiny")}
     for card in cards:
         for dtype in dtypes:
+            compiler = Compiler(card)
+            resources: dict[int, tuple[int, int]] = {}  # by id: the compiler keeps them alive
             for name, mcfg in models.items():
-                compiler = Compiler(card)
+                compiler.start_model()
                 configs = choose(card, mcfg, getattr(torch, dtype).itemsize)
                 with compiling_with(compiler):
                     _forward_launches(mcfg, getattr(torch, dtype), configs)
                 for kernel, constexprs, options, out in compiler.compiled:
-                    regs, spills = _resources(out.asm["cubin"])
+                    if id(out) not in resources:
+                        resources[id(out)] = _resources(out.asm["cubin"])
+                    regs, spills = resources[id(out)]
                     yield Compiled(card.name, card.arch, name, dtype, kernel, constexprs,
                                    options["num_warps"], options["num_stages"],
                                    out.metadata.shared, regs, spills, card.smem_per_block)
