@@ -163,7 +163,7 @@ def test_sweep_without_a_terminal_logs_each_job_at_the_coordinator_s_nice(tmp_pa
     assert len(lines) == 2, run.stdout
     for n, line in zip((2, 4), sorted(lines, key=lambda ln: "max_num_seqs=4" in ln),
                        strict=True):
-        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d job \d hf "
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d job \d nano "
                             rf"max_num_seqs={n} gpu_mem=0\.9 repeat=0: succeeded "
                             r"[\d,]+\.\d tok/s( \(disturbed: .+\))?", line), line
     records = [json.loads(r) if isinstance(r, str) else r
