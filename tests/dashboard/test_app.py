@@ -64,7 +64,7 @@ def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
     assert len(at.get("download_button")) == 1
     labels = [m.label for m in at.sidebar.multiselect]
     assert labels == ["variant", "max_num_seqs", "gpu_memory_utilization",
-                      "option: attn_implementation"]
+                      "option: async_scheduling"]
     assert [layer["mark"]["type"] for layer in lines["layer"]] == ["errorbar", "line", "point"]
     repeats = [rows for rows in lines["datasets_rows"] if rows and "output_tok_s" in rows[0]]
     assert len(repeats) == 1 and len(repeats[0]) == 16  # every measurement a point
