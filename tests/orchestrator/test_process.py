@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 GIB = 1 << 30
 
 
+@pytest.fixture(autouse=True)
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same SIGTERM-then-SIGKILL path, with a grace of half a second instead of five."""
+    monkeypatch.setattr(process, "KILL_GRACE_S", 0.5)
+
+
 def fake_python(tmp_path: Path, body: str) -> str:
     """An executable run_job_process starts in place of `python -m engine.bench --job J --out O`:
     it leaves a child that ignores SIGTERM and records its pid, then runs `body`."""
