@@ -38,7 +38,7 @@ from engine.workload import WorkloadSpec  # noqa: E402
 from orchestrator.executors.process import run_job_process  # noqa: E402
 
 # Seconds a run takes on an H100/H200, its process start included, to decide what still fits.
-ESTIMATE_S = {("vllm", "cold"): 125.0, ("vllm", "warm"): 50.0, ("nano", "any"): 30.0}
+ESTIMATE_S = {("vllm", "cold"): 80.0, ("vllm", "warm"): 45.0, ("nano", "any"): 30.0}
 REFERENCE = "vLLM 0.26 on an H100 at max_num_seqs 256: 20.8-22.2k output tok/s"
 COLUMNS = ("engine", "max_num_seqs", "output tok/s", "elapsed s", "output tokens", "start s",
            "load", "profile", "compile", "capture", "warmup", "compile cache", "KV tokens",

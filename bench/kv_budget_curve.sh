@@ -14,7 +14,7 @@ while IFS= read -r o; do [ -n "$o" ] && nano+=(--nano-options "$o"); done <<< "$
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 run() { python3 bench/engine_vs_vllm.py --engines vllm,nano --no-warm-rerun --timeout 150 \
           "${nano[@]}" "$@" 2>&1 | grep -v '^\s*$'; }
-run --out "$OUT/256" --max-num-seqs 256 --kv-cache-tokens auto,200000,100000 \
+run --out "$OUT/256" --max-num-seqs 256 --kv-cache-tokens "${KV_256:-auto,200000,100000}" \
     --budget-s "${BUDGET_256:-300}"
-run --out "$OUT/64" --max-num-seqs 64 --kv-cache-tokens auto,100000 \
+run --out "$OUT/64" --max-num-seqs 64 --kv-cache-tokens "${KV_64:-auto,100000}" \
     --budget-s "${BUDGET_64:-230}"
