@@ -29,7 +29,8 @@ class Engine(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Figures of the last generate and of the engine: any of kv_blocks, block_size,
-        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens, decode_steps."""
+        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens, decode_steps, and
+        request_timings (engine/latency.py: RequestTiming, one a request, in order)."""
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work."""
