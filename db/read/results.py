@@ -48,8 +48,8 @@ def results_frame(store: Store, sweep: str, *, every: bool = False) -> pd.DataFr
     """One row per result of a sweep, in sweep order: the job's configuration (its variant
     named as the current sweep file names it, a column per option axis, and `config`: the
     whole configuration as one string, to join a summary's rows on), where it ran, the
-    Result's figures, RECORD_FIELDS and LATENCY_MS of its BenchResult. Only the current file's jobs
-    unless `every`; attrs["hidden"] counts the results left out."""
+    Result's figures, and RECORD_FIELDS and LATENCY_MS of its BenchResult. Only the current
+    file's jobs unless `every`; attrs["hidden"] counts the results left out."""
     plan = sweep_plan(store, sweep) or Plan(None)
     with store.session() as s:
         rows = s.execute(
@@ -119,8 +119,8 @@ def plain(v):
 def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     """One row per configuration: n, mean, std, CV and 95% interval of output tok/s, the mean
     of each LATENCY_MS figure (`ttft_p50_ms_mean`, ...; NaN where none), and the speedup over
-    `baseline` measured on the same model, workload, settings and card, with
-    its 95% interval and verdict (db/read/stats.py). n = 1 has no std, CV or interval (NaN).
+    `baseline` measured on the same model, workload, settings and card, with its 95%
+    interval and verdict (db/read/stats.py). n = 1 has no std, CV or interval (NaN).
     """
     if df.empty:
         return pd.DataFrame()
