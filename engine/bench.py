@@ -16,11 +16,11 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from engine import checkpoints, envinfo, variants
+from engine import checkpoints, envinfo, latency, variants
 from engine.errors import BadInput
 from engine.job import BenchJob, ModelRef
 from engine.result import BenchResult, Conditions
@@ -99,6 +99,7 @@ def run_in_process(job: BenchJob) -> BenchResult:
                 f"engine returned {len(outputs)} outputs for {len(workload.prompts)} prompts"
             )
         stats = engine.stats()
+        figures = latency.summarize(stats.get("request_timings") or [])
         gpu = envinfo.gpu_info()  # now CUDA has started, torch names the GPU by UUID
         if gpu and gpu["uuid"] != env.get("gpu", {}).get("uuid"):
             env["gpu"] = gpu
@@ -131,6 +132,7 @@ def run_in_process(job: BenchJob) -> BenchResult:
             preemptions=stats.get("preemptions"),
             prefill_tokens=stats.get("prefill_tokens"),
             decode_steps=stats.get("decode_steps"),
+            **(asdict(figures) if figures else {}),
             peak_memory_bytes=engine.peak_memory_bytes(),
             compile_cache_warm=stats.get("compile_cache_warm"),
             device=getattr(device, "type", str(device)),

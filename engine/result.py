@@ -82,6 +82,15 @@ class BenchResult:
     preemptions: int | None = None
     prefill_tokens: int | None = None
     decode_steps: int | None = None  # output_tokens / decode_steps: the mean decode batch
+    # Per-request latency over the timed generate (engine/latency.py: Latency, the same
+    # names): time to first token and time per output token after it, in seconds. None
+    # where the engine does not report it (vllm unless its latency_metrics option is on).
+    ttft_p50_s: float | None = None
+    ttft_p90_s: float | None = None
+    ttft_p99_s: float | None = None
+    tpot_p50_s: float | None = None
+    tpot_p90_s: float | None = None
+    tpot_p99_s: float | None = None
     # Device peak (CUDA) or process max RSS (CPU); vllm: NVML device memory in use above
     # the level before its start (its engine core is another process).
     peak_memory_bytes: int | None = None

@@ -29,7 +29,8 @@ class Engine(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Figures of the last generate and of the engine: any of kv_blocks, block_size,
-        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens, decode_steps."""
+        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens, decode_steps, and
+        request_timings (engine/latency.py: RequestTiming, one a request, in order)."""
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work."""
@@ -80,7 +81,8 @@ class EngineKind:
 # LLM(...) arguments that the job's own fields and the named options set.
 VLLM_MAPPED_ARGS = ("model", "skip_tokenizer_init", "max_num_seqs", "gpu_memory_utilization",
                     "max_model_len", "enforce_eager", "block_size", "enable_prefix_caching",
-                    "max_num_batched_tokens", "dtype", "tokenizer", "kv_cache_memory_bytes")
+                    "max_num_batched_tokens", "dtype", "tokenizer", "kv_cache_memory_bytes",
+                    "disable_log_stats")
 
 
 def _validate_engine_args(name: str, value: dict) -> None:
@@ -127,6 +129,9 @@ KINDS: dict[str, EngineKind] = {
                                                  help="prefill tokens per step"),
                 "dtype": Option(str, "bfloat16", ("auto", "bfloat16", "float16"),
                                 "bfloat16 like nano on CUDA; auto: the checkpoint's"),
+                "latency_metrics": Option(bool, False, help="turn on vLLM's per-request stats "
+                                          "(disable_log_stats=False) for TTFT and TPOT; they "
+                                          "cost vLLM some throughput"),
                 "engine_args": Option(dict, {}, help="more LLM(...) keyword arguments, "
                                       "passed through as they are", validate=_validate_engine_args),
                 **BUDGET_OPTIONS,

@@ -26,6 +26,9 @@ from engine.result import BenchResult
 # The figures of a BenchResult that a results row carries besides the Result's columns.
 RECORD_FIELDS = ("prompt_tokens", "requested_output_tokens", "load_s", "profile_s", "compile_s",
                  "capture_s", "warmup_s", "kv_tokens", "compile_cache_warm", "device")
+# Latency figures a results row carries in milliseconds, from the record's seconds; NaN where
+# the engine reported none.
+LATENCY_MS = {"ttft_p50_ms": "ttft_p50_s", "tpot_p50_ms": "tpot_p50_s"}
 CONFIG = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
           "max_num_seqs", "gpu_memory_utilization", "max_model_len", "gpu_name"]
 # What must match for two configurations' throughputs to be compared.
@@ -45,8 +48,8 @@ def results_frame(store: Store, sweep: str, *, every: bool = False) -> pd.DataFr
     """One row per result of a sweep, in sweep order: the job's configuration (its variant
     named as the current sweep file names it, a column per option axis, and `config`: the
     whole configuration as one string, to join a summary's rows on), where it ran, the
-    Result's figures and RECORD_FIELDS of its BenchResult. Only the current file's jobs
-    unless `every`; attrs["hidden"] counts the results left out."""
+    Result's figures, and RECORD_FIELDS and LATENCY_MS of its BenchResult. Only the current
+    file's jobs unless `every`; attrs["hidden"] counts the results left out."""
     plan = sweep_plan(store, sweep) or Plan(None)
     with store.session() as s:
         rows = s.execute(
@@ -79,9 +82,14 @@ def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt) -> dict:
         "output_tok_s": r.output_tok_s, "total_tok_s": r.total_tok_s, "start_s": r.start_s,
         "peak_memory_bytes": r.peak_memory_bytes,
         **{k: getattr(rec, k) for k in RECORD_FIELDS},
+        **{k: _ms(getattr(rec, s)) for k, s in LATENCY_MS.items()},
         "disturbed": "; ".join(rec.disturbed),  # empty: nothing seen that could bend it
         "finished_at": a.finished_at,
     }
+
+
+def _ms(seconds: float | None) -> float:
+    return math.nan if seconds is None else seconds * 1000
 
 
 def max_model_len(job_spec: str) -> int | None:
@@ -109,9 +117,10 @@ def plain(v):
 
 
 def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """One row per configuration: n, mean, std, CV and 95% interval of output tok/s, and the
-    speedup over `baseline` measured on the same model, workload, settings and card, with
-    its 95% interval and verdict (db/read/stats.py). n = 1 has no std, CV or interval (NaN).
+    """One row per configuration: n, mean, std, CV and 95% interval of output tok/s, the mean
+    of each LATENCY_MS figure (`ttft_p50_ms_mean`, ...; NaN where none), and the speedup over
+    `baseline` measured on the same model, workload, settings and card, with its 95%
+    interval and verdict (db/read/stats.py). n = 1 has no std, CV or interval (NaN).
     """
     if df.empty:
         return pd.DataFrame()
@@ -121,6 +130,8 @@ def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     out["elapsed_s_mean"] = g["elapsed_s"].mean().values
     out["output_tokens"] = g["output_tokens"].mean().values
     out["start_s_mean"] = g["start_s"].mean().values
+    for col in LATENCY_MS:
+        out[f"{col}_mean"] = g[col].mean().values
     # How many of the configuration's results were taken while something could bend them,
     # and the first such reason.
     out["disturbed"] = g["disturbed"].agg(_disturbed).values

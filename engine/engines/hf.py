@@ -3,6 +3,11 @@
 Requests run in workload order, max_num_seqs at a time, left-padded. A batch decodes as many
 steps as its longest request asks for; each output is then cut to its own max_tokens (and
 after its first eos, unless ignore_eos), so the tokens counted are the tokens asked for.
+
+Latency (request_timings) is that of static batches: a request's first token comes at the
+end of its batch's first step (the prefill), its last at the end of its batch's generate,
+because generate() hands the host a static batch's tokens all at once at its end. A request
+cut short by its max_tokens or an eos still waits for its batch's longest one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 
 from engine import variants
 from engine.job import BenchJob
+from engine.latency import RequestTiming
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -46,6 +52,16 @@ class _StepClock:
                 torch.cuda.synchronize(self.device)
             self.first_step_at = time.monotonic()
         return scores
+
+
+@dataclass(frozen=True)
+class _BatchClock:
+    """When one batch's generate started, ended its first step (the prefill), and ended
+    (time.monotonic())."""
+
+    start: float
+    prefill_end: float
+    end: float
 
 
 @dataclass
@@ -78,22 +94,25 @@ class HFEngine:
         if len(prompts) != len(max_tokens):
             raise ValueError(f"{len(prompts)} prompts but {len(max_tokens)} max_tokens")
         outputs: list[list[int]] = []
+        timings: list[RequestTiming] = []
         prefill_s = decode_s = 0.0
+        t0 = time.monotonic()
         for start in range(0, len(prompts), self.max_num_seqs):
             end = start + self.max_num_seqs
-            batch_out, t_prefill, t_decode = self._generate_batch(
+            batch_out, b = self._generate_batch(
                 prompts[start:end], max_tokens[start:end], temperature, ignore_eos
             )
             outputs += batch_out
-            prefill_s += t_prefill
-            decode_s += t_decode
-        self._stats = {"prefill_s": prefill_s, "decode_s": decode_s}
+            timings += [RequestTiming(b.prefill_end - t0, b.end - t0, len(o)) for o in batch_out]
+            prefill_s += b.prefill_end - b.start
+            decode_s += b.end - b.prefill_end
+        self._stats = {"prefill_s": prefill_s, "decode_s": decode_s, "request_timings": timings}
         return outputs
 
     @torch.inference_mode()
     def _generate_batch(
         self, prompts: list[list[int]], max_tokens: list[int], temperature: float, ignore_eos: bool
-    ) -> tuple[list[list[int]], float, float]:
+    ) -> tuple[list[list[int]], _BatchClock]:
         from transformers import LogitsProcessorList
 
         width = max(len(p) for p in prompts)
@@ -123,7 +142,6 @@ class HFEngine:
         )
         self.synchronize()
         t1 = time.monotonic()
-        prefill_end = clock.first_step_at or t1
         generated = out[:, width:].tolist()
         results = []
         for tokens, n in zip(generated, max_tokens, strict=True):
@@ -133,7 +151,7 @@ class HFEngine:
                 if cut is not None:
                     tokens = tokens[: cut + 1]
             results.append(tokens)
-        return results, prefill_end - t0, t1 - prefill_end
+        return results, _BatchClock(t0, clock.first_step_at or t1, t1)
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)

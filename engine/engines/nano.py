@@ -30,6 +30,7 @@ class NanoEngine:
     def stats(self) -> dict[str, Any]:
         bs = self.llm.config.block_size
         return dict(self.llm.last_stats) | {
+            "request_timings": list(self.llm.last_timings),
             "kv_blocks": self.llm.num_kv_blocks,
             "block_size": bs,
             "kv_tokens": self.llm.num_kv_blocks * bs,

@@ -11,6 +11,10 @@ Two things differ from nano because vLLM V1 runs its engine core in a subprocess
 
 torch.compile costs about a minute per cold start, so VLLM_CACHE_ROOT points at a per-host
 directory under the benchsweep cache that every vllm job on the host reuses.
+
+Per-request latency comes from vLLM's own request stats (RequestOutput.metrics), which it
+keeps only with disable_log_stats=False: the latency_metrics option turns them on, at some
+cost to vLLM's throughput, so by default a vllm result has no latency figures.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from engine import checkpoints, envinfo, gpu_hygiene, memory_budget, variants
 from engine.engines import vllm_log
 from engine.errors import BadInput
 from engine.job import BenchJob
+from engine.latency import RequestTiming
 
 ROOT_CAUSE = re.compile(r"^.*\b(?:\w+Error|\w+Exception): .+$", re.MULTILINE)
 
@@ -54,6 +59,7 @@ class VllmEngine:
     start_stats: dict[str, Any]
     device: str = "cuda"
     used_peak: int | None = None
+    last_timings: list[RequestTiming] | None = None  # of the last generate, if vLLM kept stats
 
     def generate(
         self, prompts: list[list[int]], max_tokens: list[int], temperature: float, ignore_eos: bool
@@ -65,9 +71,15 @@ class VllmEngine:
         # detokenize=False: there is no tokenizer, and the benchmark counts token ids.
         params = [SamplingParams(temperature=temperature, max_tokens=n, ignore_eos=ignore_eos,
                                  detokenize=False) for n in max_tokens]
+        start = time.monotonic()
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,
                                     use_tqdm=False)
         self._sample_memory()
+        metrics = [o.metrics for o in outputs]
+        self.last_timings = request_timings(metrics, start)
+        if self.last_timings is None and any(m is not None for m in metrics):
+            print("[benchsweep] vLLM's request stats do not fit this process's clock: "
+                  "no latency figures", file=sys.stderr, flush=True)
         return [list(o.outputs[0].token_ids) for o in outputs]
 
     def _sample_memory(self) -> None:
@@ -76,7 +88,8 @@ class VllmEngine:
             self.used_peak = max(mem[0], self.used_peak or 0)
 
     def stats(self) -> dict[str, Any]:
-        return dict(self.start_stats)
+        timings = self.last_timings
+        return dict(self.start_stats) | ({"request_timings": timings} if timings else {})
 
     def synchronize(self) -> None:
         """Nothing to wait for: generate() returns once the engine core has sent every
@@ -102,6 +115,24 @@ class VllmEngine:
         self.log.join(2.0)
 
 
+def request_timings(metrics: list[Any], start: float) -> list[RequestTiming] | None:
+    """Each request's first and last token times from `start`, from vLLM V1's request stats
+    (RequestStateStats: first_token_ts, last_token_ts, num_generation_tokens); None where
+    vLLM kept none (disable_log_stats) or they do not fit the clock.
+
+    The two timestamps are the engine core's time.monotonic() when it had the token, in
+    its own process: CLOCK_MONOTONIC is one clock for the whole host, so they compare with
+    `start`, this process's time.monotonic() as the timed generate began. (Its
+    first_token_latency is measured from each request's arrival, on the wall clock.)"""
+    if not metrics or any(m is None for m in metrics):
+        return None
+    timings = [RequestTiming(m.first_token_ts - start, m.last_token_ts - start,
+                             m.num_generation_tokens) for m in metrics]
+    if any(not 0 <= t.first_token_s <= t.last_token_s for t in timings):
+        return None  # a timestamp not taken (0.0), or from another clock
+    return timings
+
+
 def llm_kwargs(job: BenchJob, model_dir: str | Path, o: dict[str, Any],
                total_bytes: int | None = None) -> dict[str, Any]:
     """LLM(...)'s arguments for a job; total_bytes: the GPU's memory (for card_memory_gib)."""
@@ -114,6 +145,8 @@ def llm_kwargs(job: BenchJob, model_dir: str | Path, o: dict[str, Any],
         "enforce_eager": o["enforce_eager"],
         "enable_prefix_caching": o["enable_prefix_caching"],
     }
+    if o["latency_metrics"]:
+        kwargs["disable_log_stats"] = False
     for name, value in (("max_model_len", job.max_model_len), ("block_size", o["block_size"]),
                         ("max_num_batched_tokens", o["max_num_batched_tokens"])):
         if value is not None:

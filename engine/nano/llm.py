@@ -11,12 +11,13 @@ from dataclasses import fields
 import torch
 
 from engine.errors import BadInput
+from engine.latency import RequestTiming
 from engine.nano.block_manager import BlockManager
 from engine.nano.config import EngineConfig, ModelConfig
 from engine.nano.kernels.card import Card
 from engine.nano.model_runner import ModelRunner
 from engine.nano.sampling import SamplingParams
-from engine.nano.scheduler import Scheduler
+from engine.nano.scheduler import Batch, Scheduler
 from engine.nano.sequence import Sequence
 
 DEFAULT_MAX_MODEL_LEN = 4096
@@ -80,6 +81,7 @@ class LLM:
         )
         self.timings = dict(self.runner.timings)
         self.last_stats: dict = {}
+        self.last_timings: list[RequestTiming] = []  # of the last generate, one a prompt
         if self.runner.is_cuda and cfg.attention_backend == "triton":
             t = time.perf_counter()
             self.compile_kernels()
@@ -95,7 +97,7 @@ class LLM:
         params = SamplingParams(temperature=1.0, max_tokens=2, ignore_eos=True)
         longer = max(1, min(self.config.block_size + 1, self.max_model_len - 2))
         self.generate([[0], [0] * longer], params)
-        self.last_stats = {}
+        self.last_stats, self.last_timings = {}, []
 
     def _run_steps(self, stats: dict) -> None:
         """Step until every sequence has ended. With async_scheduling, a decode step is
@@ -113,7 +115,7 @@ class LLM:
             t = time.perf_counter()
             if pending is not None and (not self.config.async_scheduling
                                         or sched.must_wait_for_tokens()):
-                sched.complete(pending[0], pending[1].tolist())
+                self._complete(*pending)
                 pending = None
                 now = time.perf_counter()
                 stats["decode_s"] += now - t
@@ -124,16 +126,22 @@ class LLM:
             tokens = runner.launch(batch, pending[1] if pending else None)
             sched.advance(batch)
             if pending is not None:
-                sched.complete(pending[0], pending[1].tolist())
+                self._complete(*pending)
                 pending = None
             if batch.is_prefill:
-                sched.complete(batch, tokens.tolist())
+                self._complete(batch, tokens)
             else:
                 pending = (batch, tokens)
             kind = "prefill" if batch.is_prefill else "decode"
             stats[f"{kind}_s"] += time.perf_counter() - t
             stats[f"{kind}_steps"] += 1
             stats[f"{kind}_tokens"] += batch.num_tokens
+
+    def _complete(self, batch: Batch, tokens: torch.Tensor) -> None:
+        """Read a step's tokens back (the host waits here for the device) and record them,
+        with the time they became known: one clock reading a step, not one a token."""
+        token_ids = tokens.tolist()
+        self.scheduler.complete(batch, token_ids, time.perf_counter())
 
     @property
     def num_kv_blocks(self) -> int:
@@ -146,7 +154,9 @@ class LLM:
     ) -> list[list[int]]:
         """Run every prompt to completion; return each one's generated token ids, in order.
         A prompt that can never run (empty, longer than max_model_len) raises ValueError
-        naming its index, before any work starts."""
+        naming its index, before any work starts. last_stats and last_timings describe the
+        run; the timings are from this call's start."""
+        start = time.perf_counter()
         if isinstance(sampling_params, SamplingParams):
             sampling_params = [sampling_params] * len(prompt_token_ids)
         if len(sampling_params) != len(prompt_token_ids):
@@ -178,4 +188,9 @@ class LLM:
         stats["preemptions"] = self.scheduler.num_preemptions - preempt0
         stats["prefix_hit_tokens"] = self.block_manager.num_hit_tokens - hits0
         self.last_stats = stats
+        self.last_timings = [
+            RequestTiming(s.first_token_at - start, s.last_token_at - start,
+                          s.num_completion_tokens)
+            for s in seqs
+        ]
         return [s.completion_token_ids for s in seqs]

@@ -185,11 +185,13 @@ class Scheduler:
                 seq.status = Status.FINISHED
                 self.running.remove(seq)
 
-    def complete(self, batch: Batch, token_ids: list[int]) -> list[Sequence]:
-        """Record an advanced step's sampled tokens (one per sampling sequence, in order):
-        fill the placeholders, register newly computed blocks in the prefix cache, end the
-        sequences that sampled an end token (dropping a token a later step may already have
-        queued for them), and free the blocks of every sequence that ended. Return those."""
+    def complete(self, batch: Batch, token_ids: list[int], now: float) -> list[Sequence]:
+        """Record an advanced step's sampled tokens (one per sampling sequence, in order),
+        read back by the host at time `now`: fill the placeholders, note a sequence's first
+        token time, register newly computed blocks in the prefix cache, end the sequences
+        that sampled an end token (dropping a token a later step may already have queued for
+        them), and free the blocks of every sequence that ended, noting its last token
+        time. Return those."""
         if len(token_ids) != len(batch.token_positions):
             raise AssertionError(f"{len(token_ids)} sampled tokens for "
                                  f"{len(batch.token_positions)} sampling sequences")
@@ -203,6 +205,8 @@ class Scheduler:
                 if pos >= len(seq.token_ids):  # it has ended at an end token since
                     continue
                 seq.token_ids[pos] = tok
+                if seq.first_token_at is None:
+                    seq.first_token_at = now
             if seq.block_table and seq.num_computed_tokens // bs > seq.num_hashed_blocks:
                 self.bm.register(seq)
             if not samples:
@@ -217,6 +221,7 @@ class Scheduler:
             elif seq.status is not Status.FINISHED or pos != len(seq.token_ids) - 1:
                 continue  # not its last token
             seq.status = Status.FINISHED
+            seq.last_token_at = now
             self.bm.deallocate(seq)
             finished.append(seq)
         return finished

@@ -34,6 +34,10 @@ class Sequence:
         self.num_cached_tokens = 0  # of those, found in the prefix cache at admission
         self.num_hashed_blocks = 0  # leading full blocks registered in the prefix cache
         self.num_preemptions = 0
+        # When the host learnt its first and its last token (time.perf_counter(), set by
+        # Scheduler.complete): its latency, without a list of every token's time.
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
 
     def __len__(self) -> int:
         return len(self.token_ids)

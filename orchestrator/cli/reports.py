@@ -14,7 +14,8 @@ from orchestrator.cli.output import Column, Report
 
 SUMMARY_FIELDS = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
                   "max_num_seqs", "gpu_memory_utilization", "max_model_len", "gpu_name", "n",
-                  "tok_s_mean", "tok_s_std", "ci95", "cv", "noisy", "elapsed_s_mean", "disturbed"]
+                  "tok_s_mean", "tok_s_std", "ci95", "cv", "noisy", "elapsed_s_mean",
+                  "ttft_p50_ms_mean", "tpot_p50_ms_mean", "disturbed"]
 
 
 def _g(v) -> str:

@@ -93,6 +93,8 @@ def test_success(heavy: dict) -> None:
     assert result["elapsed_s"] > 0 and result["warmup_s"] > 0 and result["load_s"] > 0
     assert result["output_tok_s"] == pytest.approx(result["output_tokens"] / result["elapsed_s"])
     assert result["prefill_s"] > 0 and result["decode_s"] > 0
+    assert 0 < result["ttft_p50_s"] <= result["ttft_p99_s"] < result["elapsed_s"]
+    assert result["tpot_p50_s"] > 0
     assert result["peak_memory_bytes"] > 100 * 2**20
     assert result["env"]["torch"] == torch.__version__
 

@@ -1,6 +1,8 @@
+import dataclasses
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from transformers import AutoModelForCausalLM
 from engine.checkpoints import write_checkpoint
 from engine.engines import hf
 from engine.job import BenchJob, ModelRef
+from engine.latency import summarize
 from engine.workload import WorkloadSpec
 
 EOS = 10239  # the tiny models' eos
@@ -73,6 +76,26 @@ def test_eos_stops_unless_ignored(ckpts: dict[str, Path], tmp_path: Path) -> Non
     for got, want in zip(stopped, full, strict=True):
         assert got == (want[: want.index(eos) + 1] if eos in want else want)
     assert engine.generate(ps, [6] * 3, temperature=0.0, ignore_eos=True) == full
+
+
+def test_request_timings_are_those_of_static_batches(ckpts: dict[str, Path]) -> None:
+    """A batch's requests share its first step's end as their first token time and its end
+    as their last; the next batch starts after it."""
+    engine = hf.start(job(max_num_seqs=2), ckpts["tiny"])
+    t = time.monotonic()
+    outs = engine.generate(prompts(5, seed=3), [4, 1, 6, 3, 2], temperature=0.0,
+                           ignore_eos=True)
+    elapsed = time.monotonic() - t
+    timings = engine.stats()["request_timings"]
+    assert [r.output_tokens for r in timings] == [len(o) for o in outs] == [4, 1, 6, 3, 2]
+    assert all(0 < r.first_token_s < r.last_token_s <= elapsed for r in timings)
+    for a, b in ((0, 1), (2, 3)):
+        assert timings[a] == dataclasses.replace(timings[b], output_tokens=timings[a].output_tokens)
+    assert timings[1].last_token_s < timings[2].first_token_s
+    assert timings[3].last_token_s < timings[4].first_token_s
+    figures = summarize(timings)
+    assert figures.ttft_p50_s == timings[2].first_token_s and figures.tpot_p50_s > 0
+    engine.close()
 
 
 def test_sampling_has_no_top_k(ckpts: dict[str, Path]) -> None:

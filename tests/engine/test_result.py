@@ -49,6 +49,23 @@ def test_json_round_trip() -> None:
     assert BenchResult.from_dict(d) == r
 
 
+def test_latency_figures_round_trip_and_an_old_record_has_none() -> None:
+    from dataclasses import asdict
+
+    from engine.latency import Latency
+
+    figures = Latency(ttft_p50_s=0.05, ttft_p90_s=0.09, ttft_p99_s=0.1, tpot_p50_s=0.01,
+                      tpot_p90_s=0.02, tpot_p99_s=None)
+    r = make(**asdict(figures))
+    d = json.loads(r.to_json())
+    assert {k: d[k] for k in asdict(figures)} == asdict(figures)
+    assert BenchResult.from_dict(d) == r
+    old = make().to_dict()
+    for k in asdict(figures):
+        del old[k]
+    assert all(getattr(BenchResult.from_dict(old), k) is None for k in asdict(figures))
+
+
 def test_gpu_name_is_envinfo_s() -> None:
     assert make(env={"gpu": {"name": "H100"}}).gpu_name == "H100"
     assert make().gpu_name is None and make(env={"gpu": None}).gpu_name is None

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +15,7 @@ from engine import variants
 from engine.engines import vllm as adapter
 from engine.engines import vllm_log
 from engine.job import BenchJob, ModelRef
+from engine.latency import RequestTiming
 from engine.result import BenchResult
 from engine.workload import WorkloadSpec
 from orchestrator.spec import SpecError, parse
@@ -110,6 +112,35 @@ def test_llm_kwargs_map_the_job() -> None:
     plain = BenchJob("vllm", "v", ModelRef(arch="tiny"), WorkloadSpec(), max_num_seqs=256)
     kwargs = adapter.llm_kwargs(plain, "/m", VLLM.resolved({}))
     assert not {"max_model_len", "block_size", "max_num_batched_tokens"} & set(kwargs)
+
+
+def test_latency_metrics_turn_on_vllm_request_stats() -> None:
+    """Off by default, so that a default job's LLM(...) and key are what they were."""
+    assert VLLM.normalize({"latency_metrics": False}) == {}
+    plain = BenchJob("vllm", "v", ModelRef(arch="tiny"), WorkloadSpec(), max_num_seqs=8)
+    assert "disable_log_stats" not in adapter.llm_kwargs(plain, "/m", VLLM.resolved({}))
+    on = VLLM.normalize({"latency_metrics": True})
+    assert adapter.llm_kwargs(plain, "/m", VLLM.resolved(on))["disable_log_stats"] is False
+    with pytest.raises(ValueError, match="may not set 'disable_log_stats'"):
+        VLLM.normalize({"engine_args": {"disable_log_stats": False}})
+
+
+def stats(first_ts: float, last_ts: float, n: int) -> SimpleNamespace:
+    """A stand-in for vLLM V1's RequestStateStats, with the attributes the adapter reads."""
+    return SimpleNamespace(first_token_ts=first_ts, last_token_ts=last_ts,
+                           num_generation_tokens=n)
+
+
+def test_request_timings_from_vllm_request_stats() -> None:
+    got = adapter.request_timings([stats(100.5, 102.5, 5), stats(100.25, 100.25, 1)], 100.0)
+    assert got == [RequestTiming(0.5, 2.5, 5), RequestTiming(0.25, 0.25, 1)]
+    # disable_log_stats: no stats on any output.
+    assert adapter.request_timings([None, None], 100.0) is None
+    assert adapter.request_timings([stats(100.5, 102.5, 5), None], 100.0) is None
+    assert adapter.request_timings([], 100.0) is None
+    # A timestamp vLLM did not take (0.0), or one before the generate began: not our clock.
+    assert adapter.request_timings([stats(0.0, 102.5, 5)], 100.0) is None
+    assert adapter.request_timings([stats(100.5, 100.4, 5)], 100.0) is None
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")

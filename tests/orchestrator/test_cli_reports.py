@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
@@ -73,6 +74,30 @@ def test_a_result_taken_on_a_busy_host_is_marked_beside_its_figure(tmp_path):
     assert rows["base"]["disturbed"] == ""
     code, text = cli(db, "results", "s")
     assert code == 0 and "1 of 3: load 5.0 on 2 CPUs before" in text
+
+
+def test_latency_in_results_json_csv_and_export_in_ms(tmp_path):
+    from tests.db.read.recorded import finish
+
+    db, store, planned = recorded(tmp_path)
+    for p in planned:  # fast reports TTFT 40, 50, 60 ms; base (say, vllm by default) none
+        extra = {"ttft_p50_s": 0.04 + 0.01 * p.job.repeat, "tpot_p50_s": 0.002} \
+            if p.job.variant == "fast" else {}
+        finish(store, p.key, REPEATS[(p.job.variant, p.job.repeat)], **extra)
+    code, text = cli(db, "results", "s", "--format", "json")
+    rows = {r["variant"]: r for r in json.loads(text)["results"]}
+    assert rows["fast"]["ttft_p50_ms_mean"] == pytest.approx(50.0)
+    assert rows["fast"]["tpot_p50_ms_mean"] == pytest.approx(2.0)
+    assert rows["base"]["ttft_p50_ms_mean"] is None and rows["base"]["tpot_p50_ms_mean"] is None
+    code, text = cli(db, "results", "s", "--format", "csv")
+    got = {r["variant"]: r["ttft_p50_ms_mean"] for r in csv.DictReader(io.StringIO(text))}
+    assert float(got["fast"]) == pytest.approx(50.0) and got["base"] == ""
+    out = tmp_path / "r.csv"
+    assert cli(db, "export", "s", "-o", str(out))[0] == 0
+    df = pd.read_csv(out)
+    fast = df[df["variant"] == "fast"].sort_values("repeat")
+    assert fast["ttft_p50_ms"].tolist() == pytest.approx([40.0, 50.0, 60.0])
+    assert df[df["variant"] == "base"]["tpot_p50_ms"].isna().all()
 
 
 def test_one_repeat_says_no_spread(tmp_path):

@@ -74,3 +74,5 @@ def test_run_in_process_generates_exactly_the_requested_tokens(checkpoints, temp
     assert r.kv_blocks and r.block_size == 16 and r.kv_tokens == r.kv_blocks * 16
     assert r.prefill_s and r.decode_s and r.load_s > 0
     assert r.peak_memory_bytes and r.device == "cpu"
+    assert 0 < r.ttft_p50_s <= r.ttft_p90_s <= r.ttft_p99_s < r.elapsed_s
+    assert 0 < r.tpot_p50_s <= r.tpot_p90_s <= r.tpot_p99_s

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import torch
 
 from engine.errors import BadInput
+from engine.latency import summarize
 from engine.nano import LLM as _LLM
 from engine.nano import SamplingParams
 from tests.engine.nano.conftest import needs_triton
@@ -124,6 +126,25 @@ def test_triton_backend_under_the_interpreter(checkpoints):
     llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=64, attention_backend="triton",
               max_num_batched_tokens=16)
     assert llm.generate(ps, SamplingParams(0, 4, True)) == hf_greedy(d, ps, 4)
+
+
+@pytest.mark.parametrize("async_scheduling", [True, False])
+def test_request_timings(checkpoints, async_scheduling):
+    """Each request's first and last token times, from the generate's start: two prompts
+    at a time, so the later prompts, admitted as earlier ones end, get later first tokens;
+    the prompts of one prefill step get theirs at the same reading of the clock."""
+    llm = LLM(checkpoints["tiny"], block_size=8, max_num_seqs=2, max_model_len=128,
+              async_scheduling=async_scheduling)
+    t = time.perf_counter()
+    llm.generate(prompts(), GREEDY)
+    elapsed = time.perf_counter() - t
+    timings = llm.last_timings
+    assert [r.output_tokens for r in timings] == [MAX_TOKENS] * len(LENS)
+    assert all(0 < r.first_token_s < r.last_token_s <= elapsed for r in timings)
+    first = [r.first_token_s for r in timings]
+    assert first[0] == first[1] < first[2] == first[3] < first[4] == first[5] < first[6]
+    figures = summarize(timings)
+    assert figures.ttft_p50_s == first[3] and figures.tpot_p50_s > 0
 
 
 def test_sampling(checkpoints):

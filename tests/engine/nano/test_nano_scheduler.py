@@ -30,7 +30,7 @@ def step(s: Scheduler, token: int = 7):
     batch = s.schedule()
     n = sum(1 for i in range(len(batch.seqs)) if batch.samples(i))
     s.advance(batch)
-    s.complete(batch, [token] * n)
+    s.complete(batch, [token] * n, 0.0)
     return batch
 
 
