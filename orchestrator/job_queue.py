@@ -12,13 +12,13 @@ from db.models import Job
 
 
 class JobQueue:
-    def __init__(self, jobs: Iterable[Job], group_of: Callable[[str], str | None]):
-        """group_of: a job key's group, None for a job that runs alone."""
+    def __init__(self, jobs: Iterable[Job], group_of: Callable[[Job], str | None]):
+        """group_of: a job's group, None for a job that runs alone."""
         self._queue = deque(jobs)
         self._group_of = group_of
         self._waiting: dict[str, list[Job]] = {}  # each group's jobs not yet taken
         for job in self._queue:
-            group = group_of(job.key)
+            group = group_of(job)
             if group is not None:
                 self._waiting.setdefault(group, []).append(job)
         # Jobs taken with their group while still further down the queue: the entry there
@@ -35,7 +35,7 @@ class JobQueue:
         while job.id in self._taken:
             self._taken.discard(job.id)
             job = self._queue.popleft()
-        group = self._group_of(job.key)
+        group = self._group_of(job)
         mates = [m for m in self._waiting.pop(group, []) if m.id != job.id] if group else []
         self._taken.update(m.id for m in mates)
         return [job, *mates]

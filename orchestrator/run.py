@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from db.models import Job, utcnow
 from db.store import HEARTBEAT_S, STALE_AFTER, Store
+from engine.job import BenchJob
 from orchestrator.executors.base import Executor, Outcome, Slot
 from orchestrator.job_queue import JobQueue
 from orchestrator.spec import PlannedJob, SweepSpec
@@ -130,13 +131,21 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
                 store.reset_jobs(sweep_id, keys, states=("succeeded", "failed"))
             elif rerun_failed:
                 store.reset_jobs(sweep_id, keys, states=("failed",))
-            queue = JobQueue(store.pending_jobs(sweep_id, keys), lambda k: plan[k].group)
+            queue = JobQueue(store.pending_jobs(sweep_id, keys), lambda j: _group(plan, j))
             summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
             _drive(spec, store, executor, queue, plan, summary, owner, on_change, on_attempt,
                    stop)
             return summary
         finally:
             store.release(sweep_id, owner)
+
+
+def _group(plan: dict[str, PlannedJob], job: Job) -> str | None:
+    """The job's group, from its plan, and from the job as recorded: what runs is the spec
+    recorded with the job, in which jobs recorded by an earlier version of the sweep file
+    may differ where their key does not (a variant's name, a temperature)."""
+    group = plan[job.key].group
+    return group and f"{group} {BenchJob.from_json(job.spec).configuration}"
 
 
 def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: JobQueue,

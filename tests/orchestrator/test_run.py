@@ -121,6 +121,21 @@ def test_jobs_a_group_did_not_finish_rerun_alone(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_group_is_of_jobs_recorded_alike(tmp_path: Path) -> None:
+    """A repeat added after a variant was renamed: the same key's configuration, but a spec
+    recorded under another name. The job process runs jobs recorded alike only."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    renamed = SWEEP.replace("shared:", "shared2:")
+    run_sweep(parse(SWEEP.replace("repeats: 3", "repeats: 2")), store,
+              Scripted(lambda specs, _: [Outcome("failed", "box", "cpu", error="x",
+                                                 error_kind="bad_input")] * len(specs)))
+    ex = Scripted(lambda specs, _: [ok() for _ in specs])
+    assert run_sweep(parse(renamed), store, ex, rerun_failed=True).ok
+    assert sorted(jobs for jobs, _ in ex.tasks if jobs[0][0] != "fresh") == [
+        [("shared", 0), ("shared", 1)], [("shared2", 2)]]
+    store.close()
+
+
 def test_placed_tiles_the_time_held() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     end = t0 + timedelta(seconds=10)
@@ -142,7 +157,7 @@ class _J:
 
 def test_queue_takes_a_group_once_and_a_job_put_back_alone() -> None:
     a0, b0, a1, c0, a2 = _J(1, "a"), _J(2, "b"), _J(3, "a"), _J(4, "c"), _J(5, "a")
-    q = JobQueue([a0, b0, a1, c0, a2], lambda key: {"a": "A", "c": "C"}.get(key))
+    q = JobQueue([a0, b0, a1, c0, a2], lambda job: {"a": "A", "c": "C"}.get(job.key))
     assert len(q) == 5
     assert q.take() == [a0, a1, a2] and len(q) == 2
     q.put_back(a1)
