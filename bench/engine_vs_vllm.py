@@ -156,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                        max_num_seqs=n, gpu_memory_utilization=a.gpu_memory_utilization,
                        options=variants.kind(engine).normalize(options))
         t0 = time.monotonic()
-        outcome = run_job_process(job.to_json(), gpu=gpu, cuda_visible_devices=gpu,
-                                  timeout_s=a.timeout).to_dict()
+        (outcome,) = run_job_process([job.to_json()], gpu=gpu, cuda_visible_devices=gpu,
+                                     timeout_s=a.timeout)
+        outcome = outcome.to_dict()
         done.append((engine, n))
         engine = name
         name = f"{i:02d}-{engine}-{n}".replace('"', "").replace(":", "=")

@@ -420,10 +420,16 @@ class Store:
     def finish_attempt(self, attempt_id: int, outcome: str, *, job_state: str,
                        error: str | None = None, error_kind: str | None = None,
                        log_tail: str | None = None, result: BenchResult | None = None,
-                       elapsed_s: float | None = None, host: str | None = None) -> None:
+                       elapsed_s: float | None = None, host: str | None = None,
+                       started_at: datetime | None = None,
+                       finished_at: datetime | None = None) -> None:
+        """started_at, finished_at: where a job that shared its process with others goes
+        in the time the process held the slot (default: as started, and now)."""
         with self.session() as s:
             attempt = s.get(Attempt, attempt_id)
-            attempt.outcome, attempt.finished_at = outcome, utcnow()
+            attempt.outcome, attempt.finished_at = outcome, finished_at or utcnow()
+            if started_at is not None:
+                attempt.started_at = started_at
             attempt.error, attempt.error_kind, attempt.log_tail = error, error_kind, log_tail
             attempt.elapsed_s = elapsed_s
             if host:

@@ -1,10 +1,18 @@
-"""`python -m engine.bench`: run exactly one BenchJob and report one BenchResult.
+"""`python -m engine.bench`: run BenchJobs of one configuration on one engine start and
+report a BenchResult for each.
 
     python -m engine.bench --job job.json --out result.json   (--job - reads stdin)
     python -m engine.bench --self-check
 
-The result (or {"error", "error_kind"}) is written to --out and printed as the last line of
-stdout. Exit status: 0 ok, 1 the job failed, 2 bad command line.
+The job file holds one job, or a list of jobs that differ only in `repeat` (a sweep's
+`reuse: repeats`). The engine starts once; before each job its state is reset
+(Engine.reset), then the job's warm-up and timed generate run. --out gets one line per job,
+in the jobs' order, written as soon as the job ends: its result, or {"error", "error_kind"};
+each line is printed to stdout too. A failure before the first job's generates (the jobs
+themselves, the engine's start) is every job's: a line each. A failure in a job's generates
+is that job's alone, and the jobs after it do not run (the engine's state is unknown): their
+lines are missing, which the runner reports as not reached. Exit status: 0 every job ok,
+1 a job failed, 2 bad command line.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import traceback
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from engine import checkpoints, envinfo, latency, variants
 from engine.errors import BadInput
 from engine.job import BenchJob, ModelRef
 from engine.result import BenchResult, Conditions
-from engine.workload import WorkloadSpec, build
+from engine.variants import Engine
+from engine.workload import Workload, WorkloadSpec, build
 
 # The untimed warm-up: this many of the workload's prompts, cut to this length, few tokens.
 WARMUP_SEQS = 4
@@ -49,8 +59,8 @@ def _set_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
-def run_in_process(job: BenchJob) -> BenchResult:
-    """Run one job in this process. Raises BadInput for problems of the job itself."""
+def _prepare(job: BenchJob) -> tuple[dict[str, Any], Workload, Path]:
+    """The job's options, workload and checkpoint. Raises BadInput for problems of the job."""
     try:
         kind = variants.kind(job.engine)
         options = kind.resolved(kind.normalize(job.options))
@@ -67,12 +77,37 @@ def run_in_process(job: BenchJob) -> BenchResult:
                                  f"more than max_model_len {job.max_model_len}")
     except ValueError as e:
         raise BadInput(str(e)) from e
-    _set_threads()
-    import torch
+    return options, workload, Path(model_dir)
 
-    env = envinfo.collect()  # before the engine starts: clocks at start, an idle GPU
-    engine = variants.start(job, model_dir)
-    try:
+
+@dataclass
+class Group:
+    """Jobs of one configuration (they differ only in `repeat`) on one engine start."""
+
+    jobs: list[BenchJob]
+    options: dict[str, Any]
+    workload: Workload
+    env: dict
+    engine: Engine
+
+    @classmethod
+    def start(cls, jobs: list[BenchJob]) -> Group:
+        if not jobs:
+            raise BadInput("the job file holds no job")
+        first = jobs[0]
+        if any(j.configuration != first.configuration for j in jobs[1:]):
+            raise BadInput("the jobs of one engine start differ in more than their repeat")
+        options, workload, model_dir = _prepare(first)
+        _set_threads()
+        env = envinfo.collect()  # before the engine starts: clocks at start, an idle GPU
+        return cls(jobs, options, workload, env, variants.start(first, model_dir))
+
+    def measure(self, i: int) -> BenchResult:
+        """Run job i: reset the engine, warm up, time the generate."""
+        import torch
+
+        job, workload, engine = self.jobs[i], self.workload, self.engine
+        engine.reset()
         warm = workload.prompts[:WARMUP_SEQS]
         engine.synchronize()
         t0 = time.monotonic()
@@ -101,11 +136,15 @@ def run_in_process(job: BenchJob) -> BenchResult:
         stats = engine.stats()
         figures = latency.summarize(stats.get("request_timings") or [])
         gpu = envinfo.gpu_info()  # now CUDA has started, torch names the GPU by UUID
-        if gpu and gpu["uuid"] != env.get("gpu", {}).get("uuid"):
-            env["gpu"] = gpu
+        if gpu and gpu["uuid"] != self.env.get("gpu", {}).get("uuid"):
+            self.env["gpu"] = gpu
         device = getattr(engine, "device", None)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        # The start is paid once, by the group's first job: its figures are that job's.
+        started = i == 0
+        start = {name: engine.timings.get(name, 0.0) if started else 0.0
+                 for name in ("load_s", "profile_s", "compile_s", "capture_s")}
         return BenchResult(
             engine=job.engine,
             variant=job.variant,
@@ -119,10 +158,7 @@ def run_in_process(job: BenchJob) -> BenchResult:
             requested_output_tokens=workload.requested_output_tokens,
             output_tokens=sum(len(o) for o in outputs),
             elapsed_s=elapsed,
-            load_s=engine.timings.get("load_s", 0.0),
-            profile_s=engine.timings.get("profile_s", 0.0),
-            compile_s=engine.timings.get("compile_s", 0.0),
-            capture_s=engine.timings.get("capture_s", 0.0),
+            **start,
             warmup_s=warmup_s,
             prefill_s=stats.get("prefill_s"),
             decode_s=stats.get("decode_s"),
@@ -134,14 +170,25 @@ def run_in_process(job: BenchJob) -> BenchResult:
             decode_steps=stats.get("decode_steps"),
             **(asdict(figures) if figures else {}),
             peak_memory_bytes=engine.peak_memory_bytes(),
-            compile_cache_warm=stats.get("compile_cache_warm"),
+            compile_cache_warm=stats.get("compile_cache_warm") if started else None,
+            engine_shared=i if len(self.jobs) > 1 else None,
             device=getattr(device, "type", str(device)),
-            options=options,
-            env=env,
+            options=self.options,
+            env=dict(self.env),
             conditions=conditions,
         )
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def run_in_process(job: BenchJob) -> BenchResult:
+    """Run one job in this process. Raises BadInput for problems of the job itself."""
+    group = Group.start([job])
+    try:
+        return group.measure(0)
     finally:
-        engine.close()
+        group.close()
 
 
 def classify(e: BaseException) -> str:
@@ -170,16 +217,25 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _report(out: Path, text: str) -> None:
-    _write_atomic(out, text)
-    sys.stdout.flush()
-    print(text, flush=True)
+class Report:
+    """The --out file, one line per job so far, rewritten whole (atomically) at each line,
+    so that a reader never sees half a line and a job's line outlives a later crash."""
+
+    def __init__(self, out: Path):
+        self.out, self.lines = out, []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+        _write_atomic(self.out, "\n".join(self.lines))
+        sys.stdout.flush()
+        print(text, flush=True)
 
 
-def _load_job(source: str) -> BenchJob:
+def _load_jobs(source: str) -> list[BenchJob]:
+    """One job, or a list of them."""
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
-        return BenchJob.from_json(text)
+        data = json.loads(sys.stdin.read() if source == "-" else Path(source).read_text())
+        return [BenchJob.from_dict(d) for d in (data if isinstance(data, list) else [data])]
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise BadInput(f"cannot read job {source}: {one_line(e)}") from e
 
@@ -247,14 +303,26 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if not args.job or not args.out:
         p.error("--job and --out are required (or --self-check)")
-    out = Path(args.out)
+    report, jobs = Report(Path(args.out)), []
     try:
-        result = run_in_process(_load_job(args.job))
+        jobs = _load_jobs(args.job)
+        group = Group.start(jobs)
     except Exception as e:
         traceback.print_exc()
-        _report(out, Failure(one_line(e), classify(e)).to_json())
+        for _ in jobs or [None]:  # what every job shared failed
+            report.line(Failure(one_line(e), classify(e)).to_json())
         return 1
-    _report(out, result.to_json())
+    try:
+        for i in range(len(jobs)):
+            try:
+                result = group.measure(i)
+            except Exception as e:
+                traceback.print_exc()
+                report.line(Failure(one_line(e), classify(e)).to_json())
+                return 1
+            report.line(result.to_json())
+    finally:
+        group.close()
     return 0
 
 

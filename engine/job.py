@@ -44,7 +44,16 @@ class BenchJob:
 
     @classmethod
     def from_json(cls, text: str) -> BenchJob:
-        d = json.loads(text)
-        d["model"] = ModelRef(**d["model"])
-        d["workload"] = WorkloadSpec.from_dict(d["workload"])
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BenchJob:
+        d = dict(d, model=ModelRef(**d["model"]), workload=WorkloadSpec.from_dict(d["workload"]))
         return cls(**d)
+
+    @property
+    def configuration(self) -> str:
+        """The job as JSON but for its repeat: jobs that share it measure the same thing."""
+        d = json.loads(self.to_json())
+        del d["repeat"]
+        return json.dumps(d, sort_keys=True)

@@ -97,6 +97,10 @@ class BenchResult:
     # The engine's compile cache held this job's compiled graphs before it started
     # (vllm); None where the engine keeps no such cache or it could not be told.
     compile_cache_warm: bool | None = None
+    # Repeats of one configuration on one engine start (a sweep's reuse: repeats): this
+    # job's place among them, 0 for the one that paid the start (the start figures are its
+    # alone; the others' are 0). None: the job had an engine process of its own.
+    engine_shared: int | None = None
     device: str = "cpu"
     options: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)

@@ -35,6 +35,11 @@ class Engine(Protocol):
     def synchronize(self) -> None:
         """Wait for the device to finish queued work."""
 
+    def reset(self) -> None:
+        """Before each job's generates: the same engine state for every job that shares
+        this start (prefix cache cleared, the allocator settled), so repeats on one start
+        measure alike."""
+
     def peak_memory_bytes(self) -> int | None: ...
 
     def close(self) -> None: ...

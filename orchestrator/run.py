@@ -1,6 +1,10 @@
 """Drive one sweep: record its jobs, resume, place pending jobs on free slots, collect
 outcomes, retry, enforce timeouts, record every attempt. Only this process writes the
-database."""
+database.
+
+A slot runs one job process at a time: one job, or the jobs of one configuration that share
+an engine start (`reuse: repeats`; orchestrator/job_queue.py). Each job has its own attempt,
+settled from its own outcome, and its own place in the time the process held the slot."""
 
 from __future__ import annotations
 
@@ -9,14 +13,16 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from db.models import Job
+from db.models import Job, utcnow
 from db.store import HEARTBEAT_S, STALE_AFTER, Store
+from engine.job import BenchJob
 from orchestrator.executors.base import Executor, Outcome, Slot
-from orchestrator.spec import SweepSpec
+from orchestrator.job_queue import JobQueue
+from orchestrator.spec import PlannedJob, SweepSpec
 
 # Beyond a job's own timeout (enforced beside the job), how long the coordinator waits for
 # its executor to answer before it gives the attempt up.
@@ -43,9 +49,9 @@ class RunSummary:
 
 @dataclass
 class _Running:
-    job: Job
-    attempt_id: int
+    jobs: list[tuple[Job, int]]  # each job of the process with its attempt id, in order
     slot: Slot
+    started: datetime
     deadline: float
 
 
@@ -94,8 +100,8 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
-def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, dict[str, float]]:
-    """Upsert the sweep and its jobs; return the sweep id and each job key's timeout."""
+def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, dict[str, PlannedJob]]:
+    """Upsert the sweep and its jobs; return the sweep id and each job key's plan."""
     planned = spec.expand()
     sweep_id = store.upsert_sweep(spec.name, spec.text, spec.baseline)
     store.add_jobs(sweep_id, [
@@ -106,7 +112,7 @@ def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, dict[str, float]]:
              spec=p.job.to_json())
         for p in planned
     ])
-    return sweep_id, {p.key: p.timeout_s for p in planned}
+    return sweep_id, {p.key: p for p in planned}
 
 
 def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed: bool = False,
@@ -114,8 +120,8 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
               on_attempt: Callable[[Job, Outcome], None] | None = None) -> RunSummary:
     """Run every job of the sweep not yet succeeded. on_change(summary, running) is called
     whenever the counts change; on_attempt(job, outcome) as each attempt ends."""
-    sweep_id, timeouts = record_jobs(spec, store)
-    keys = list(timeouts)
+    sweep_id, plan = record_jobs(spec, store)
+    keys = list(plan)
     owner = owner_id()
     with StopRequest() as stop:
         recovered = store.acquire(sweep_id, owner, stale_after=STALE_AFTER,
@@ -125,17 +131,25 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
                 store.reset_jobs(sweep_id, keys, states=("succeeded", "failed"))
             elif rerun_failed:
                 store.reset_jobs(sweep_id, keys, states=("failed",))
-            queue = deque(store.pending_jobs(sweep_id, keys))
+            queue = JobQueue(store.pending_jobs(sweep_id, keys), lambda j: _group(plan, j))
             summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
-            _drive(spec, store, executor, queue, timeouts, summary, owner, on_change,
-                   on_attempt, stop)
+            _drive(spec, store, executor, queue, plan, summary, owner, on_change, on_attempt,
+                   stop)
             return summary
         finally:
             store.release(sweep_id, owner)
 
 
-def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
-           timeouts: dict[str, float], summary: RunSummary, owner: str, on_change, on_attempt,
+def _group(plan: dict[str, PlannedJob], job: Job) -> str | None:
+    """The job's group, from its plan, and from the job as recorded: what runs is the spec
+    recorded with the job, in which jobs recorded by an earlier version of the sweep file
+    may differ where their key does not (a variant's name, a temperature)."""
+    group = plan[job.key].group
+    return group and f"{group} {BenchJob.from_json(job.spec).configuration}"
+
+
+def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: JobQueue,
+           plan: dict[str, PlannedJob], summary: RunSummary, owner: str, on_change, on_attempt,
            stop: StopRequest) -> None:
     free = list(executor.slots)
     running: dict[object, _Running] = {}
@@ -147,28 +161,36 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
         if on_change:
             on_change(summary, len(running))
 
-    def settle(r: _Running, out: Outcome) -> None:
+    def settle_one(job: Job, attempt_id: int, out: Outcome,
+                   when: tuple[datetime, datetime] | None) -> None:
         summary.outcomes[out.outcome] = summary.outcomes.get(out.outcome, 0) + 1
         job_state = "succeeded" if out.outcome == "succeeded" else "failed"
         if out.outcome == "lost":
-            lost[r.job.id] = lost.get(r.job.id, 0) + 1
-            if lost[r.job.id] < MAX_LOST:
+            lost[job.id] = lost.get(job.id, 0) + 1
+            if lost[job.id] < MAX_LOST:
                 job_state = "pending"
         elif out.outcome != "succeeded":
-            failures[r.job.id] = failures.get(r.job.id, 0) + 1
-            if failures[r.job.id] <= spec.file.retries and out.error_kind not in NOT_RETRIED:
+            failures[job.id] = failures.get(job.id, 0) + 1
+            if failures[job.id] <= spec.file.retries and out.error_kind not in NOT_RETRIED:
                 job_state = "pending"
+        started_at, finished_at = when or (None, None)
         store.finish_attempt(
-            r.attempt_id, out.outcome, job_state=job_state, error=out.error,
+            attempt_id, out.outcome, job_state=job_state, error=out.error,
             error_kind=out.error_kind, log_tail=out.log_tail, result=out.result,
-            elapsed_s=out.elapsed_s or None,
+            elapsed_s=out.elapsed_s or None, started_at=started_at, finished_at=finished_at,
         )
         if on_attempt:
-            on_attempt(r.job, out)
+            on_attempt(job, out)
         if job_state == "pending":
-            queue.append(r.job)
+            queue.put_back(job)
         elif job_state == "failed":
             summary.failed_jobs += 1
+
+    def settle(r: _Running, outs: list[Outcome]) -> None:
+        places = (placed(r.started, utcnow(), [o.elapsed_s for o in outs])
+                  if len(r.jobs) > 1 else [None])
+        for (job, attempt_id), out, when in zip(r.jobs, outs, places, strict=True):
+            settle_one(job, attempt_id, out, when)
         free.append(r.slot)
 
     try:
@@ -182,23 +204,26 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
                         time.sleep(0.5)
                     break
                 free.remove(slot)
-                job = queue.popleft()
-                attempt_id = store.start_attempt(job.id, slot.host, slot.gpu)
-                timeout = timeouts[job.key]
-                handle = executor.submit(slot, job.spec, timeout)
-                running[handle] = _Running(job, attempt_id, slot,
+                jobs = queue.take()
+                started = utcnow()
+                attempts = [(job, store.start_attempt(job.id, slot.host, slot.gpu))
+                            for job in jobs]
+                timeout = sum(plan[job.key].timeout_s for job in jobs)
+                handle = executor.submit(slot, [job.spec for job in jobs], timeout)
+                running[handle] = _Running(attempts, slot, started,
                                            time.monotonic() + timeout + ANSWER_GRACE_S)
                 notify()
-            for handle, out in executor.wait(list(running), timeout_s=0.5):
-                settle(running.pop(handle), out)
+            for handle, outs in executor.wait(list(running), timeout_s=0.5):
+                settle(running.pop(handle), outs)
                 notify()
             now = time.monotonic()
             for handle, r in list(running.items()):
                 if now > r.deadline:
                     executor.cancel(handle)
                     del running[handle]
-                    settle(r, Outcome.lost(r.slot, "the executor did not answer within the "
-                                                   "job's timeout; the attempt was given up"))
+                    settle(r, [Outcome.lost(r.slot, "the executor did not answer within the "
+                                                    "job's timeout; the attempt was given up")
+                               for _ in r.jobs])
                     notify()
             if now - last_beat > HEARTBEAT_S:
                 store.heartbeat(summary.sweep_id, owner)
@@ -209,6 +234,25 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: deque[Job],
         summary.stopped_by = stop.name
         for handle, r in running.items():
             executor.cancel(handle)
-            store.finish_attempt(r.attempt_id, "cancelled", job_state="pending",
-                                 error=f"interrupted ({stop.name})", error_kind="cancelled")
+            for _job, attempt_id in r.jobs:
+                store.finish_attempt(attempt_id, "cancelled", job_state="pending",
+                                     error=f"interrupted ({stop.name})", error_kind="cancelled")
         running.clear()
+
+
+def placed(start: datetime, end: datetime, elapsed: list[float]
+           ) -> list[tuple[datetime, datetime]]:
+    """Where the jobs of one process go in the time [start, end] it held its slot: one after
+    another, each for its elapsed_s (the runner's clock, process and engine start in the
+    first's). The last job that ran ends at `end`: it takes what surrounds the process (the
+    GPU checks, the answer's way back). Jobs that did not run sit at `end`, taking none."""
+    ran = max((i for i, e in enumerate(elapsed) if e > 0), default=0)
+    places, t = [], start
+    for i, e in enumerate(elapsed):
+        if i > ran:
+            places.append((end, end))
+            continue
+        stop = end if i == ran else min(t + timedelta(seconds=e), end)
+        places.append((t, stop))
+        t = stop
+    return places

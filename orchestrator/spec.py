@@ -38,6 +38,9 @@ MAX_JOBS = 100_000  # the default limit; `orchestrate sweep --max-jobs` raises i
 # machine, 20,000-job sweep) and inserting its row (184 us: 5,433 jobs/s, BENCHMARKS.md).
 JOB_SECONDS = 230e-6
 MAX_OPTIONS_BYTES = 64 << 10  # a variant's options as JSON, aliases expanded
+# none: each job a fresh process; repeats: the repeats of one configuration share one
+# engine start (README, "What a repeat measures").
+Reuse = Literal["none", "repeats"]
 
 
 class SpecError(UserError, ValueError):
@@ -107,6 +110,7 @@ class VariantSection(_Strict):
     kind: str
     options: dict[str, Any] = {}
     timeout_s: float | None = Field(None, gt=0)  # overrides the sweep's per-job timeout
+    reuse: Reuse | None = None  # overrides the sweep's
 
     @field_validator("kind")
     @classmethod
@@ -136,6 +140,7 @@ class SweepFile(_Strict):
     retries: int = Field(0, ge=0, le=10)  # extra attempts after a failed or timed-out attempt
     baseline: str | None = None
     executor: ExecutorSection = ExecutorSection()
+    reuse: Reuse = "none"
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,9 @@ class PlannedJob:
     ordinal: int
     job: BenchJob
     timeout_s: float
+    # Jobs with the same group run in one engine process (reuse: repeats): the key of
+    # their configuration, which they share but for the repeat. None: a fresh process.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,10 +206,13 @@ class SweepSpec:
             configs.setdefault(_key(job, fingerprint, None), (point, job))
         planned, ordinal = [], 0
         for repeat in range(f.repeats):
-            for _point, job in configs.values():
+            for config, (_point, job) in configs.items():
                 job = BenchJob(**{**job.__dict__, "repeat": repeat})
-                timeout = f.variants[job.variant].timeout_s or f.timeout_s
-                planned.append(PlannedJob(_key(job, fingerprint, repeat), ordinal, job, timeout))
+                variant = f.variants[job.variant]
+                timeout = variant.timeout_s or f.timeout_s
+                group = config if (variant.reuse or f.reuse) == "repeats" else None
+                planned.append(PlannedJob(_key(job, fingerprint, repeat), ordinal, job, timeout,
+                                          group))
                 ordinal += 1
         return planned
 

@@ -3,16 +3,17 @@ start and the timed generate inside it, and the sweep's efficiency: time inside 
 generates ÷ GPU time held, per variant and overall (`orchestrate status SWEEP`, the Sweep
 page).
 
-A bar runs from the attempt's started_at to its finished_at (the GPU time it held). An
-attempt still running ends now; one left running by a lost coordinator ends at the last
-heartbeat. The phases come from the stored BenchResult, which keeps durations, not
-timestamps, so they are placed: the timed generate (elapsed_s) ends at the attempt's
-finished_at, the engine start (start_s: load, profile, compile, capture, warm-up) just
-before it. Teardown and the runner's checks after the generate, and process start and
-imports before the engine start, thus all fall into the part of the bar before the start
-phase: the phases are placed as late as they can be, and clipped to the bar. A bar is never
-shorter than its phases (clocks of other hosts, records written by other means): held time
-is the longer of the two.
+A bar runs from the attempt's started_at to its finished_at (the GPU time it held; jobs
+that shared one engine process, `reuse: repeats`, hold consecutive parts of its time, the
+first with the engine's start). An attempt still running ends now; one left running by a
+lost coordinator ends at the last heartbeat. The phases come from the stored BenchResult,
+which keeps durations, not timestamps, so they are placed: the timed generate (elapsed_s)
+ends at the attempt's finished_at, the engine start (start_s: load, profile, compile,
+capture, warm-up) just before it. Teardown and the runner's checks after the generate, and
+process start and imports before the engine start, thus all fall into the part of the bar
+before the start phase: the phases are placed as late as they can be, and clipped to the
+bar. A bar is never shorter than its phases (clocks of other hosts, records written by other
+means): held time is the longer of the two.
 
 Efficiency counts finished attempts only (a running one has not reached its generate yet):
 every outcome's held time, failed and lost included, against the generates of the

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from engine import variants
+from engine.engines import allocator
 from engine.job import BenchJob
 from engine.latency import RequestTiming
 
@@ -159,6 +160,10 @@ class HFEngine:
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def reset(self) -> None:
+        """generate() keeps no state (no cache outlives a batch): the allocator only."""
+        allocator.settle(self.device)
 
     def peak_memory_bytes(self) -> int | None:
         if self.device.type == "cuda":

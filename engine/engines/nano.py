@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from engine import variants
+from engine.engines import allocator
 from engine.job import BenchJob
 from engine.nano import LLM, SamplingParams
 
@@ -39,6 +40,10 @@ class NanoEngine:
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def reset(self) -> None:
+        self.llm.reset()
+        allocator.settle(self.device)
 
     def peak_memory_bytes(self) -> int | None:
         return self.llm.runner.peak_memory_bytes()

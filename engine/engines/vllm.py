@@ -95,6 +95,12 @@ class VllmEngine:
         """Nothing to wait for: generate() returns once the engine core has sent every
         request's last token."""
 
+    def reset(self) -> None:
+        """The engine core's prefix cache emptied (its allocator lives in that process)."""
+        reset = getattr(self.llm, "reset_prefix_cache", None)
+        if reset is not None and reset() is False:
+            raise RuntimeError("vLLM refused to reset its prefix cache")
+
     def peak_memory_bytes(self) -> int | None:
         self._sample_memory()
         if self.used_peak is None or self.used_before is None:

@@ -44,6 +44,17 @@ class BlockManager:
         self.hash_to_block: dict[bytes, int] = {}
         self.num_hit_tokens = 0  # prefix-cache hits since start, in tokens
 
+    def reset(self) -> None:
+        """Back to the state of a fresh start: every block free in id order, the prefix
+        cache empty. Only between generates: a block still held is an error."""
+        held = self.num_blocks - len(self.free)
+        if held:
+            raise RuntimeError(f"reset with {held} KV block(s) still held")
+        for b in self.blocks:
+            b.hash, b.parent_hash, b.token_ids = None, None, ()
+        self.free = OrderedDict.fromkeys(range(self.num_blocks))
+        self.hash_to_block.clear()
+
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)

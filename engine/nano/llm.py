@@ -143,6 +143,18 @@ class LLM:
         token_ids = tokens.tolist()
         self.scheduler.complete(batch, token_ids, time.perf_counter())
 
+    def reset(self) -> None:
+        """Between two generates, the same state for every one that follows a reset: the
+        prefix cache empty, the free blocks in their first order, the sampler's draws from
+        the seed. A generate after another then meets no cached prefix, the same placement
+        of blocks and the same random draws. Counters since start (preemptions, hit tokens)
+        stay: a generate's figures are differences."""
+        if not self.scheduler.is_finished():
+            raise RuntimeError("reset while sequences are in flight")
+        self.block_manager.reset()
+        self.runner.reseed()
+        self.last_stats, self.last_timings = {}, []
+
     @property
     def num_kv_blocks(self) -> int:
         return self.runner.num_blocks

@@ -232,6 +232,11 @@ class ModelRunner:
             )
         return n
 
+    def reseed(self) -> None:
+        """The sampler's random draws from the start of the engine's seed again."""
+        self.sampler.seeds.seed(self.cfg.seed)
+        self.generator.manual_seed(self.cfg.seed)
+
     def peak_memory_bytes(self) -> int | None:
         if self.is_cuda:
             return torch.cuda.max_memory_allocated(self.device)

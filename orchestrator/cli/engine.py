@@ -99,8 +99,8 @@ def bench(
     except ValueError as e:
         raise UserError(str(e), 2) from None
     gpus = visible_gpus()
-    outcome = run_job_process(job.to_json(), gpu=gpus[0] if gpus else "cpu",
-                              cuda_visible_devices=gpus[0] if gpus else "", timeout_s=timeout)
+    (outcome,) = run_job_process([job.to_json()], gpu=gpus[0] if gpus else "cpu",
+                                 cuda_visible_devices=gpus[0] if gpus else "", timeout_s=timeout)
     if outcome.outcome != "succeeded":
         if outcome.error_kind == "crash":
             err.print(outcome.log_tail, markup=False, highlight=False)

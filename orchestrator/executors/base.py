@@ -1,7 +1,11 @@
-"""The seam between the sweep runner and its executors: Slot (where one job runs), Outcome
+"""The seam between the sweep runner and its executors: Slot (where a job runs), Outcome
 (how one attempt ended, with its typed BenchResult when it succeeded: the record every
 executor hands back; a plain dict on the wire), the Executor protocol, and RayExecutor,
 the bookkeeping and waiting that the Ray-backed executors share.
+
+An executor task runs a list of jobs in one job process: one job, or the jobs of one
+configuration that share an engine start (a sweep's `reuse: repeats`). It answers a list of
+Outcomes, one per job in the same order; on the wire, a list of Outcome dicts.
 
 This module imports no executor implementation (they import it), and Ray only when a Ray
 executor runs: process.py imports it on worker hosts, where only the job runner starts."""
@@ -68,40 +72,53 @@ class Executor(Protocol):
         quarantined SSH host, a Ray node just lost); by default every free slot is ready."""
         return True
 
-    def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        """Start the job on the slot; return a handle."""
+    def submit(self, slot: Slot, jobs: list[str], timeout_s: float) -> Any:
+        """Start the jobs (job JSONs) on the slot in one job process, timeout_s for them
+        all; return a handle."""
 
-    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
-        """Outcomes of the handles that finished within timeout_s (possibly none)."""
+    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, list[Outcome]]]:
+        """The Outcomes (one per job submitted, in order) of the handles that finished
+        within timeout_s (possibly none)."""
 
     def cancel(self, handle: Any) -> None:
-        """Stop a running job now; its process group dies with it."""
+        """Stop a running job process now; its process group dies with it."""
 
     def shutdown(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Task:
+    """A running executor task: where, and how many jobs it runs."""
+
+    slot: Slot
+    jobs: int
+
+    def lost(self, error: str, **kw: Any) -> list[Outcome]:
+        return [Outcome.lost(self.slot, error, **kw) for _ in range(self.jobs)]
+
+
 class RayExecutor(Executor):
-    """An executor whose handles are Ray object refs, each resolving to an Outcome's dict.
-    It knows the slot each running ref holds; a Ray error in place of the outcome (the
-    worker, node or actor died under the job) makes the attempt lost, said with
-    `lost_error`. Subclasses start refs with `_started` and may act on each outcome in
-    `_finished`. Every job runs at `nice`, the coordinator's own nice value (read where the
-    executor is made), which the subclass hands to the job runner with the job."""
+    """An executor whose handles are Ray object refs, each resolving to a list of Outcome
+    dicts. It knows the Task each running ref is; a Ray error in place of the outcomes (the
+    worker, node or actor died under the job) makes every job's attempt lost, said with
+    `lost_error`. Subclasses start refs with `_started` and may act on each task's outcomes
+    in `_finished`. Every job runs at `nice`, the coordinator's own nice value (read where
+    the executor is made), which the subclass hands to the job runner with the jobs."""
 
     lost_error = "worker lost"  # the OOM killer, a crash in Ray
 
     def __init__(self) -> None:
-        self._running: dict[Any, Slot] = {}
+        self._running: dict[Any, Task] = {}
         self.nice = os.getpriority(os.PRIO_PROCESS, 0)
 
-    def _started(self, slot: Slot, ref: Any) -> Any:
-        self._running[ref] = slot
+    def _started(self, slot: Slot, jobs: list[str], ref: Any) -> Any:
+        self._running[ref] = Task(slot, len(jobs))
         return ref
 
-    def _finished(self, slot: Slot, out: Outcome) -> None:
-        """Called for each outcome wait() hands back, before it does."""
+    def _finished(self, slot: Slot, outs: list[Outcome]) -> None:
+        """Called for each task's outcomes that wait() hands back, before it does."""
 
-    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
+    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, list[Outcome]]]:
         if not handles:
             return []
         import ray
@@ -109,13 +126,16 @@ class RayExecutor(Executor):
         ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
         done = []
         for ref in ready:
-            slot = self._running.pop(ref)
+            task = self._running.pop(ref)
             try:
-                out = Outcome.from_dict(ray.get(ref))
+                outs = [Outcome.from_dict(d) for d in ray.get(ref)]
             except (ray.exceptions.RayError, OSError) as e:
-                out = Outcome.lost(slot, f"{self.lost_error}: {type(e).__name__}")
-            self._finished(slot, out)
-            done.append((ref, out))
+                outs = task.lost(f"{self.lost_error}: {type(e).__name__}")
+            if len(outs) != task.jobs:  # never from this version's runner
+                outs = task.lost(f"the worker answered {len(outs)} outcome(s) for "
+                                 f"{task.jobs} job(s)")
+            self._finished(task.slot, outs)
+            done.append((ref, outs))
         return done
 
     def cancel(self, handle: Any) -> None:

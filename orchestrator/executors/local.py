@@ -33,10 +33,10 @@ def visible_gpus() -> list[str]:
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def _run_on_slot(slot: Slot, job_json: str, timeout_s: float, nice: int) -> dict:
-    return run_job_process(job_json, gpu=slot.gpu,
-                           cuda_visible_devices=slot.cuda_visible_devices,
-                           timeout_s=timeout_s, threads=slot.threads, nice=nice).to_dict()
+def _run_on_slot(slot: Slot, jobs: list[str], timeout_s: float, nice: int) -> list[dict]:
+    return [out.to_dict() for out in run_job_process(
+        jobs, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
+        timeout_s=timeout_s, threads=slot.threads, nice=nice)]
 
 
 class LocalExecutor(RayExecutor):
@@ -60,6 +60,6 @@ class LocalExecutor(RayExecutor):
             _system_config={"worker_niceness": 0},
         )
 
-    def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        return self._started(slot, _run_on_slot.options(resources={slot.name: 1}).remote(
-            slot, job_json, timeout_s, self.nice))
+    def submit(self, slot: Slot, jobs: list[str], timeout_s: float) -> Any:
+        return self._started(slot, jobs, _run_on_slot.options(resources={slot.name: 1}).remote(
+            slot, jobs, timeout_s, self.nice))

@@ -1,14 +1,16 @@
-"""Run one benchmark job as a fresh process (`run_job_process`): its own process group, a
-hard timeout that kills the whole group, the log tail kept, the end told as an Outcome
-(base.py). Executors call this wherever the GPU is, in place or as
+"""Run a benchmark job process (`run_job_process`): one job, or the jobs of one
+configuration that share an engine start (a sweep's `reuse: repeats`), in a fresh process
+with its own process group, a hard timeout that kills the whole group, the log tail kept,
+the end of each job told as an Outcome (base.py; job_lines.py reads the process's result
+lines). Executors call this wherever the GPU is, in place or as
 `python -m orchestrator.executors.process` on a worker host.
 
 The job runs at the priority the coordinator asks for (`nice`: the coordinator's own nice
 value, which every executor carries to its runner), set explicitly in the child: a Ray
 worker runs at nice 15 and its children would inherit that. Around the job the runner
 records what could have disturbed its figures (BenchResult.conditions): the host's load
-average and the compute processes on its GPU before and after, and the CPU time the job
-and the children it reaped used."""
+average when the job started and ended, the compute processes on its GPU before and after
+the process, and the CPU time the process and the children it reaped used over its life."""
 
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from engine import gpu_hygiene
-from engine.result import BenchResult, Conditions
+from engine.result import Conditions
 from orchestrator.executors.base import Outcome
+from orchestrator.executors.job_lines import ProcessEnd, ResultLines, load, outcomes
 
 LOG_TAIL_BYTES = 8192
 KILL_GRACE_S = 5.0
@@ -55,19 +59,14 @@ def own_nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def _load() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def _wait(proc: subprocess.Popen, timeout_s: float) -> tuple[int | None, float | None]:
+def _wait(proc: subprocess.Popen, timeout_s: float,
+          poll: Callable[[], None]) -> tuple[int | None, float | None]:
     """Popen.wait with a timeout, through wait4: the exit code (None: timed out) and the CPU
-    seconds the job and every child it reaped used."""
+    seconds the job and every child it reaped used. poll() runs between two looks."""
     deadline = time.monotonic() + timeout_s
     delay = 0.001
     while True:
+        poll()
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -104,46 +103,53 @@ def _tail(path: Path) -> str:
         return f.read().decode(errors="replace")
 
 
-def run_job_process(job_json: str, *, gpu: str, cuda_visible_devices: str, timeout_s: float,
-                    threads: int | None = None, python: str = sys.executable,
-                    idle_wait_s: float | None = None, nice: int | None = None) -> Outcome:
-    """Run `python -m engine.bench` for one job at nice value `nice` (None: this process's
-    own); never raises for a job's own failure.
+def run_job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str,
+                    timeout_s: float, threads: int | None = None, python: str = sys.executable,
+                    idle_wait_s: float | None = None, nice: int | None = None) -> list[Outcome]:
+    """Run `python -m engine.bench` for `jobs` (job JSONs: one, or one configuration's that
+    share an engine start) at nice value `nice` (None: this process's own), with timeout_s
+    for them all; an Outcome per job, in order. Never raises for a job's own failure.
 
-    GPU hygiene around it (engine.gpu_hygiene): the job starts only on an idle GPU
+    GPU hygiene around it (engine.gpu_hygiene): the process starts only on an idle GPU
     (waiting up to idle_wait_s, by default gpu_hygiene's, which counts against timeout_s,
-    else it fails as gpu_busy), and after it the worker waits a while for the GPU to be
-    idle again; if it is not, the log tail says so. A result's conditions are filled in
+    else every job fails as gpu_busy), and after it the worker waits a while for the GPU to
+    be idle again; if it is not, the log tail says so. A result's conditions are filled in
     around the job (module docstring)."""
     host = socket.gethostname()
     before = gpu_hygiene.before_job(cuda_visible_devices, timeout_s, idle_wait_s)
     if not before.ok:
-        return Outcome("failed", host, gpu, error=f"GPU busy: {before.message}",
-                       error_kind="gpu_busy", elapsed_s=before.waited_s)
+        return [Outcome("failed", host, gpu, error=f"GPU busy: {before.message}",
+                        error_kind="gpu_busy", elapsed_s=before.waited_s) for _ in jobs]
     notes = []
     if before.waited:
         notes.append(f"waited {before.waited_s:.1f} s for the GPU to become idle")
     seen = Conditions(nice_asked=own_nice() if nice is None else nice,
-                      cpu_count=os.cpu_count(), load_before=_load(),
+                      cpu_count=os.cpu_count(), load_before=load(),
                       gpu_processes_before=gpu_hygiene.processes(cuda_visible_devices))
-    outcome = _run(job_json, host, gpu, cuda_visible_devices, timeout_s - before.waited_s,
-                   threads, python, seen)
-    seen.load_after = _load()
+    outcomes, lines = _run(jobs, host, gpu, cuda_visible_devices, timeout_s - before.waited_s,
+                           threads, python, seen)
+    seen.load_after = load()
     after = gpu_hygiene.after_job(cuda_visible_devices)
     seen.gpu_processes_after = gpu_hygiene.processes(cuda_visible_devices)
     if not after.ok:
         notes.append(f"warning: the GPU is not idle after the job: {after.message}")
-    if outcome.result is not None:  # what the job read of itself, with what the runner saw
-        own = outcome.result.conditions
-        outcome.result.conditions = dataclasses.replace(seen, nice=own.nice,
-                                                        cpu_affinity=own.cpu_affinity)
-    if notes:
-        outcome.log_tail += "".join(f"\n[benchsweep worker] {n}" for n in notes)
-    return outcome
+    # What each job read of itself, with what the runner saw: the load as the job started
+    # (the previous job's end) and ended, the rest over the whole process.
+    loads = [seen.load_before, *lines.loads]
+    for i, out in enumerate(outcomes):
+        if out.result is not None:
+            own = out.result.conditions
+            out.result.conditions = dataclasses.replace(
+                seen, nice=own.nice, cpu_affinity=own.cpu_affinity, load_before=loads[i],
+                load_after=loads[i + 1])
+        if notes:
+            out.log_tail += "".join(f"\n[benchsweep worker] {n}" for n in notes)
+    return outcomes
 
 
-def _run(job_json: str, host: str, gpu: str, cuda_visible_devices: str, timeout_s: float,
-         threads: int | None, python: str, seen: Conditions) -> Outcome:
+def _run(jobs: list[str], host: str, gpu: str, cuda_visible_devices: str, timeout_s: float,
+         threads: int | None, python: str, seen: Conditions
+         ) -> tuple[list[Outcome], ResultLines]:
     # PCI bus order, so CUDA and NVML (envinfo) mean the same GPU by the same index.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_visible_devices, PYTHONUNBUFFERED="1",
                CUDA_DEVICE_ORDER="PCI_BUS_ID")
@@ -151,7 +157,8 @@ def _run(job_json: str, host: str, gpu: str, cuda_visible_devices: str, timeout_
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory(prefix="benchsweep-job-") as tmp:
         job_path, out_path, log_path = (Path(tmp) / n for n in ("job.json", "out.json", "log"))
-        job_path.write_text(job_json)
+        job_path.write_text("[" + ", ".join(jobs) + "]")
+        lines = ResultLines(out_path)
         started = time.monotonic()
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
@@ -160,52 +167,27 @@ def _run(job_json: str, host: str, gpu: str, cuda_visible_devices: str, timeout_
                 start_new_session=True, preexec_fn=_start_child(seen.nice_asked),
             )
             try:
-                code, seen.cpu_s = _wait(proc, timeout_s)
+                code, seen.cpu_s = _wait(proc, timeout_s, lines.poll)
                 seen.wall_s = time.monotonic() - started
-                timed_out = code is None
             finally:
                 _kill_group(proc)  # stragglers of the job (engine subprocesses) too
                 proc.wait()
-        elapsed = time.monotonic() - started
-        tail = _tail(log_path)
-        out = Outcome("failed", host, gpu, log_tail=tail, elapsed_s=elapsed)
-        if timed_out:
-            out.outcome, out.error_kind = "timeout", "timeout"
-            out.error = f"timed out after {timeout_s:g} s; the job's process group was killed"
-            return out
-        record = _read_json(out_path)
-        if code == 0 and record and "error" not in record:
-            try:
-                out.outcome, out.result = "succeeded", BenchResult.from_dict(record)
-            except TypeError as e:  # the engine side wrote something else
-                out.error_kind, out.error = "crash", f"not a BenchResult: {e}"
-        elif record and "error" in record:
-            out.error, out.error_kind = record["error"], record.get("error_kind", "engine")
-        elif code is not None and code < 0:
-            out.error_kind = "crash"
-            out.error = f"killed by signal {signal.Signals(-code).name}"
-        else:
-            out.error_kind = "crash"
-            last = [ln for ln in tail.splitlines() if ln.strip()]
-            out.error = f"exit code {code}: {last[-1] if last else 'no output'}"
-        return out
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        lines.poll(final=True)
+        end = ProcessEnd(code, timeout_s, started, time.monotonic())
+        return outcomes(len(jobs), lines, end, host, gpu, _tail(log_path)), lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m orchestrator.executors.process`: run_job_process on a worker host (SSH or a Ray
-    node), Outcome JSON written to --out. Only the standard library is needed there."""
+    node), the Outcomes written to --out as a JSON list. Only the standard library is needed
+    there."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m orchestrator.executors.process")
-    p.add_argument("--job", required=True, type=Path, help="job JSON file")
-    p.add_argument("--out", required=True, type=Path, help="where the Outcome JSON goes")
+    p.add_argument("--job", required=True, type=Path,
+                   help="job JSON file: a job, or a list of one configuration's")
+    p.add_argument("--out", required=True, type=Path,
+                   help="where the Outcomes go (a JSON list, one per job)")
     p.add_argument("--gpu", default="cpu")
     p.add_argument("--cuda-visible-devices", default="")
     p.add_argument("--timeout", type=float, required=True)
@@ -213,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice", type=int, default=None,
                    help="the job's nice value (the coordinator's); default: this process's")
     a = p.parse_args(argv)
-    out = run_job_process(a.job.read_text(), gpu=a.gpu,
-                          cuda_visible_devices=a.cuda_visible_devices,
-                          timeout_s=a.timeout, threads=a.threads, nice=a.nice)
+    jobs = json.loads(a.job.read_text())
+    outs = run_job_process([json.dumps(j) for j in (jobs if isinstance(jobs, list) else [jobs])],
+                           gpu=a.gpu, cuda_visible_devices=a.cuda_visible_devices,
+                           timeout_s=a.timeout, threads=a.threads, nice=a.nice)
     tmp = a.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out.to_dict()))
+    tmp.write_text(json.dumps([o.to_dict() for o in outs]))
     tmp.replace(a.out)  # the reader never sees half a file
     return 0
 

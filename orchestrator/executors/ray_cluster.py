@@ -34,12 +34,12 @@ def resource_of(slot: Slot) -> str:
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def _run_on_slot(slot: Slot, job_json: str, timeout_s: float, nice: int) -> dict:
-    out = run_job_process(job_json, gpu=slot.gpu,
-                          cuda_visible_devices=slot.cuda_visible_devices,
-                          timeout_s=timeout_s, threads=slot.threads, nice=nice)
-    out.host = slot.host
-    return out.to_dict()
+def _run_on_slot(slot: Slot, jobs: list[str], timeout_s: float, nice: int) -> list[dict]:
+    outs = run_job_process(jobs, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
+                           timeout_s=timeout_s, threads=slot.threads, nice=nice)
+    for out in outs:
+        out.host = slot.host
+    return [out.to_dict() for out in outs]
 
 
 def _reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -87,24 +87,26 @@ class RayClusterExecutor(RayExecutor):
             return False
         return resource_of(slot) in self._alive_slots()
 
-    def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        return self._started(slot, _run_on_slot.options(resources={resource_of(slot): 1})
-                             .remote(slot, job_json, timeout_s, self.nice))
+    def submit(self, slot: Slot, jobs: list[str], timeout_s: float) -> Any:
+        return self._started(slot, jobs, _run_on_slot.options(resources={resource_of(slot): 1})
+                             .remote(slot, jobs, timeout_s, self.nice))
 
-    def _finished(self, slot: Slot, out: Outcome) -> None:
-        if out.outcome == "lost":
+    def _finished(self, slot: Slot, outs: list[Outcome]) -> None:
+        # Lost to the infrastructure: the first job's outcome says (the jobs after it may be
+        # lost for not being reached, the node's fault or not).
+        if outs[0].outcome == "lost":
             # The node or its worker died under the job. The cluster may not know yet that
             # the node is gone: give it a few health checks before this slot gets another job.
             self._held[slot.name] = time.monotonic() + HOLD_AFTER_LOSS_S
             self._alive_at = 0.0
 
-    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, Outcome]]:
+    def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, list[Outcome]]]:
         done = super().wait(handles, timeout_s)
         # A task whose slot's node has left would wait forever for its resource.
         alive = self._alive_slots()
         for ref in handles:
-            slot = self._running.get(ref)
-            if slot is not None and resource_of(slot) not in alive:
+            task = self._running.get(ref)
+            if task is not None and resource_of(task.slot) not in alive:
                 self.cancel(ref)
-                done.append((ref, Outcome.lost(slot, "the slot's node left the cluster")))
+                done.append((ref, task.lost("the slot's node left the cluster")))
         return done

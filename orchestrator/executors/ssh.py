@@ -5,6 +5,8 @@ own session in a per-attempt directory:
 
     <workdir>/attempts/<slot>-<token>/  job.json  pid  runner.log  outcome.json
 
+job.json holds the task's jobs (a list) and outcome.json their Outcomes (a list).
+
 The actor polls that directory. A host that does not answer for ssh_liveness_s seconds loses
 the attempt ("lost", so the sweep retries it elsewhere); whatever that attempt left
 running is killed, unread, the next time the slot's host answers, so a job never counts
@@ -30,7 +32,7 @@ from typing import Any
 import ray
 
 from engine.settings import settings
-from orchestrator.executors.base import ExecutorUnavailable, Outcome, RayExecutor, Slot
+from orchestrator.executors.base import ExecutorUnavailable, Outcome, RayExecutor, Slot, Task
 from orchestrator.hosts import Host, Inventory, probe_host, slots_of
 from orchestrator.ssh import Connection, SSHError
 
@@ -95,6 +97,10 @@ def slot_key(slot: Slot) -> str:
     return slot.name.replace("/", "_")
 
 
+def _wire(outs: list[Outcome]) -> list[dict]:
+    return [out.to_dict() for out in outs]
+
+
 @ray.remote(num_cpus=0, max_concurrency=2, max_restarts=0)
 class SlotWorker:
     """Runs one job at a time on one remote slot; `kill` may be called while `run` runs."""
@@ -132,29 +138,27 @@ class SlotWorker:
                     raise
                 time.sleep(2)
 
-    def _lost(self, error: str, **kw) -> dict:
-        return Outcome.lost(self.slot, error, **kw).to_dict()
-
-    def run(self, job_json: str, timeout_s: float, nice: int) -> dict:
+    def run(self, jobs: list[str], timeout_s: float, nice: int) -> list[dict]:
         self.cancelled.clear()
+        task = Task(self.slot, len(jobs))
         started = time.monotonic()
         try:
             conn = self._connect(started + self.liveness_s)
-            d = self._start(conn, job_json, timeout_s, nice)
+            d = self._start(conn, jobs, timeout_s, nice)
         except SSHError as e:
-            return self._lost(f"could not start the job: {e}")
+            return _wire(task.lost(f"could not start the job: {e}"))
         self.current = d
         try:
-            return self._follow(d, started)
+            return self._follow(d, task, started)
         finally:
             self.current = None
 
-    def _start(self, conn: Connection, job_json: str, timeout_s: float, nice: int) -> str:
+    def _start(self, conn: Connection, jobs: list[str], timeout_s: float, nice: int) -> str:
         h, s = self.host, self.slot
         wd = conn.abspath(h.config.workdir.rstrip("/"))
         d = f"{wd}/attempts/{slot_key(s)}-{uuid.uuid4().hex[:12]}"
         conn.check(f"mkdir -p {shlex.quote(d)}")
-        conn.put_bytes(f"{d}/job.json", job_json.encode())
+        conn.put_bytes(f"{d}/job.json", ("[" + ", ".join(jobs) + "]").encode())
         runner = " ".join(shlex.quote(a) for a in [
             conn.abspath(h.python), "-m", "orchestrator.executors.process",
             "--job", f"{d}/job.json", "--out", f"{d}/outcome.json", "--gpu", s.gpu,
@@ -175,12 +179,12 @@ class SlotWorker:
             f" > /dev/null 2>&1 < /dev/null &"))
         return d
 
-    def _follow(self, d: str, started: float) -> dict:
+    def _follow(self, d: str, task: Task, started: float) -> list[dict]:
         last_contact = time.monotonic()
         while True:
             if self.cancelled.is_set():
-                return Outcome("cancelled", self.host.name, self.slot.gpu, error="cancelled",
-                               error_kind="cancelled").to_dict()
+                return _wire([Outcome("cancelled", self.host.name, self.slot.gpu,
+                                      error="cancelled", error_kind="cancelled")] * task.jobs)
             try:
                 conn = self._connect(last_contact + self.liveness_s)
                 text = conn.check(_script(_STATUS, d), timeout_s=max(
@@ -191,21 +195,23 @@ class SlotWorker:
                     self.conn.close()
                     self.conn = None
                 if time.monotonic() - last_contact >= self.liveness_s:
-                    return self._lost(f"host stopped answering: {e}")
+                    return _wire(task.lost(f"host stopped answering: {e}"))
                 time.sleep(POLL_S)
                 continue
             state, _, rest = text.partition("\n")
             if state == "OUTCOME":
-                out = json.loads(rest)
-                out["host"] = self.host.name
+                outs = json.loads(rest)
+                for out in outs:
+                    out["host"] = self.host.name
                 self._remove(d)
-                return out
+                return outs
             if state in ("DEAD", "GONE"):
                 # The runner died without an outcome: killed with the host's processes,
                 # or the box rebooted. Not the job's fault: lost, and retried.
                 self._remove(d)
-                return self._lost("the job's runner died on the host without an outcome",
-                                  log_tail=rest[-4000:], elapsed_s=time.monotonic() - started)
+                return _wire(task.lost("the job's runner died on the host without an outcome",
+                                       log_tail=rest[-4000:],
+                                       elapsed_s=time.monotonic() - started))
             time.sleep(POLL_S)
 
     def _remove(self, d: str) -> None:
@@ -322,13 +328,15 @@ class SSHExecutor(RayExecutor):
         self.log(f"{host}: quarantined for {self.quarantine_s:g} s: {why}")
         self._record(host, "quarantined", None)
 
-    def submit(self, slot: Slot, job_json: str, timeout_s: float) -> Any:
-        return self._started(slot, self.actors[slot.name].run.remote(job_json, timeout_s,
-                                                                          self.nice))
+    def submit(self, slot: Slot, jobs: list[str], timeout_s: float) -> Any:
+        return self._started(slot, jobs, self.actors[slot.name].run.remote(jobs, timeout_s,
+                                                                            self.nice))
 
-    def _finished(self, slot: Slot, out: Outcome) -> None:
+    def _finished(self, slot: Slot, outs: list[Outcome]) -> None:
         host = slot.host
-        if out.outcome != "lost":
+        # Lost to the host: the first job's outcome says (the jobs after it may be lost
+        # for not being reached, the host's fault or not).
+        if outs[0].outcome != "lost":
             self._lost_in_row[host] = 0
             return
         n = self._lost_in_row[host] = self._lost_in_row.get(host, 0) + 1
@@ -339,8 +347,8 @@ class SSHExecutor(RayExecutor):
             self._suspect[host] = time.monotonic()  # probe before the next job
 
     def cancel(self, handle: Any) -> None:
-        slot = self._running.pop(handle, None)
-        if slot is not None:
+        task = self._running.pop(handle, None)
+        if task is not None:
             with contextlib.suppress(ray.exceptions.RayError):
-                ray.get(self.actors[slot.name].kill.remote(), timeout=20)
+                ray.get(self.actors[task.slot.name].kill.remote(), timeout=20)
 

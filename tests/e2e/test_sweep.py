@@ -56,6 +56,33 @@ def test_sweep_resume_results_export(tmp_path, cache_dir, db_url):
         assert len(df) == 8 and set(df["variant"]) == {"nano", "nano-sync"}
 
 
+def test_repeats_share_one_engine_start(tmp_path, cache_dir):
+    """reuse: repeats: the three repeats of the one configuration run in one job process,
+    one engine start among them, each its own result and attempt."""
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    env = orchestrate_env(cache_dir, db)
+    spec = sweep_file(tmp_path, repeats=3, matrix="max_num_seqs: [2]", extra="reuse: repeats\n")
+    run = orchestrate(env, "sweep", str(spec))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 jobs, 0 already done, attempts this run: 3 succeeded" in run.stdout
+    assert query(db, "SELECT state, count(*) FROM jobs GROUP BY state") == [("succeeded", 3)]
+    rows = query(db, "SELECT j.repeat, r.record FROM results r JOIN jobs j ON j.id = r.job_id "
+                     "ORDER BY j.repeat")
+    records = [json.loads(r) if isinstance(r, str) else r for _, r in rows]
+    assert [r["engine_shared"] for r in records] == [0, 1, 2]
+    assert [r["load_s"] > 0 for r in records] == [True, False, False]  # one engine start
+    for r in records:
+        assert r["output_tokens"] == r["requested_output_tokens"] and r["elapsed_s"] > 0
+    # Each attempt its own part of the time the process held the slot.
+    spans = query(db, "SELECT started_at, finished_at FROM attempts ORDER BY job_id")
+    assert [a[1] for a in spans[:-1]] == [b[0] for b in spans[1:]]
+
+    again = orchestrate(env, "sweep", str(spec))
+    assert again.returncode == 0 and "3 already done, attempts this run: none" in again.stdout
+    table = orchestrate(env, "results", "e2e")
+    assert table.returncode == 0 and "nano" in table.stdout, table.stderr
+
+
 def test_timeout_and_failure_do_not_stop_the_sweep(tmp_path, cache_dir):
     db = f"sqlite:///{tmp_path / 'b.db'}"
     env = orchestrate_env(cache_dir, db)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.bench import BadInput, classify
+from engine.bench import BadInput, classify, main
 from engine.checkpoints import resolve
 from engine.job import BenchJob, ModelRef
 from engine.workload import WorkloadSpec, build
@@ -112,9 +113,21 @@ def test_bad_model_path(cache: Path, tmp_path: Path) -> None:
     assert str(missing) in failure["error"] and "\n" not in failure["error"]
 
 
+def group(*jobs: BenchJob) -> str:
+    return "[" + ", ".join(j.to_json() for j in jobs) + "]"
+
+
+NANO = BenchJob("nano", "nano", ModelRef(arch="tiny"), SPEC, max_num_seqs=2,
+                options={"block_size": 8})
+
+
 @pytest.mark.parametrize(
     ("job_text", "message"),
     [
+        (
+            group(NANO, dataclasses.replace(NANO, max_num_seqs=4, repeat=1)),
+            "the jobs of one engine start differ in more than their repeat",
+        ),
         (
             BenchJob("tgi", "x", ModelRef(arch="tiny"), SPEC, 2).to_json(),
             "unknown engine kind 'tgi'",
@@ -136,6 +149,69 @@ def test_bad_jobs(cache: Path, tmp_path: Path, job_text: str, message: str) -> N
     assert r.returncode == 1
     failure = last_line(r)
     assert failure["error_kind"] == "bad_input" and message in failure["error"]
+    # What the jobs share failed: a line for each job (one where none could be read).
+    jobs = json.loads(job_text) if job_text.startswith("[") else [None]
+    assert out.read_text().splitlines() == [json.dumps(failure)] * len(jobs)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_repeats_share_one_engine_start(cache: Path, tmp_path: Path) -> None:
+    """Three repeats on one start against one job in a process of its own, side by side: the
+    same work, and with the engine reset before each, the same prefix-cache state (block_size
+    8: the prompts' blocks would be cache hits for the repeat after them)."""
+    (tmp_path / "group.json").write_text(group(*(dataclasses.replace(NANO, repeat=r)
+                                                 for r in range(3))))
+    (tmp_path / "one.json").write_text(NANO.to_json())
+    procs = {name: subprocess.Popen(
+        [sys.executable, "-m", "engine.bench", "--job", str(tmp_path / f"{name}.json"),
+         "--out", str(tmp_path / f"{name}.out")], cwd=ROOT, env=env(cache),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("group", "one")}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 0, stderr
+        out = lines(tmp_path / f"{name}.out")
+        assert [json.loads(line) for line in stdout.strip().splitlines()[-len(out):]] == out
+    shared, (alone,) = lines(tmp_path / "group.out"), lines(tmp_path / "one.out")
+    assert [r["engine_shared"] for r in shared] == [0, 1, 2] and alone["engine_shared"] is None
+    assert shared[0]["load_s"] > 0 and alone["load_s"] > 0
+    for r in shared[1:]:  # the start is the first repeat's
+        assert r["load_s"] == r["profile_s"] == r["compile_s"] == r["capture_s"] == 0
+        assert r["start_s"] == r["warmup_s"] > 0
+    for r in shared:
+        assert r["output_tokens"] == r["requested_output_tokens"] == alone["output_tokens"]
+        assert r["elapsed_s"] > 0 and r["workload_fingerprint"] == alone["workload_fingerprint"]
+        for figure in ("prefill_tokens", "decode_steps", "preemptions", "kv_blocks"):
+            assert r[figure] == alone[figure], figure
+
+
+def test_a_failed_repeat_keeps_the_results_before_it(cache: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second repeat's timed generate runs out of memory: the first repeat's result
+    stays, the failure is the second's, and the third does not run on an engine in an
+    unknown state (its line is missing: the runner sends it back)."""
+    from engine.engines import nano
+
+    monkeypatch.setenv("BENCHSWEEP_CACHE", str(cache))
+    real, calls = nano.NanoEngine.generate, []
+
+    def generate(self, *args):
+        calls.append(len(args[0]))
+        if len(calls) == 4:  # warm-up and timed generate of repeat 0, warm-up of repeat 1
+            raise RuntimeError("CUDA error: out of memory")
+        return real(self, *args)
+
+    monkeypatch.setattr(nano.NanoEngine, "generate", generate)
+    (tmp_path / "group.json").write_text(group(*(dataclasses.replace(NANO, repeat=r)
+                                                 for r in range(3))))
+    code = main(["--job", str(tmp_path / "group.json"), "--out", str(tmp_path / "out")])
+    assert code == 1 and len(calls) == 4
+    first, failed = lines(tmp_path / "out")
+    assert first["engine_shared"] == 0
+    assert first["output_tokens"] == first["requested_output_tokens"]
+    assert failed == {"error": "RuntimeError: CUDA error: out of memory", "error_kind": "oom"}
 
 
 def test_classify() -> None:

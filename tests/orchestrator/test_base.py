@@ -38,10 +38,12 @@ def test_every_slot_is_ready_by_default() -> None:
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def _answer(crash: bool) -> dict:
-    if crash:
+def _answer(jobs: list[str]) -> list[dict]:
+    if "crash" in jobs:
         os._exit(1)  # the worker dies under the job
-    return Outcome("succeeded", "box", "0", make(), elapsed_s=1.0).to_dict()
+    if "short" in jobs:  # fewer outcomes than jobs
+        return []
+    return [Outcome("succeeded", "box", "0", make(), elapsed_s=1.0).to_dict() for _ in jobs]
 
 
 class _Fake(RayExecutor):
@@ -52,11 +54,11 @@ class _Fake(RayExecutor):
         self.slots = [SLOT, Slot("gpu1", "box", "1", "1")]
         self.seen: list[tuple[str, str]] = []
 
-    def submit(self, slot: Slot, job_json: str, timeout_s: float):
-        return self._started(slot, _answer.remote(job_json == "crash"))
+    def submit(self, slot: Slot, jobs: list[str], timeout_s: float):
+        return self._started(slot, jobs, _answer.remote(jobs))
 
-    def _finished(self, slot: Slot, out: Outcome) -> None:
-        self.seen.append((slot.name, out.outcome))
+    def _finished(self, slot: Slot, outs: list[Outcome]) -> None:
+        self.seen.append((slot.name, [o.outcome for o in outs]))
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +71,22 @@ def embedded_ray():
 
 def test_ray_executor_waits_and_turns_a_dead_worker_into_lost(embedded_ray) -> None:
     ex = _Fake()
-    ok, crash = ex.submit(ex.slots[0], "{}", 60), ex.submit(ex.slots[1], "crash", 60)
+    ok = ex.submit(ex.slots[0], ["{}", "{}"], 60)
+    crash = ex.submit(ex.slots[1], ["{}", "crash", "{}"], 60)
+    short = ex.submit(ex.slots[1], ["short"], 60)
     assert ex.wait([], timeout_s=0) == []
     done: dict = {}
     for _ in range(120):
-        done.update(ex.wait([h for h in (ok, crash) if h not in done], timeout_s=0.5))
-        if len(done) == 2:
+        done.update(ex.wait([h for h in (ok, crash, short) if h not in done], timeout_s=0.5))
+        if len(done) == 3:
             break
-    assert done[ok] == Outcome("succeeded", "box", "0", make(), elapsed_s=1.0)
-    lost = done[crash]
-    assert (lost.outcome, lost.host, lost.gpu) == ("lost", "box", "1")
-    assert lost.error.startswith("fake worker lost: ")
-    assert sorted(ex.seen) == [("gpu0", "succeeded"), ("gpu1", "lost")]
+    assert done[ok] == [Outcome("succeeded", "box", "0", make(), elapsed_s=1.0)] * 2
+    # The worker died under the task: every job of it is lost.
+    assert [(o.outcome, o.host, o.gpu) for o in done[crash]] == [("lost", "box", "1")] * 3
+    assert all(o.error.startswith("fake worker lost: ") for o in done[crash])
+    (short,) = done[short]
+    assert (short.outcome, short.error) == ("lost", "the worker answered 0 outcome(s) for 1 "
+                                                     "job(s)")
+    assert sorted(ex.seen) == [("gpu0", ["succeeded"] * 2), ("gpu1", ["lost"]),
+                               ("gpu1", ["lost"] * 3)]
     assert not ex._running

@@ -19,6 +19,7 @@ import pytest
 from engine import gpu_hygiene
 from engine.result import Conditions
 from orchestrator.executors import process
+from orchestrator.executors.job_lines import ResultLines
 from orchestrator.executors.process import run_job_process
 from tests.engine.test_gpu_hygiene import FakeGpu, fake_pynvml
 from tests.engine.test_result import make
@@ -57,7 +58,7 @@ def gone(pid: int) -> bool:
 def test_job_group_killed_after_success(tmp_path: Path) -> None:
     result = make(output_tokens=3, elapsed_s=1.0)
     py = fake_python(tmp_path, f"echo '{result.to_json()}' > \"$6\"; echo done; exit 0")
-    out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
+    (out,) = run_job_process(["{}"], gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
     # No NVML on this machine: the checks pass as "not checked", the job runs.
     assert out.outcome == "succeeded", out
     assert dataclasses.replace(out.result, conditions=Conditions()) == result
@@ -70,7 +71,7 @@ def test_job_group_killed_after_success(tmp_path: Path) -> None:
 
 def test_a_record_that_is_no_bench_result_fails_the_job(tmp_path: Path) -> None:
     py = fake_python(tmp_path, "echo '{\"output_tokens\": 1}' > \"$6\"")
-    out = run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py)
+    (out,) = run_job_process(["{}"], gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py)
     assert (out.outcome, out.error_kind, out.result) == ("failed", "crash", None)
     assert out.error.startswith("not a BenchResult: ")
 
@@ -78,7 +79,7 @@ def test_a_record_that_is_no_bench_result_fails_the_job(tmp_path: Path) -> None:
 def test_job_group_killed_on_timeout(tmp_path: Path) -> None:
     py = fake_python(tmp_path, "trap '' TERM; sleep 600")
     t0 = time.monotonic()
-    out = run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=1, python=py)
+    (out,) = run_job_process(["{}"], gpu="cpu", cuda_visible_devices="", timeout_s=1, python=py)
     assert out.outcome == "timeout" and out.error_kind == "timeout"
     assert gone(int((tmp_path / "child.pid").read_text()))
     assert time.monotonic() - t0 < 1 + 2 * process.KILL_GRACE_S + 3
@@ -90,8 +91,8 @@ def test_busy_gpu_fails_before_the_job_starts(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus))
     monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.01)
     py = fake_python(tmp_path, "exit 0")
-    out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py,
-                          idle_wait_s=0.1)
+    (out,) = run_job_process(["{}"], gpu="0", cuda_visible_devices="0", timeout_s=60, python=py,
+                             idle_wait_s=0.1)
     assert out.outcome == "failed" and out.error_kind == "gpu_busy"
     assert out.error.startswith("GPU busy: GPU 0 (NVIDIA H200, GPU-0): 70.0 of 140.0 GiB")
     assert "pid 777" in out.error
@@ -108,7 +109,7 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.2)
     monkeypatch.setattr(gpu_hygiene, "AFTER_WAIT_S", 0.3)
     py = fake_python(tmp_path, f"echo '{make(output_tokens=1).to_json()}' > \"$6\"")
-    out = run_job_process("{}", gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
+    (out,) = run_job_process(["{}"], gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
     assert out.outcome == "succeeded"
     assert re.search(r"\[benchsweep worker\] waited 0\.\d s for the GPU to become idle",
                      out.log_tail)
@@ -133,7 +134,7 @@ def test_worker_cli_writes_the_outcome(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 0, r.stderr
-    out = json.loads((tmp_path / "outcome.json").read_text())
+    (out,) = json.loads((tmp_path / "outcome.json").read_text())
     assert out["outcome"] == "failed" and out["error_kind"] == "bad_input"
     assert out["error"].startswith("BadInput: unknown engine kind 'nope'")
 
@@ -147,7 +148,7 @@ def stat_nice(path: Path) -> int:
 def test_job_runs_at_the_nice_value_asked(tmp_path: Path, asked: int | None) -> None:
     # The job's shell copies its own /proc/self/stat; None: the caller's own nice value.
     py = fake_python(tmp_path, f"cat /proc/$$/stat > {tmp_path / 'stat'}")
-    run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py,
+    run_job_process(["{}"], gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py,
                     nice=asked)
     assert stat_nice(tmp_path / "stat") == (os.getpriority(os.PRIO_PROCESS, 0) if asked is None
                                             else asked)
@@ -159,8 +160,8 @@ def test_a_runner_at_nice_15_gives_its_job_the_nice_asked(tmp_path: Path) -> Non
     py = fake_python(tmp_path, f"cat /proc/$$/stat > {tmp_path / 'stat'}; "
                                f"echo '{make(output_tokens=1).to_json()}' > \"$6\"")
     code = ("import json, sys; from orchestrator.executors.process import run_job_process; "
-            f"o = run_job_process('{{}}', gpu='cpu', cuda_visible_devices='', timeout_s=60, "
-            f"python={py!r}, nice=0); print(json.dumps(o.to_dict()))")
+            f"(o,) = run_job_process(['{{}}'], gpu='cpu', cuda_visible_devices='', "
+            f"timeout_s=60, python={py!r}, nice=0); print(json.dumps(o.to_dict()))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60, preexec_fn=lambda: os.nice(15))
     assert r.returncode == 0, r.stderr
@@ -176,7 +177,7 @@ def test_a_result_records_its_conditions(tmp_path: Path) -> None:
     # The job burns CPU in a child it waits for: the runner counts it (children's rusage).
     burn = f"{sys.executable} -c 'sum(range(3 * 10**7))'"
     py = fake_python(tmp_path, f"{burn}; echo '{make(output_tokens=1).to_json()}' > \"$6\"")
-    out = run_job_process("{}", gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py,
+    (out,) = run_job_process(["{}"], gpu="cpu", cuda_visible_devices="", timeout_s=60, python=py,
                           nice=2)
     c = out.result.conditions
     assert c.nice_asked == 2 and c.cpu_count == os.cpu_count()
@@ -187,3 +188,70 @@ def test_a_result_records_its_conditions(tmp_path: Path) -> None:
     assert busy == any(r.startswith("load ") for r in out.result.disturbed)
     # The fake job wrote no conditions of its own: nice and affinity stay unread.
     assert c.nice is None and c.cpu_affinity is None
+
+
+def fake_bench(tmp_path: Path, body: str) -> str:
+    """An executable in place of `python -m engine.bench --job J --out O` ($4, $6) that runs
+    `body`, with $R a result line and `put LINES` replacing O whole, as the job process
+    does, so each line is seen as it comes."""
+    script = tmp_path / "bench"
+    script.write_text(f"#!/bin/sh\nR='{make(output_tokens=1).to_json()}'\nO=\"$6\"\n"
+                      "put() { printf '%s\\n' \"$@\" > \"$O.tmp\"; mv \"$O.tmp\" \"$O\"; }\n"
+                      f"{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+FAILED = '{"error": "RuntimeError: CUDA error: out of memory", "error_kind": "oom"}'
+
+
+@pytest.mark.parametrize(("body", "timeout", "cut"), [
+    # The second job fails: the job process stops by itself, the third is not reached.
+    (f"sleep 0.5; put \"$R\"; sleep 0.5; put \"$R\" '{FAILED}'; exit 1", 60,
+     ("failed", "oom", "RuntimeError: CUDA error: out of memory")),
+    # The process dies in the second job: that one crashed, the third is not reached.
+    ("sleep 0.5; put \"$R\"; sleep 0.5; kill -9 $$", 60,
+     ("failed", "crash", "killed by signal SIGKILL")),
+    # The second job outlasts the time of all three: it timed out.
+    ("sleep 0.5; put \"$R\"; sleep 600", 2,
+     ("timeout", "timeout", "timed out after 2 s; the job's process group was killed")),
+])
+def test_jobs_of_one_process_each_end_on_their_own(tmp_path: Path, body: str, timeout: float,
+                                                   cut: tuple) -> None:
+    first, second, third = run_job_process(["{}"] * 3, gpu="cpu", cuda_visible_devices="",
+                                            timeout_s=timeout, python=fake_bench(tmp_path, body))
+    assert first.outcome == "succeeded" and first.result.output_tokens == 1
+    assert (second.outcome, second.error_kind, second.error) == cut
+    assert (third.outcome, third.error_kind) == ("lost", "lost")
+    assert third.error == f"not reached: the engine process it shared ended at job 2 of 3 " \
+                          f"({cut[1]})"
+    # Each job's share of the process's time, from the line before its own (or its end).
+    assert first.elapsed_s >= 0.5 and second.elapsed_s >= 0.5 and third.elapsed_s == 0
+    assert first.log_tail == second.log_tail == third.log_tail
+
+
+def test_each_result_of_a_process_has_its_own_load_readings(tmp_path: Path) -> None:
+    py = fake_bench(tmp_path, "put \"$R\"; sleep 0.3; put \"$R\" \"$R\"")
+    outs = run_job_process(["{}"] * 2, gpu="cpu", cuda_visible_devices="", timeout_s=60,
+                           python=py)
+    a, b = (o.result.conditions for o in outs)
+    assert a.load_before is not None and a.load_after is not None
+    assert b.load_before == a.load_after and b.load_after is not None
+    assert a.cpu_s == b.cpu_s and a.wall_s == b.wall_s  # the process's, over its life
+
+
+def test_result_lines_count_a_line_once_it_ends(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    lines = ResultLines(out)
+    lines.poll()  # no file yet
+    out.write_text('{"a": 1}\n{"b"')  # caught mid-line
+    lines.poll()
+    assert lines.records == [{"a": 1}]
+    out.write_text('{"a": 1}\n{"b": 2}\n[3]\n')
+    lines.poll()
+    assert lines.records == [{"a": 1}, {"b": 2}, None]  # not an object: unreadable
+    out.write_text('{"a": 1}\n{"b": 2}\n[3]\n{"c": 3}')
+    lines.poll()
+    assert len(lines.records) == 3
+    lines.poll(final=True)  # the writer has ended: its last line stands without a newline
+    assert lines.records[3] == {"c": 3} and len(lines.seen_at) == len(lines.loads) == 4

@@ -82,6 +82,26 @@ def test_exclude_include_and_option_axes():
                     {"attn_implementation": "eager", "dtype": "bfloat16"}]
 
 
+def test_reuse_groups_the_repeats_of_a_configuration_without_changing_keys():
+    fresh = parse(BASE).expand()
+    assert all(p.group is None for p in fresh)
+    shared = parse(BASE + "reuse: repeats\n").expand()
+    assert [p.key for p in shared] == [p.key for p in fresh]  # the same measurement
+    groups: dict = {}
+    for p in shared:
+        groups.setdefault(p.group, []).append(p)
+    assert len(groups) == 4 and None not in groups
+    for jobs in groups.values():
+        assert [p.job.repeat for p in jobs] == [0, 1]
+        assert len({p.job.to_json().replace('"repeat": 1', '"repeat": 0') for p in jobs}) == 1
+    # A variant's own choice overrides the sweep's, either way.
+    one = BASE.replace("attn_implementation: eager", "attn_implementation: eager\n    "
+                                                     "reuse: repeats")
+    assert {p.job.variant for p in parse(one).expand() if p.group} == {"hf-eager"}
+    off = one.replace("reuse: repeats", "reuse: none") + "reuse: repeats\n"
+    assert {p.job.variant for p in parse(off).expand() if p.group} == {"hf"}
+
+
 @pytest.mark.parametrize("old,new,where", [
     ("repeats: 2", "repeats: 2\nbogus: 1", "19: bogus: unknown field"),
     ("max_num_seqs: [2, 4]", "max_num_seqs: [2, -4]", "17: matrix.max_num_seqs[1]: must be a "
@@ -98,6 +118,10 @@ def test_exclude_include_and_option_axes():
     ("name: t", "name: 'bad name'", "1: name: String should match pattern"),
     ("  max_num_seqs: [2, 4]\n", "", ": matrix.max_num_seqs: required axis missing"),
     ("[hf, hf-eager]", "[hf, hf-eager", "invalid YAML"),
+    ("repeats: 2", "repeats: 2\nreuse: always", "19: reuse: Input should be 'none' or "
+                                                 "'repeats'"),
+    ("attn_implementation: eager", "attn_implementation: eager\n    reuse: [repeats]",
+     "15: variants.hf-eager.reuse: Input should be 'none' or 'repeats'"),
 ])
 def test_bad_files_name_field_and_line(old, new, where):
     text = BASE.replace(old, new)
@@ -117,7 +141,7 @@ def test_unreadable_file(tmp_path):
 KEYS = ["name", "model", "workload", "variants", "matrix", "exclude", "include", "repeats",
         "timeout_s", "retries", "baseline", "executor", "kind", "options", "arch", "path",
         "variant", "max_num_seqs", "gpu_memory_utilization", "num_seqs", "input_len",
-        "attn_implementation", "hf", "dtype"]
+        "attn_implementation", "hf", "dtype", "reuse"]
 leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=True),
                    st.text(max_size=8), st.sampled_from(["hf", "tiny", "eager", "standard"]))
 values = st.recursive(leaves, lambda c: st.one_of(

@@ -147,3 +147,20 @@ def test_prefix_caching_off():
 def test_needs_a_block():
     with pytest.raises(ValueError):
         BlockManager(0, BS)
+
+
+def test_reset_empties_the_prefix_cache_and_restores_the_first_free_order():
+    bm = BlockManager(8, BS)
+    a = seq(list(range(10)))
+    bm.allocate(a)
+    computed(bm, a)
+    with pytest.raises(RuntimeError, match="3 KV block"):
+        bm.reset()  # a sequence still holds its blocks
+    bm.deallocate(a)
+    b = seq(list(range(10)))
+    assert bm.can_allocate(b) and bm._match(b)  # a's prefix is cached
+    bm.reset()
+    assert not bm._match(b) and not bm.hash_to_block
+    assert list(bm.free) == list(range(8))
+    bm.allocate(b)
+    assert b.block_table == [0, 1, 2] and b.num_cached_tokens == 0
