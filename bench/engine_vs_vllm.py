@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = outcome.to_dict()
         done.append((engine, n))
         engine = name
-        name = f"{i:02d}-{engine}-{n}".replace('"', "").replace(":", "=")
+        name = f"{i:02d}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', engine)}-{n}"
         (a.out / f"{name}.json").write_text(json.dumps(outcome.get("result") or outcome,
                                                       indent=1, sort_keys=True))
         if outcome["outcome"] != "succeeded":

@@ -121,7 +121,11 @@ class EngineConfig:
     # CUDA graph (model_runner.py); 0: every prefill step runs eagerly.
     prefill_graph_tokens: int = _option(
         2048, "prefill steps up to this many tokens replay CUDA graphs; 0: none", minimum=0)
-    block_size: int = _option(256, "tokens per KV-cache block", minimum=1)
+    # 0: chosen by ModelRunner once the cache is sized (BLOCK_SIZE, or TIGHT_BLOCK_SIZE where
+    # the cache cannot hold every sequence at full length: less of it idles in half-filled
+    # last blocks; measured in bench/BENCHMARKS.md).
+    block_size: int = _option(0, "tokens per KV-cache block; 0: 256, or 64 where the cache "
+                              "cannot hold max_num_seqs sequences of max_model_len", minimum=0)
     attention_backend: str = _option("auto", "auto: triton on CUDA, torch on CPU",
                                      choices=("auto", "triton", "torch"))
     max_num_batched_tokens: int = _option(16384, "prefill tokens per step", minimum=1)
@@ -132,7 +136,7 @@ class EngineConfig:
     # Admit a waiting sequence only if every running one, and it, can still grow this many
     # tokens in the blocks left free (scheduler.py); 0: whenever its prompt fits.
     admission_lookahead: int = _option(
-        0, "admit only while running sequences keep blocks to grow this many tokens",
+        64, "admit only while running sequences keep blocks to grow this many tokens",
         minimum=0)
     kv_cache_tokens: int | None = _shared("kv_cache_tokens")
     card_memory_gib: float | None = _shared("card_memory_gib")

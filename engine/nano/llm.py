@@ -63,6 +63,7 @@ class LLM:
         self.max_model_len = min(cfg.max_model_len or DEFAULT_MAX_MODEL_LEN,
                                  mcfg.max_position_embeddings)
         self.runner = ModelRunner(cfg, mcfg, self.max_model_len)
+        cfg.block_size = self.runner.block_size  # 0 (auto) resolved with the cache's size
         capacity = self.runner.num_blocks * cfg.block_size
         if capacity < self.max_model_len:
             # Deterministic where the size was asked for: bad input, not worth a retry.

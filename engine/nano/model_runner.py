@@ -92,6 +92,10 @@ class StepTokens:
         return self.on_host.tolist()
 
 
+BLOCK_SIZE = 256  # tokens per KV-cache block where the cache holds every sequence
+TIGHT_BLOCK_SIZE = 64  # where it cannot
+
+
 class ModelRunner:
     def __init__(self, cfg: EngineConfig, mcfg: ModelConfig, max_model_len: int):
         self.cfg = cfg
@@ -100,7 +104,7 @@ class ModelRunner:
         self.device = torch.device(cfg.device)
         self.is_cuda = self.device.type == "cuda"
         self.dtype = getattr(torch, cfg.dtype)
-        self.block_size = cfg.block_size
+        self.block_size = cfg.block_size or BLOCK_SIZE  # 0: may shrink once the cache is sized
         self.backend = cfg.attention_backend
         self.timings: dict[str, float] = {"load_s": 0.0, "profile_s": 0.0, "capture_s": 0.0}
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # decode, by batch size
@@ -153,21 +157,28 @@ class ModelRunner:
             torch.cuda.synchronize(self.device)
 
     def _size_kv_cache(self) -> int:
+        """The cache's blocks; with block_size 0, its block size too (BLOCK_SIZE, or
+        TIGHT_BLOCK_SIZE where it cannot hold max_num_seqs sequences of max_model_len)."""
+        tokens = self._kv_tokens()
+        if not self.cfg.block_size and tokens < self.cfg.max_num_seqs * self.max_model_len:
+            self.block_size = TIGHT_BLOCK_SIZE
+        return max(1, tokens // self.block_size)
+
+    def _kv_tokens(self) -> int:
         asked = self.cfg.kv_cache_tokens
-        fixed = None if asked is None else max(1, asked // self.block_size)
         if not self.is_cuda:
-            if fixed is not None:
-                return fixed
+            if asked is not None:
+                return asked
             budget = min(self.cfg.cpu_kv_cache_bytes, available_ram_bytes() // 4)
             cap = self.cfg.max_num_seqs * _cdiv(self.max_model_len, self.block_size)
-            return min(budget // self.block_bytes, cap)
-        fits = self._profile()
-        if fixed is None:
+            return min(budget // self.block_bytes, cap) * self.block_size
+        fits = self._profile() * self.block_size
+        if asked is None:
             return fits
-        if fixed > fits:
-            raise BadInput(f"kv_cache_tokens {asked:,} does not fit: {fits * self.block_size:,} "
-                           f"tokens do ({self._budget_words()})")
-        return fixed
+        if asked > fits:
+            raise BadInput(f"kv_cache_tokens {asked:,} does not fit: {fits:,} tokens do "
+                           f"({self._budget_words()})")
+        return asked
 
     def _budget_words(self) -> str:
         card = self.cfg.card_memory_gib

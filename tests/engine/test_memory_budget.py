@@ -13,7 +13,7 @@ from engine.checkpoints import write_checkpoint
 from engine.engines import vllm as vllm_adapter
 from engine.errors import BadInput
 from engine.job import BenchJob, ModelRef
-from engine.nano import LLM
+from engine.nano import LLM, SamplingParams
 from engine.workload import WorkloadSpec
 from orchestrator.spec import SpecError, parse
 
@@ -65,6 +65,20 @@ def test_vllm_gets_the_cache_in_bytes_and_the_card_as_a_share(qwen2_7b_config: P
         vllm_adapter.llm_kwargs(too_big, qwen2_7b_config, VLLM.resolved(too_big.options), h200)
     with pytest.raises(BadInput, match="NVML cannot read it"):
         vllm_adapter.llm_kwargs(job, qwen2_7b_config, VLLM.resolved(job.options), None)
+
+
+def test_nano_takes_smaller_blocks_where_the_cache_is_tight(tmp_path: Path) -> None:
+    """Block size 0 (the default): 256 where the cache holds every sequence at full length,
+    64 where it cannot; a block size given stays."""
+    d = write_checkpoint("tiny", tmp_path / "tiny", dtype="float32")
+    plenty = LLM(d, device="cpu", max_num_seqs=4, max_model_len=64, kv_cache_tokens=512)
+    assert (plenty.config.block_size, plenty.num_kv_blocks) == (256, 2)
+    tight = LLM(d, device="cpu", max_num_seqs=4, max_model_len=64, kv_cache_tokens=200)
+    assert (tight.config.block_size, tight.num_kv_blocks) == (64, 3)
+    assert tight.generate([[1] * 40] * 4, SamplingParams(0, 20, True))  # it runs, preempting
+    given = LLM(d, device="cpu", max_num_seqs=4, max_model_len=64, kv_cache_tokens=200,
+                block_size=16)
+    assert (given.config.block_size, given.num_kv_blocks) == (16, 12)
 
 
 def test_nano_sizes_its_cache_from_kv_cache_tokens(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ class Compiler:
             self.compiled.append(self.cache[key])
 
 
-def _forward_launches(mcfg, dtype, configs, block_size: int = 256) -> None:
+def _forward_launches(mcfg, dtype, configs, block_size: int) -> None:
     """Every kernel a forward step (prefill, decode in one part and in several) and its
     sampling launch for a model, on meta tensors."""
     import torch
@@ -152,6 +152,7 @@ def compile_all(cards: list[Card], dtypes: tuple[str, ...] = DTYPES) -> Iterator
     from engine.nano.config import ModelConfig
     from engine.nano.kernels.choose import choose
     from engine.nano.kernels.launch import compiling_with
+    from engine.nano.model_runner import BLOCK_SIZE, TIGHT_BLOCK_SIZE
 
     models = {name: ModelConfig.from_dict(cfg) for name, cfg in ARCHS.items()
               if not name.startswith("tiny")}
@@ -163,7 +164,8 @@ def compile_all(cards: list[Card], dtypes: tuple[str, ...] = DTYPES) -> Iterator
                 compiler.start_model()
                 configs = choose(card, mcfg, getattr(torch, dtype).itemsize)
                 with compiling_with(compiler):
-                    _forward_launches(mcfg, getattr(torch, dtype), configs)
+                    for block_size in (BLOCK_SIZE, TIGHT_BLOCK_SIZE):
+                        _forward_launches(mcfg, getattr(torch, dtype), configs, block_size)
                 for kernel, constexprs, options, out in compiler.compiled:
                     if id(out) not in resources:
                         resources[id(out)] = _resources(out.asm["cubin"])

@@ -19,7 +19,7 @@ from engine.workload import WorkloadSpec
 def test_registry_options():
     kind = variants.kind("nano")
     assert kind.module == "engine.engines.nano"
-    assert kind.normalize({"block_size": 256, "enforce_eager": True}) == {"enforce_eager": True}
+    assert kind.normalize({"block_size": 0, "enforce_eager": True}) == {"enforce_eager": True}
     with pytest.raises(ValueError, match="attention_backend"):
         kind.normalize({"attention_backend": "flash"})
     assert set(kind.resolved({})) >= {
@@ -28,7 +28,7 @@ def test_registry_options():
     }
     # Caught when the sweep is read, not in every job's engine start.
     assert kind.normalize({"prefill_graph_tokens": 0}) == {"prefill_graph_tokens": 0}
-    for name, bad, least in (("block_size", 0, 1), ("max_num_batched_tokens", -1, 1),
+    for name, bad, least in (("block_size", -1, 0), ("max_num_batched_tokens", -1, 1),
                              ("prefill_graph_tokens", -1, 0)):
         with pytest.raises(ValueError, match=f"option '{name}' must be >= {least}, got {bad}"):
             kind.normalize({name: bad})
@@ -44,8 +44,8 @@ def test_options_are_engine_config_fields():
     assert kind.options["attention_backend"].default == "auto"
     assert defaults["gpu_memory_utilization"] == DEFAULT_GPU_MEMORY_UTILIZATION
     assert EngineConfig("m").attention_backend == "auto"
-    with pytest.raises(ValueError, match="option 'block_size' must be >= 1, got 0"):
-        EngineConfig("m", block_size=0)
+    with pytest.raises(ValueError, match="option 'block_size' must be >= 0, got -1"):
+        EngineConfig("m", block_size=-1)
     with pytest.raises(ValueError, match="option 'attention_backend' must be one of"):
         EngineConfig("m", attention_backend="flash")
     with pytest.raises(ValueError, match="option 'enforce_eager' must be bool"):

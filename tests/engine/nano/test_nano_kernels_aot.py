@@ -18,6 +18,7 @@ import torch
 from engine.archs import ARCHS
 from engine.nano.config import ModelConfig
 from engine.nano.kernels.card import CARDS
+from engine.nano.model_runner import BLOCK_SIZE, TIGHT_BLOCK_SIZE
 from tests.engine.nano.conftest import needs_triton
 
 pytestmark = [needs_triton, pytest.mark.slow]
@@ -45,7 +46,11 @@ def test_every_launch_fits_its_card(compiled):
     for key in seen:
         kernels = [r["kernel"] for r in compiled if (r["card"], r["dtype"], r["model"]) == key]
         assert set(kernels) == KERNELS, key
-        assert kernels.count("_decode_split_kernel") == 2, key  # one part and several
+        # One part and several, for each block size the engine may choose.
+        assert kernels.count("_decode_split_kernel") == 2 * 2, key
+        blocks = {r["constexprs"]["BLOCK_SIZE"] for r in compiled
+                  if (r["card"], r["dtype"], r["model"]) == key and "BLOCK_SIZE" in r["constexprs"]}
+        assert blocks == {BLOCK_SIZE, TIGHT_BLOCK_SIZE}, key
     assert {r["arch"] for r in compiled} == {80, 86, 89, 90}
     for r in compiled:
         where = f"{r['kernel']} {r['constexprs']} for {r['card']} in {r['dtype']}"
