@@ -15,7 +15,7 @@ from dashboard import charts
 from dashboard.common import badge, link, md, param, store, when
 from db.read.jobs import sweep_jobs
 from db.read.results import results_frame, speedup_text, summarize, with_speedups
-from db.read.sweeps import sweep_info, sweeps_frame
+from db.read.sweeps import duration_text, sweep_info, sweeps_frame
 from db.read.timeline import attempt_bars, efficiency
 
 REFRESH_S = 3.0
@@ -83,8 +83,9 @@ def render() -> None:
         c[1].metric("running", int(r["running"]))
     c[2].metric("failed", int(r["failed"]))
     c[3].metric("pending", int(r["pending"]))
-    c[4].metric("duration", charts.format_duration(r["duration_s"]) or "—",
-                help="since the last start, to its end (or now)")
+    c[4].metric("duration", duration_text(r["duration_s"], r["runs"]) or "—",
+                help="the sum of its coordinators' runs, each from its start to its end (or "
+                     "now, or the last heartbeat of a lost one)")
     if r["total"]:
         st.progress(float(r["progress"]))
 
