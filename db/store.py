@@ -351,8 +351,8 @@ class Store:
                 owner_alive) -> int:
         """Make `owner` the sweep's coordinator and begin its run (SweepRun). Attempts left
         running by a dead coordinator become `lost` and their jobs pending again; returns
-        how many; its run ends `lost` at its last heartbeat. Raises LeaseHeld if another live
-        coordinator holds the sweep.
+        how many. The run it left open ends `lost`, at its last heartbeat. Raises LeaseHeld if
+        another live coordinator holds the sweep.
 
         Taking the lease is one conditional UPDATE whose row count decides, so two
         coordinators starting at the same moment cannot both win on any backend (on SQLite

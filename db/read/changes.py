@@ -36,11 +36,6 @@ class Change:
     hosts: int
     checked: datetime | None  # newest host check
 
-    @property
-    def live(self) -> bool:
-        """Whether a coordinator is running a sweep now."""
-        return self.held > self.lost
-
 
 def change_token(store: Store) -> Change:
     def one(column):
