@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select, update  # noqa: E402
 
-from db.models import Job, Sweep, utcnow  # noqa: E402
+from db.models import Job, Sweep, SweepRun, utcnow  # noqa: E402
 from db.store import Store  # noqa: E402
 from engine.result import BenchResult  # noqa: E402
 
@@ -44,6 +44,7 @@ FACTORS = {"nano": 1.0, "nano-fused": 1.07, "nano-layout": 1.03, "nano-kvpat": 0
 MNS = [16, 32, 64, 128, 256]
 GMU = [0.8, 0.85, 0.9, 0.95]
 CARD = "NVIDIA H100 80GB HBM3"
+OWNER = "coordinator:1"
 
 
 def plan(jobs: int) -> list[dict]:
@@ -83,11 +84,13 @@ def synthesize(url: str, sweeps: int = 100, jobs: int = 500, *, seed: int = 0,
         pending = store.pending_jobs(sid, [f"{name}-{i}" for i in range(jobs)])
         live = running and s == sweeps - 1
         all_fail = failing and s == sweeps - 2
-        if live:
+        store.acquire(sid, OWNER, stale_after=timedelta(seconds=60), owner_alive=lambda _o: True)
+        if live:  # a heartbeat that stays fresh while the database is used
             with store.session() as ses:
                 ses.execute(update(Sweep).where(Sweep.id == sid).values(
-                    owner="coordinator:1", heartbeat_at=utcnow() + timedelta(days=3650),
-                    last_started_at=utcnow()))
+                    heartbeat_at=utcnow() + timedelta(days=3650)))
+                ses.execute(update(SweepRun).where(SweepRun.sweep_id == sid).values(
+                    beat_at=utcnow() + timedelta(days=3650)))
         for n, job in enumerate(pending):
             host, gpu = f"gpu-box-{n % 4}", str(n % 8)
             if live and n >= jobs // 2:
@@ -116,10 +119,13 @@ def synthesize(url: str, sweeps: int = 100, jobs: int = 500, *, seed: int = 0,
                 env={"gpu": {"name": CARD}, "torch": "2.13.0", "cuda": "12.8"})
             store.finish_attempt(at, "succeeded", job_state="succeeded", result=result,
                                  elapsed_s=elapsed + 8)
-        if not live:
+        if not live:  # a run of an hour
+            store.release(sid, OWNER)
             with store.session() as ses:
                 ses.execute(update(Sweep).where(Sweep.id == sid).values(
-                    last_started_at=utcnow() - timedelta(hours=1), last_finished_at=utcnow()))
+                    last_started_at=utcnow() - timedelta(hours=1)))
+                ses.execute(update(SweepRun).where(SweepRun.sweep_id == sid).values(
+                    started_at=utcnow() - timedelta(hours=1)))
     return store
 
 

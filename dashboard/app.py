@@ -13,7 +13,7 @@ try:
 except ImportError:  # run from a checkout: streamlit puts only dashboard/ on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dashboard.common import PAGES, NoDatabase, store  # noqa: E402
+from dashboard.common import PAGES, NoDatabase, await_database, store  # noqa: E402
 
 st.set_page_config(page_title="benchsweep", page_icon=":material/speed:", layout="wide")
 
@@ -22,6 +22,7 @@ def _problem(message: str):
     def page() -> None:
         st.title("benchsweep")
         st.warning(message, icon=":material/database:")
+        await_database(message)
     return page
 
 

@@ -20,7 +20,7 @@ from db.read.results import (
     speedup_text,
     spread_text,
 )
-from db.read.sweeps import LOST_ATTEMPT
+from db.read.sweeps import LOST_ATTEMPT, duration_text
 from db.read.timeline import Bar, Efficiency
 
 # The matrix axes every sweep has; engine options that vary become axes too.
@@ -216,12 +216,13 @@ def start_breakdown(record: dict) -> pd.DataFrame:
 
 
 def sweeps_table(sweeps: pd.DataFrame) -> pd.DataFrame:
-    """The Sweeps page's table: newest first, duration as text; `note` says since when a
-    lost sweep's coordinator is gone."""
+    """The Sweeps page's table: newest first, duration as text (`1h 02m over 3 runs`);
+    `note` says since when a lost sweep's coordinator is gone, or what stopped it."""
     if sweeps.empty:
         return sweeps
     t = sweeps.sort_values("started", ascending=False, kind="stable").copy()
-    t["duration"] = [format_duration(d) for d in t["duration_s"]]
+    t["duration"] = [duration_text(d, n) for d, n in zip(t["duration_s"], t["runs"],
+                                                         strict=True)]
     t["link"] = ["sweep?sweep=" + quote(n) for n in t["name"]]
     return t[["name", "state", "note", "progress", "done", "running", "failed", "pending", "total",
               "started", "duration", "hosts", "link"]].reset_index(drop=True)
@@ -231,15 +232,6 @@ def quote(text: str) -> str:
     from urllib.parse import quote as q
 
     return q(str(text), safe="")
-
-
-def format_duration(seconds) -> str:
-    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
-        return ""
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
 
 
 # --- charts ---------------------------------------------------------------------------------

@@ -1,12 +1,16 @@
-"""What every page shares: the open database, page links, small formatting helpers."""
+"""What every page shares: the open database, following it live, page links, small
+formatting helpers."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
 
+from db.read.changes import Change, change_token
 from db.read.sweeps import LOST_ATTEMPT
 from db.store import DatabaseUnusable, SchemaError, Store, resolve_url
 from engine.errors import UserError
@@ -71,6 +75,62 @@ def store() -> Store:
                          f"it.") from None
     except DatabaseUnusable as e:
         raise NoDatabase(f"Cannot open the database: {e}") from None
+
+
+# --- following the database -----------------------------------------------------------------
+# Every page follows the database whenever it was opened: a fragment polls a cheap probe
+# every POLL_S and reruns the page when the probe's answer moved since the page was drawn.
+# Not the page's content as a fragment polling itself: a fragment rerun redraws all it drew,
+# so content that is drawn only when something changed needs a poll apart from it, and a
+# fragment can rerun only itself or the whole page.
+POLL_S = 2.0
+_SEEN = "live: seen"  # session state: the probe's answer the page on screen was drawn from
+_DRAWING = "live: drawing"  # set while the page itself runs, so its poll does not probe again
+
+
+def follow(db: Store) -> Change:
+    """Follow the database: rerun this page when its change token (db/read/changes.py)
+    moves: a sweep, job, attempt, result or host recorded, a lease taken, beaten, given
+    up, or gone quiet. While a coordinator runs, its heartbeat moves the token every few
+    seconds, so durations tick; while one is lost, the minute does, so "lost N min ago"
+    ages. Call it before anything that may st.stop() the page. Returns the token, to key
+    caches by."""
+    change = change_token(db)
+    _watch(lambda: _seen(change_token(db)), _seen(change))
+    return change
+
+
+def await_database(problem: str) -> None:
+    """For the page that says why there is no database to show (`problem`): rerun the app
+    once there is one, so that its navigation appears, or when the problem changed (a file
+    that appeared, still empty)."""
+    _watch(_problem, problem)
+
+
+def _seen(change: Change) -> tuple:
+    return change, int(time.time() // 60) if change.lost else None
+
+
+def _problem() -> str | None:
+    try:
+        store()
+    except NoDatabase as e:
+        return str(e)
+    return None
+
+
+def _watch(probe: Callable[[], Hashable], seen: Hashable) -> None:
+    st.session_state[_SEEN] = seen
+    st.session_state[_DRAWING] = True
+    _poll(probe)
+
+
+@st.fragment(run_every=POLL_S, key="live")
+def _poll(probe: Callable[[], Hashable]) -> None:
+    if st.session_state.pop(_DRAWING, False):
+        return  # run inline by the page, which has just probed
+    if probe() != st.session_state.get(_SEEN):
+        st.rerun()
 
 
 def page_path(name: str) -> str:

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 typed ORM: Sweep, Job, Attempt, Result, Host.
+"""SQLAlchemy 2.0 typed ORM: Sweep, SweepRun, Job, Attempt, Result, Host.
 
 Job states: pending -> running -> succeeded | failed (failed jobs may be rerun).
 Attempt outcomes: running, succeeded, failed, timeout, lost (the worker or coordinator
@@ -15,6 +15,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JOB_STATES = ("pending", "running", "succeeded", "failed")
 ATTEMPT_OUTCOMES = ("running", "succeeded", "failed", "timeout", "lost", "cancelled")
+# How a coordinator's run of a sweep ended: its jobs ran out, a signal stopped it, an error
+# ended it, or it vanished (found silent by the next coordinator).
+RUN_ENDINGS = ("finished", "stopped", "error", "lost")
 
 
 def utcnow() -> datetime:
@@ -40,6 +43,22 @@ class Sweep(Base):
     last_finished_at: Mapped[datetime | None]
 
     jobs: Mapped[list[Job]] = relationship(back_populates="sweep", cascade="all, delete-orphan")
+
+
+class SweepRun(Base):
+    """One coordinator's run of a sweep, from taking its lease to releasing it: a sweep
+    resumed three times has four. Its duration is the sum of its runs' spans."""
+
+    __tablename__ = "sweep_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    owner: Mapped[str | None] = mapped_column(String(300))  # None: recorded before runs were
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime]  # its last heartbeat
+    ended_at: Mapped[datetime | None]  # None while it runs (or until found lost)
+    ended: Mapped[str | None] = mapped_column(String(20))  # RUN_ENDINGS
+    signal: Mapped[str | None] = mapped_column(String(20))  # what stopped it: SIGINT, ...
 
 
 class Job(Base):

@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import RESULT_FIGURES, Attempt, Host, Job, Result, Sweep, utcnow
+from db.models import RESULT_FIGURES, Attempt, Host, Job, Result, Sweep, SweepRun, utcnow
 from db.redact import MASK, mask, mask_url
 from engine.errors import UserError
 from engine.settings import settings
@@ -349,8 +349,9 @@ class Store:
 
     def acquire(self, sweep_id: int, owner: str, *, stale_after: timedelta,
                 owner_alive) -> int:
-        """Make `owner` the sweep's coordinator. Attempts left running by a dead coordinator
-        become `lost` and their jobs pending again; returns how many. Raises LeaseHeld if
+        """Make `owner` the sweep's coordinator and begin its run (SweepRun). Attempts left
+        running by a dead coordinator become `lost` and their jobs pending again; returns
+        how many. The run it left open ends `lost`, at its last heartbeat. Raises LeaseHeld if
         another live coordinator holds the sweep.
 
         Taking the lease is one conditional UPDATE whose row count decides, so two
@@ -371,6 +372,7 @@ class Store:
                     raise LeaseHeld(
                         f"sweep {name!r} is being run by {holder} (heartbeat "
                         f"{beat:%H:%M:%S}); wait for it or stop it first")
+            self._begin_run(s, sweep_id, owner)
             return self._recover(s, sweep_id)
 
     @staticmethod
@@ -381,6 +383,15 @@ class Store:
             .values(owner=owner, heartbeat_at=now, last_started_at=now, last_finished_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount == 1
+
+    @staticmethod
+    def _begin_run(s: Session, sweep_id: int, owner: str) -> None:
+        s.execute(update(SweepRun).where(SweepRun.sweep_id == sweep_id,
+                                         SweepRun.ended_at.is_(None))
+                  .values(ended="lost", ended_at=SweepRun.beat_at)
+                  .execution_options(synchronize_session=False))
+        now = utcnow()
+        s.add(SweepRun(sweep_id=sweep_id, owner=owner, started_at=now, beat_at=now))
 
     @staticmethod
     def _recover(s: Session, sweep_id: int) -> int:
@@ -397,13 +408,28 @@ class Store:
 
     def heartbeat(self, sweep_id: int, owner: str) -> None:
         with self.session() as s:
+            now = utcnow()
             s.execute(update(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner)
-                      .values(heartbeat_at=utcnow()))
+                      .values(heartbeat_at=now))
+            s.execute(self._own_run(sweep_id, owner).values(beat_at=now))
 
-    def release(self, sweep_id: int, owner: str) -> None:
+    def release(self, sweep_id: int, owner: str, *, ended: str = "finished",
+                signal: str | None = None) -> None:
+        """End `owner`'s run of the sweep: `finished`, `stopped` (by `signal`) or `error`
+        (RUN_ENDINGS), and give its lease up."""
         with self.session() as s:
+            now = utcnow()
             s.execute(update(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner)
-                      .values(owner=None, last_finished_at=utcnow()))
+                      .values(owner=None, last_finished_at=now))
+            s.execute(self._own_run(sweep_id, owner)
+                      .values(beat_at=now, ended_at=now, ended=ended, signal=signal))
+
+    @staticmethod
+    def _own_run(sweep_id: int, owner: str):
+        """An UPDATE of `owner`'s open run of the sweep (none once another took it over)."""
+        return (update(SweepRun).where(SweepRun.sweep_id == sweep_id, SweepRun.owner == owner,
+                                       SweepRun.ended_at.is_(None))
+                .execution_options(synchronize_session=False))
 
     # --- attempts ---------------------------------------------------------------------------
 

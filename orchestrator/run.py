@@ -126,6 +126,7 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
     with StopRequest() as stop:
         recovered = store.acquire(sweep_id, owner, stale_after=STALE_AFTER,
                                   owner_alive=owner_alive)
+        ended, by = "error", None  # unless the run gets to its end
         try:
             if force:
                 store.reset_jobs(sweep_id, keys, states=("succeeded", "failed"))
@@ -135,9 +136,14 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
             summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
             _drive(spec, store, executor, queue, plan, summary, owner, on_change, on_attempt,
                    stop)
+            ended, by = ("stopped", summary.stopped_by) if summary.stopped_by else \
+                ("finished", None)
             return summary
+        except KeyboardInterrupt:  # a second signal while the first one's cleanup ran
+            ended, by = "stopped", stop.name or "SIGINT"
+            raise
         finally:
-            store.release(sweep_id, owner)
+            store.release(sweep_id, owner, ended=ended, signal=by)
 
 
 def _group(plan: dict[str, PlannedJob], job: Job) -> str | None:

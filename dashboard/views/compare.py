@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import md, param, store
+from dashboard.common import follow, md, param, store
 from db.read import stats
 from db.read.results import results_frame, summarize
 from db.read.sweeps import sweeps_frame
@@ -19,6 +19,7 @@ MODES = ("Two sweeps", "Two variants")
 
 st.title("Compare")
 db = store()
+change = repr(follow(db))
 sweeps = sweeps_frame(db)
 if sweeps.empty:
     st.info("No sweeps yet, so nothing to compare. Run one with `orchestrate sweep "
@@ -31,8 +32,9 @@ def _index(options: list, wanted, default: int) -> int:
     return options.index(wanted) if wanted in options else min(default, len(options) - 1)
 
 
-@st.cache_data(ttl=5, show_spinner=False)
-def summary_of(url: str, sweep: str) -> pd.DataFrame:
+@st.cache_data(ttl=60, max_entries=16, show_spinner=False)
+def summary_of(url: str, sweep: str, change: str) -> pd.DataFrame:
+    """A sweep's summary, computed again once the database `change`d (its token's repr)."""
     return summarize(results_frame(db, sweep), None)
 
 
@@ -44,12 +46,12 @@ if mode == MODES[0]:
     a_name = c[0].selectbox("sweep A", names, index=_index(names, param("a"), 1), key="a")
     b_name = c[1].selectbox("sweep B", names, index=_index(names, param("b"), 0), key="b")
     st.query_params.update({"a": a_name, "b": b_name})
-    a, b = summary_of(db.url, a_name), summary_of(db.url, b_name)
+    a, b = summary_of(db.url, a_name, change), summary_of(db.url, b_name, change)
     keys = ["variant", "options", "max_num_seqs", "gpu_memory_utilization", "max_model_len"]
     a_label, b_label = f"A: {a_name}", f"B: {b_name}"
 else:
     sweep = st.selectbox("sweep", names, index=_index(names, param("a"), 0), key="one")
-    summary = summary_of(db.url, sweep)
+    summary = summary_of(db.url, sweep, change)
     labelled = summary.assign(label=charts.variant_labels(summary)) if not summary.empty \
         else summary.assign(label=[])
     variants = sorted(labelled["label"].unique()) if not labelled.empty else []

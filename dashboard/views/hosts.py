@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.common import state_css, store
+from dashboard.common import follow, state_css, store
 from db.read.hosts import attempt_hosts, hosts_frame
 
 st.title("Hosts")
 db = store()
+follow(db)
 inventory = hosts_frame(db)
 seen = attempt_hosts(db)
 

@@ -1,5 +1,6 @@
 """Job: one job with its attempts, its BenchResult, its start-time breakdown, the environment
-it ran in, and the log tail. The URL (?job=ID) is shareable."""
+it ran in, and the log tail; follows the job while it runs. The URL (?job=ID) is
+shareable."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import badge, link, md, param, state_css, store, when
+from dashboard.common import badge, follow, link, md, param, state_css, store, when
 from db.read.jobs import job_detail, sweep_jobs
 from db.read.sweeps import LOST_ATTEMPT, sweeps_frame
 
@@ -19,6 +20,7 @@ RESULT_FIGURES = ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s"
                   "device", "workload_fingerprint")
 
 db = store()
+follow(db)  # a running job's attempts, as they start and end
 raw = param("job")
 job_id = int(raw) if raw and raw.isdigit() else None
 

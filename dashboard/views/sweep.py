@@ -12,18 +12,18 @@ import math
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import badge, link, md, param, store, when
+from dashboard.common import badge, follow, link, md, param, store, when
 from db.read.jobs import sweep_jobs
 from db.read.results import results_frame, speedup_text, summarize, with_speedups
-from db.read.sweeps import sweep_info, sweeps_frame
+from db.read.sweeps import duration_text, sweep_info, sweeps_frame
 from db.read.timeline import attempt_bars, efficiency
 
-REFRESH_S = 3.0
 AXIS_LABELS = {"variant": "variant", "max_num_seqs": "max_num_seqs",
                "gpu_memory_utilization": "gpu_memory_utilization",
                "max_model_len": "max_model_len", "gpu_name": "GPU", "model": "model"}
 
 db = store()
+follow(db)
 sweeps = sweeps_frame(db)
 if sweeps.empty:
     st.title("Sweep")
@@ -65,33 +65,28 @@ for col, values in axes.items():
 
 
 def render() -> None:
-    now = sweeps_frame(db)
-    r = now[now["name"] == name].iloc[0] if (now["name"] == name).any() else row
-    was = st.session_state.get("sweep_running")
-    st.session_state["sweep_running"] = r["state"] == "running"
-    if was and r["state"] != "running":
-        st.rerun()  # the sweep ended: a full run stops the refresh and updates the filters
-    lost = f" {md(r['note'])} ·" if r["note"] else ""
-    st.markdown(f"{badge(r['state'])} &nbsp;{lost} {r['hosts']} host(s) · started "
-                f"{when(r['started'])} UTC · baseline {md(info['baseline'] or '—')}")
+    note = f" {md(row['note'])} ·" if row["note"] else ""
+    st.markdown(f"{badge(row['state'])} &nbsp;{note} {row['hosts']} host(s) · started "
+                f"{when(row['started'])} UTC · baseline {md(info['baseline'] or '—')}")
     c = st.columns(5)
-    c[0].metric("done", f"{r['done']} / {r['total']}")
-    if r["unknown"]:
-        c[1].metric("unknown", int(r["unknown"]), help="attempts left running by a lost "
-                                                      "coordinator")
+    c[0].metric("done", f"{row['done']} / {row['total']}")
+    if row["unknown"]:
+        c[1].metric("unknown", int(row["unknown"]),
+                    help="attempts left running by a lost coordinator")
     else:
-        c[1].metric("running", int(r["running"]))
-    c[2].metric("failed", int(r["failed"]))
-    c[3].metric("pending", int(r["pending"]))
-    c[4].metric("duration", charts.format_duration(r["duration_s"]) or "—",
-                help="since the last start, to its end (or now)")
-    if r["total"]:
-        st.progress(float(r["progress"]))
+        c[1].metric("running", int(row["running"]))
+    c[2].metric("failed", int(row["failed"]))
+    c[3].metric("pending", int(row["pending"]))
+    c[4].metric("duration", duration_text(row["duration_s"], row["runs"]) or "—",
+                help="the sum of its coordinators' runs, each from its start to its end (or "
+                     "now, or the last heartbeat of a lost one)")
+    if row["total"]:
+        st.progress(float(row["progress"]))
 
     df = results_frame(db, name)
     if df.empty:
-        if r["failed"] and not r["done"]:
-            st.error(f"No results: all {int(r['failed'])} finished job(s) of this sweep "
+        if row["failed"] and not row["done"]:
+            st.error(f"No results: all {int(row['failed'])} finished job(s) of this sweep "
                      f"failed. Their errors are below; `orchestrate sweep FILE "
                      f"--rerun-failed` runs them again.", icon=":material/error:")
         else:
@@ -211,9 +206,8 @@ def _failures() -> None:
 
 def _jobs_table() -> None:
     with st.expander(f"All {len(jobs)} jobs"):
-        fresh = sweep_jobs(db, name)
         st.dataframe(
-            fresh.assign(link=["job?job=" + str(i) for i in fresh["job_id"]])[
+            jobs.assign(link=["job?job=" + str(i) for i in jobs["job_id"]])[
                 ["link", "variant", "options", "max_num_seqs", "gpu_memory_utilization",
                  "max_model_len", "repeat", "state", "attempts", "host", "gpu", "elapsed_s",
                  "output_tok_s"]],
@@ -225,6 +219,4 @@ def _jobs_table() -> None:
 
 
 link("compare", "Compare this sweep with another", a=name)
-running = row["state"] == "running"
-st.session_state["sweep_running"] = running
-st.fragment(render, run_every=REFRESH_S if running else None)()
+render()

@@ -1,12 +1,14 @@
-"""Sweeps: every sweep with its job counts, the hosts it ran on and one word for its state
-(rows for `orchestrate status`, a frame for the dashboard); one sweep's settings.
+"""Sweeps: every sweep with its job counts, the hosts it ran on, one word for its state and
+its duration (rows for `orchestrate status`, a frame for the dashboard); one sweep's
+settings.
 
 A sweep's coordinator is alive while its heartbeat is younger than the lease's STALE_AFTER.
 A sweep whose owner is set but whose heartbeat went quiet is `lost` ("coordinator lost N
 min ago"): its coordinator died (SIGKILL, power) without a word, so the attempts it left
-`running` are not known to run (LOST_ATTEMPT), and the sweep's duration ends at its last
-heartbeat. Counts are of the jobs the current sweep file has (db/read/plan.py) unless every
-job is asked for; `hidden` counts the rest."""
+`running` are not known to run (LOST_ATTEMPT). A sweep's duration is the sum of its
+coordinators' runs (SweepRun), each from taking the lease to releasing it; a run whose
+coordinator went quiet ends at its last heartbeat. Counts are of the jobs the current sweep
+file has (db/read/plan.py) unless every job is asked for; `hidden` counts the rest."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from db.models import JOB_STATES, Attempt, Job, Sweep
+from db.models import JOB_STATES, Attempt, Job, Sweep, SweepRun
 from db.read.plan import plan_of
 from db.store import STALE_AFTER, JobCounts, Store, as_utc
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:  # pandas is imported by the frames alone: `orchestrate status
 
 SWEEP_COLUMNS = ["id", "name", "state", "note", "done", "running", "unknown", "failed",
                  "pending", "total", "hidden", "progress", "started", "finished", "duration_s",
-                 "hosts", "baseline", "owner"]
+                 "runs", "hosts", "baseline", "owner"]
 LOST = "lost"
 LOST_ATTEMPT = "unknown (coordinator lost)"  # an attempt left `running` by a lost coordinator
 
@@ -47,6 +49,44 @@ def lost_text(quiet: timedelta) -> str:
     return f"coordinator lost {quiet.total_seconds() / 60:.0f} min ago"
 
 
+def format_duration(seconds: float | None) -> str:
+    """A duration in words: `9s`, `2m 55s`, `1h 02m`; "" for none."""
+    if seconds is None or seconds != seconds:  # None or NaN
+        return ""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def duration_text(seconds: float | None, runs: int) -> str:
+    """A sweep's duration, and over how many coordinator runs where it took more than one:
+    `1h 02m over 3 runs`."""
+    text = format_duration(seconds)
+    return f"{text} over {runs} runs" if text and runs > 1 else text
+
+
+@dataclass(frozen=True)
+class Run:
+    """One coordinator's run of a sweep (db.models.SweepRun)."""
+
+    started_at: datetime
+    beat_at: datetime
+    ended_at: datetime | None
+    ended: str | None  # RUN_ENDINGS; None while it runs or where it was never recorded
+    signal: str | None
+
+    def end(self, now: datetime) -> datetime:
+        """Where its span ends: its end; for one not ended, now while its coordinator beats,
+        else its last heartbeat."""
+        if self.ended_at is not None:
+            return self.ended_at
+        return now if now - self.beat_at < STALE_AFTER else self.beat_at
+
+    def seconds(self, now: datetime) -> float:
+        return max(0.0, (self.end(now) - self.started_at).total_seconds())
+
+
 @dataclass(frozen=True)
 class SweepRow:
     id: int
@@ -60,14 +100,30 @@ class SweepRow:
     hosts: int  # distinct hosts its attempts ran on
     baseline: str | None
     hidden: int = 0  # jobs only an earlier version of the sweep file had, not counted
+    runs: tuple[Run, ...] = ()  # its coordinators' runs, oldest first
 
     def state(self, now: datetime | None = None) -> str:
         return sweep_state(self.counts, self.owner, self.heartbeat_at, now)
 
     def state_text(self, now: datetime | None = None) -> str:
-        """The state in words: `coordinator lost 12 min ago` for a lost one."""
+        """The state in words: `coordinator lost 12 min ago` for a lost one, `stopped by
+        SIGTERM` for one a signal stopped."""
         quiet = lost_for(self.owner, self.heartbeat_at, now)
-        return lost_text(quiet) if quiet is not None else self.state(now)
+        if quiet is not None:
+            return lost_text(quiet)
+        state = self.state(now)
+        last = self.runs[-1] if self.runs else None
+        if state == "stopped" and last is not None and last.signal:
+            return f"stopped by {last.signal}"
+        return state
+
+    def duration_s(self, now: datetime | None = None) -> float | None:
+        """The sum of its runs' spans; None if it never ran."""
+        now = now or datetime.now(UTC)
+        return sum(r.seconds(now) for r in self.runs) if self.runs else None
+
+    def duration_text(self, now: datetime | None = None) -> str:
+        return duration_text(self.duration_s(now), len(self.runs))
 
 
 def sweep_state(counts: JobCounts, owner: str | None, heartbeat_at: datetime | None,
@@ -107,39 +163,42 @@ def sweep_rows(store: Store, name: str | None = None, *, every: bool = False) ->
             select(Job.sweep_id, func.count(func.distinct(Attempt.host)))
             .join(Attempt, Attempt.job_id == Job.id).group_by(Job.sweep_id)
         ).all())
+        runs: dict[int, list[Run]] = {}
+        for r in s.execute(select(SweepRun).where(SweepRun.sweep_id.in_(ids))
+                           .order_by(SweepRun.id)).scalars():
+            runs.setdefault(r.sweep_id, []).append(Run(
+                as_utc(r.started_at), as_utc(r.beat_at), as_utc(r.ended_at), r.ended, r.signal))
         return [
             SweepRow(sw.id, sw.name, JobCounts(**counts.get(sw.id, {})), sw.owner,
                      as_utc(sw.heartbeat_at), as_utc(sw.created_at), as_utc(sw.last_started_at),
                      as_utc(sw.last_finished_at), hosts.get(sw.id, 0),
-                     plans[sw.id].baseline or sw.baseline, hidden.get(sw.id, 0))
+                     plans[sw.id].baseline or sw.baseline, hidden.get(sw.id, 0),
+                     tuple(runs.get(sw.id, ())))
             for sw in sweeps
         ]
 
 
 def sweeps_frame(store: Store, now: datetime | None = None) -> pd.DataFrame:
-    """One row per sweep, oldest first: state (and `note`, for a lost coordinator), job
-    counts (`unknown`: marked running under a lost coordinator), start, duration, host
-    count."""
+    """One row per sweep, oldest first: state (and `note`, for a lost coordinator or a
+    signal that stopped it), job counts (`unknown`: marked running under a lost
+    coordinator), start, duration (the sum of its `runs`), host count."""
     import pandas as pd
 
     now = now or datetime.now(UTC)
     out = []
     for r in sweep_rows(store):
-        c, state = r.counts, r.state(now)
-        started = r.last_started_at or r.created_at
-        end = {"running": now, LOST: r.heartbeat_at}.get(state, r.last_finished_at)
+        c, state, text = r.counts, r.state(now), r.state_text(now)
         out.append({
             "id": r.id, "name": r.name, "state": state,
-            "note": r.state_text(now) if state == LOST else "", "done": c.succeeded,
+            "note": text if text != state else "", "done": c.succeeded,
             "running": 0 if state == LOST else c.running,
             "unknown": c.running if state == LOST else 0, "failed": c.failed,
             "pending": c.pending, "total": c.total,
             "hidden": r.hidden,
             "progress": (c.succeeded + c.failed) / c.total if c.total else 0.0,
-            "started": started, "finished": r.last_finished_at,
-            "duration_s": max(0.0, (end - started).total_seconds()) if end and started
-            else None,
-            "hosts": r.hosts, "baseline": r.baseline, "owner": r.owner,
+            "started": r.last_started_at or r.created_at, "finished": r.last_finished_at,
+            "duration_s": r.duration_s(now), "runs": len(r.runs), "hosts": r.hosts,
+            "baseline": r.baseline, "owner": r.owner,
         })
     return pd.DataFrame(out, columns=SWEEP_COLUMNS)
 

@@ -110,13 +110,15 @@ def _running(r, now) -> dict:
 
 
 def status_reports(rows, running, failed) -> list[Report]:
-    """The sweeps with their job counts; the attempts marked running; one sweep's failed
-    jobs."""
+    """The sweeps with their job counts and duration (the sum of their coordinators'
+    runs); the attempts marked running; one sweep's failed jobs."""
     now = datetime.now(UTC)
     sweeps = [{"sweep": r.name, "state": r.state_text(now), "jobs": r.counts.total,
                "pending": r.counts.pending, **_running(r, now),
                "succeeded": r.counts.succeeded, "failed": r.counts.failed,
-               "coordinator": r.owner, "last_run": r.last_started_at, "hidden": r.hidden}
+               "coordinator": r.owner, "last_run": r.last_started_at,
+               "duration_s": r.duration_s(now), "runs": len(r.runs),
+               "duration": r.duration_text(now), "hidden": r.hidden}
               for r in rows]
     cols = [Column("sweep", lambda r: r["sweep"]),
             Column("state", lambda r: r["state"],
@@ -129,7 +131,8 @@ def status_reports(rows, running, failed) -> list[Report]:
             Column("failed", lambda r: str(r["failed"]), True,
                    lambda r: "red" if r["failed"] else ""),
             Column("coordinator", lambda r: r["coordinator"] or ""),
-            Column("last run", lambda r: when(r["last_run"]))]
+            Column("last run", lambda r: when(r["last_run"])),
+            Column("duration", lambda r: r["duration"], True)]
     notes = [n for r in rows for n in _hidden_notes(r.hidden, r.name, "jobs")]
     out = [Report("sweeps", "sweeps", cols, sweeps, notes)]
     if running:

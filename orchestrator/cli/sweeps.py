@@ -225,9 +225,12 @@ def dashboard(
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8501,
 ) -> None:
-    """Open the Streamlit dashboard over the database the coordinator writes."""
+    """Open the Streamlit dashboard over the database the coordinator writes (it may start
+    before the first sweep creates it, and shows it once it does)."""
     import importlib.util
     import os
+
+    from db.store import NoDatabase, resolve_url
 
     if importlib.util.find_spec("streamlit") is None:
         raise UserError("the dashboard needs streamlit: pip install '.[dashboard]'", 2)
@@ -236,7 +239,13 @@ def dashboard(
                   f"{host}:{port} can read every result in the database", highlight=False,
                   soft_wrap=True)
     entry = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-    env = dict(os.environ, BENCHSWEEP_DB=open_store(db, read_only=True).url)
+    try:
+        url = open_store(db, read_only=True).url
+    except NoDatabase as e:  # the dashboard waits for it; it never creates one
+        url = resolve_url(db)
+        err.print(f"{escape(str(e))}: the dashboard shows it once a sweep creates it",
+                  highlight=False, soft_wrap=True)
+    env = dict(os.environ, BENCHSWEEP_DB=url)
     out.print(f"dashboard on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
     cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", host,
            "--server.port", str(port), "--server.headless", "true",

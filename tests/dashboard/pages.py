@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from unittest import mock
 
 import pandas as pd
-from streamlit.testing.v1 import AppTest
+from streamlit.runtime.scriptrunner import RerunData
+from streamlit.testing.v1 import AppTest, local_script_runner
 
 from tests.dashboard.conftest import APP
 
@@ -44,3 +47,20 @@ def arrow_to_frame(data: bytes) -> pd.DataFrame:
 
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def poll(at: AppTest) -> AppTest:
+    """Run the page's live poll (dashboard.common.follow) once, as the browser's timer does
+    every POLL_S: its fragment alone, which reruns the whole page where the database
+    changed. AppTest itself runs only whole pages, so the fragment is queued by hand (through
+    its private fragment storage: the newest registered, as a page that st.stop()s leaves
+    the one of the page before registered). The tree then holds what this run drew: the page
+    where the poll reran it, else nothing."""
+    storage = at._fragment_storage
+    fragment = max(storage._ids_by_target_key["live"],
+                   key=storage._registration_sequence_by_id.__getitem__)
+    rerun = functools.partial(RerunData, fragment_id_queue=[fragment], is_auto_rerun=True)
+    with mock.patch.object(local_script_runner, "RerunData", rerun):
+        at.run()
+    assert not at.exception, at.exception[0].value
+    return at

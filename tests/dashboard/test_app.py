@@ -205,7 +205,7 @@ def test_running_sweep_refreshes_itself(synth_db, monkeypatch):
     assert table.loc["phase2-002", "state"] == "running"
     assert table.loc["phase2-002", "running"] == 8
     assert table.loc["phase2-001", "state"] == "failed"
-    assert "refreshes every" in texts(at.caption)
+    assert "1 sweep(s) running; this page updates itself" in texts(at.caption)
     at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-002")
     assert ":blue-badge[running]" in texts(at.markdown)
     at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-001")

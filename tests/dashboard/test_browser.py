@@ -1,10 +1,14 @@
 """End to end: `orchestrate dashboard` serves the demo database; Debian's headless chromium
 loads every page, and the DOM and screenshots show the heatmap, charts and tables rendered.
+A dashboard started before its database follows it in a page left open, as a coordinator
+creates and writes it.
 
 BENCHSWEEP_SCREENSHOTS=DIR copies the screenshots there (docs/screenshots is refreshed so)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -17,9 +21,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy import select
+from websockets.sync.client import connect  # streamlit's own dependency
 
+from db.models import Job
+from db.store import STALE_AFTER, Store
 from tests.dashboard.conftest import ROOT
 from tests.dashboard.test_app import job_ids
+from tests.db.read.recorded import record, sweep_text
+from tests.engine.test_result import make
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists()
                                         else None)
@@ -47,32 +57,42 @@ def chromium(url: str, profile: Path, *args: str) -> subprocess.CompletedProcess
         capture_output=True, text=True, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def server(demo_db, tmp_path_factory):
+@contextlib.contextmanager
+def serve(db: str, log: Path):
+    """`orchestrate dashboard` on `db`, up: its base URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "dashboard", "--db", demo_db, "--port",
+            [sys.executable, "-m", "orchestrator.cli", "dashboard", "--db", db, "--port",
              str(port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env=dict(os.environ, COLUMNS="200"))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the dashboard did not come up"
-            time.sleep(0.5)
-        yield base, log
+        wait_until_up(base + "/_stcore/health", proc, log)
+        yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log: Path) -> bytes:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read()
+        except OSError:
+            pass
+        assert proc.poll() is None, log.read_text() if log.exists() else proc.returncode
+        assert time.monotonic() < deadline, f"{url} did not come up"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def server(demo_db, tmp_path_factory):
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serve(demo_db, log) as base:
+        yield base, log
 
 
 def render(url: str, tmp: Path, name: str, markers: list[str], tries: int = 10) -> str:
@@ -135,3 +155,79 @@ def test_binding_beyond_loopback_warns(demo_db):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=20)
     assert "no login" in first and "0.0.0.0" in first
+
+
+class Tab:
+    """A page left open in a running chromium, read over the DevTools protocol: its text as
+    the user sees it now (a table's cells are drawn on a canvas, so not in it)."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.calls = 0
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, devtools: str, url: str):
+        req = urllib.request.Request(f"{devtools}/json/new?{url}", method="PUT")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            target = json.loads(r.read())["webSocketDebuggerUrl"]
+        with connect(target, max_size=None) as ws:
+            yield cls(ws)
+
+    def text(self) -> str:
+        self.calls += 1
+        self.ws.send(json.dumps({"id": self.calls, "method": "Runtime.evaluate",
+                                 "params": {"expression": "document.body.innerText"}}))
+        while True:
+            answer = json.loads(self.ws.recv(timeout=30))
+            if answer.get("id") == self.calls:
+                return answer["result"]["result"].get("value", "")
+
+    def wait_for(self, shown: str, *, gone: str | None = None, limit: float = 60) -> str:
+        deadline = time.monotonic() + limit
+        while True:
+            text = self.text()
+            if shown in text and not (gone and gone in text):
+                return text
+            assert time.monotonic() < deadline, f"never showed {shown!r}: {text[:400]!r}"
+            time.sleep(0.5)
+
+
+def test_a_page_opened_before_the_first_sweep_follows_it(tmp_path):
+    path = tmp_path / "later.db"
+    url = f"sqlite:///{path}"
+    with serve(url, tmp_path / "server.log") as base:
+        assert "the dashboard shows it once a sweep creates it" in \
+            (tmp_path / "server.log").read_text()
+        port = free_port()  # now that the server holds its own
+        browser = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", f"--remote-debugging-port={port}",
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            devtools = f"http://127.0.0.1:{port}"
+            wait_until_up(devtools + "/json/version", browser, tmp_path / "none")
+            with Tab.open(devtools, base + "/") as tab:
+                tab.wait_for("There is no database at")
+                assert not path.exists()  # the dashboard creates nothing
+
+                store = Store(url)  # a coordinator starts: the file, the sweep, its lease
+                record(store, sweep_text(variants="  base: {kind: hf}", repeats=2))
+                sid = store.sweep_id("s")
+                store.acquire(sid, "c:1", stale_after=STALE_AFTER, owner_alive=lambda _o: True)
+                with store.session() as s:
+                    first, second = s.scalars(select(Job.id).order_by(Job.ordinal))
+                attempt = store.start_attempt(first, "h", "0")
+                tab.wait_for("1 sweep(s) running; this page updates itself")
+
+                store.finish_attempt(attempt, "succeeded", job_state="succeeded",
+                                     result=make())
+                attempt = store.start_attempt(second, "h", "0")
+                store.finish_attempt(attempt, "succeeded", job_state="succeeded",
+                                     result=make())
+                store.release(sid, "c:1")
+                tab.wait_for("jobs done\n\n2", gone="this page updates itself")
+        finally:
+            os.killpg(browser.pid, signal.SIGTERM)
+            browser.wait(timeout=20)

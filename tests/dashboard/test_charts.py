@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from dashboard import charts
+from db.read.sweeps import format_duration
 
 
 def summary_rows(rows: list[dict]) -> pd.DataFrame:
@@ -196,18 +197,21 @@ def test_sweeps_table_and_durations():
                         "running": 0,
                         "failed": 0, "pending": 0, "total": 2, "progress": 1.0,
                         "started": pd.Timestamp("2026-01-01", tz="UTC"), "finished": None,
-                        "duration_s": 3725.0, "hosts": 1, "baseline": None, "owner": None},
+                        "duration_s": 3725.0, "runs": 3, "hosts": 1, "baseline": None,
+                        "owner": None},
                        {"id": 2, "name": "new", "state": "lost",
                         "note": "coordinator lost 3 min ago", "done": 0, "running": 1,
                         "failed": 0, "pending": 1, "total": 2, "progress": 0.0,
                         "started": pd.Timestamp("2026-01-02", tz="UTC"), "finished": None,
-                        "duration_s": 65.0, "hosts": 1, "baseline": None, "owner": "x"}])
+                        "duration_s": 65.0, "runs": 1, "hosts": 1, "baseline": None,
+                        "owner": "x"}])
     t = charts.sweeps_table(df)
     assert t["name"].tolist() == ["new", "a b"]  # newest first
     assert t["note"].tolist() == ["coordinator lost 3 min ago", ""]
-    assert t["duration"].tolist() == ["1m 05s", "1h 02m"]
+    assert t["duration"].tolist() == ["1m 05s", "1h 02m over 3 runs"]
     assert t["link"].tolist() == ["sweep?sweep=new", "sweep?sweep=a%20b"]
-    assert charts.format_duration(None) == "" and charts.format_duration(9.4) == "9s"
+    assert format_duration(None) == "" and format_duration(9.4) == "9s"
+    assert format_duration(float("nan")) == ""
 
 
 def test_gantt_draws_a_lane_per_gpu_a_bar_per_attempt_and_its_phases(tmp_path):

@@ -128,6 +128,7 @@ def test_sigkilled_coordinator_resumes_without_loss_or_duplicates(tmp_path, cach
     assert query(db, "SELECT count(*), count(DISTINCT job_id) FROM results") == [(6, 6)]
     assert query(db, "SELECT count(*) FROM attempts WHERE outcome = 'lost'")[0][0] >= 1
     assert query(db, "SELECT count(*) FROM attempts WHERE outcome = 'running'") == [(0,)]
+    assert query(db, "SELECT ended FROM sweep_runs ORDER BY id") == [("lost",), ("finished",)]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
@@ -150,6 +151,7 @@ def test_stop_signal_cancels_cleanly_and_resumes(tmp_path, cache_dir, sig):
     assert query(db, "SELECT count(*) FROM attempts WHERE outcome = 'running'") == [(0,)]
     assert query(db, "SELECT count(*) FROM jobs WHERE state = 'running'") == [(0,)]
     assert query(db, "SELECT owner FROM sweeps") == [(None,)]
+    assert query(db, "SELECT ended, signal FROM sweep_runs") == [("stopped", sig.name)]
     wait_for(lambda: not bench_processes(env), 30, "the cancelled job process to die")
     if sig != signal.SIGINT:
         return  # resuming is the same path whichever signal stopped the run

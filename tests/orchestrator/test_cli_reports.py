@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -188,6 +188,23 @@ def test_status_names_a_lost_coordinator(tmp_path):
     doc = json.loads(cli(db, "status", "s", "--format", "json")[1])
     assert doc["running"][0]["state"] == "unknown (coordinator lost)"
     assert doc["running"][0]["elapsed_s"] is None
+
+
+def test_status_shows_a_duration_summed_over_the_coordinator_runs(tmp_path, monkeypatch):
+    db, store, _ = recorded(tmp_path, repeats=1)
+    sid = store.sweep_id("s")
+    t0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    for start, end, how, by in ((0, 20, "finished", None), (60, 102, "stopped", "SIGTERM")):
+        monkeypatch.setattr("db.store.utcnow", lambda m=start: t0 + timedelta(minutes=m))
+        store.acquire(sid, "h:1", stale_after=STALE_AFTER, owner_alive=lambda _o: True)
+        monkeypatch.setattr("db.store.utcnow", lambda m=end: t0 + timedelta(minutes=m))
+        store.release(sid, "h:1", ended=how, signal=by)
+    code, text = cli(db, "status")
+    assert code == 0, text
+    row = next(ln for ln in text.splitlines() if ln.startswith("│ s "))
+    assert "stopped by SIGTERM" in row and row.rstrip("│ ").endswith("1h 02m over 2 runs")
+    (doc,) = json.loads(cli(db, "status", "--format", "json")[1])["sweeps"]
+    assert (doc["duration_s"], doc["runs"], doc["state"]) == (3720.0, 2, "stopped by SIGTERM")
 
 
 def test_without_a_terminal_tables_print_at_full_width(tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import select
 
 from db.models import Job, Sweep, utcnow
 from db.read.jobs import job_detail, running_attempts, sweep_jobs
@@ -21,24 +22,32 @@ def _start(store: Store, key: str) -> int:
     return job_id
 
 
-def _owner(store: Store, quiet: timedelta) -> None:
+def _beat(store: Store, monkeypatch, ago: timedelta, *, take: bool = False) -> None:
+    """Coordinator h:1's heartbeat (its lease taken first if `take`), as of `ago` ago."""
+    monkeypatch.setattr("db.store.utcnow", lambda: utcnow() - ago)
     with store.session() as s:
-        s.execute(update(Sweep).values(owner="h:1", heartbeat_at=utcnow() - quiet))
+        sid = s.scalar(select(Sweep.id))
+    if take:
+        store.acquire(sid, "h:1", stale_after=STALE_AFTER, owner_alive=lambda _o: True)
+    store.heartbeat(sid, "h:1")
+    monkeypatch.undo()
 
 
-def test_a_lost_coordinator_is_named_and_its_attempts_are_unknown(tmp_path):
+def test_a_lost_coordinator_is_named_and_its_attempts_are_unknown(tmp_path, monkeypatch):
     store = Store(f"sqlite:///{tmp_path / 's.db'}")
     planned = record(store, sweep_text(repeats=1))
+    _beat(store, monkeypatch, timedelta(minutes=20), take=True)  # its run began 20 min ago
     finish(store, planned[0].key, 100.0)
     job_id = _start(store, planned[1].key)
 
-    _owner(store, timedelta(seconds=2))  # alive: a heartbeat 2 s ago
+    _beat(store, monkeypatch, timedelta(seconds=2))  # alive: a heartbeat 2 s ago
     (row,) = sweep_rows(store)
     assert row.state() == "running" and row.state_text() == "running"
     assert [a.state for a in running_attempts(store)] == ["running"]
     assert job_detail(store, job_id)["attempts"][0]["outcome"] == "running"
 
-    _owner(store, STALE_AFTER + timedelta(minutes=12))  # SIGKILLed: silent ever since
+    assert 20 * 60 <= sweeps_frame(store).iloc[0]["duration_s"] < 20 * 60 + 30  # until now
+    _beat(store, monkeypatch, STALE_AFTER + timedelta(minutes=12))  # SIGKILLed: silent since
     (row,) = sweep_rows(store)
     assert row.state() == "lost" and row.state_text() == "coordinator lost 13 min ago"
     (attempt,) = running_attempts(store)
@@ -54,7 +63,7 @@ def test_a_lost_coordinator_is_named_and_its_attempts_are_unknown(tmp_path):
     assert frame["state"] == "lost" and frame["note"] == "coordinator lost 13 min ago"
     assert (frame["running"], frame["unknown"]) == (0, 1)
     # Its duration ends at its last heartbeat, not now.
-    assert frame["duration_s"] < 5
+    assert frame["duration_s"] == pytest.approx(7 * 60, abs=5)
 
 
 def test_counts_and_jobs_follow_the_current_sweep_file(tmp_path):
