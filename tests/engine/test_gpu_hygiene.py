@@ -28,7 +28,7 @@ def test_no_op_without_nvml() -> None:
     check = gpu_hygiene.wait_idle("0", timeout_s=30)
     assert check.ok and check.states == [] and "not checked" in check.message
     assert time.monotonic() - t0 < 2
-    assert gpu_hygiene.used_bytes("0") is None
+    assert gpu_hygiene.memory("0") is None
 
 
 def test_no_op_on_a_cpu_slot_or_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +87,7 @@ def test_idle_gpu_passes_at_once(gpus: dict[int, FakeGpu]) -> None:
     gpus[0] = FakeGpu([(GIB // 2, [])])
     check = gpu_hygiene.wait_idle("0", timeout_s=5)
     assert check.ok and check.waited_s < 0.5 and check.states[0].uuid == "GPU-0"
-    assert gpu_hygiene.used_bytes("0") == GIB // 2
+    assert gpu_hygiene.memory("0")[0] == GIB // 2
 
 
 def test_waits_for_a_straggler_to_exit(gpus: dict[int, FakeGpu]) -> None:
