@@ -163,13 +163,13 @@ def test_sample_follows_the_softmax(device, dtype):
     from engine.nano.kernels.sample import sample
 
     row = torch.tensor([0.0, 1.0, 2.0, -30.0, 0.5])
-    temp, n = 0.7, 1000
+    temp, n = 0.7, 400  # one interpreted program a row: 400 keep the test under half a minute
     logits = row.expand(n, -1).contiguous().to(device, dtype)
     temps = torch.full((n,), temp, device=device)
     first = sample(logits, temps, seed=3).cpu()
     counts = torch.bincount(first, minlength=5).double() / n
     expected = torch.softmax(row.double() / temp, -1)
-    assert (counts - expected).abs().max() < 0.05, (counts, expected)  # > 3 sigma at n=1000
+    assert (counts - expected).abs().max() < 0.08, (counts, expected)  # > 3 sigma at n=400
     assert counts[3] == 0
     assert not torch.equal(sample(logits, temps, seed=4).cpu(), first)
 
