@@ -27,12 +27,12 @@ from typing import Any
 
 from engine.archs import ARCHS, arch_config
 from engine.job import ModelRef
+from engine.memory_budget import ITEMSIZE
 from engine.settings import settings
 
 DTYPES = ("bfloat16", "float16", "float32")
 # save_pretrained shards at 5 GB; we shard smaller so a shard never needs much memory.
 MAX_SHARD_BYTES = 2 * 1024**3
-_ITEMSIZE = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 
 def config_for(arch: str, dtype: str = "bfloat16") -> dict[str, Any]:
@@ -109,7 +109,7 @@ def write_checkpoint(
     out.parent.mkdir(parents=True, exist_ok=True)
     specs = tensor_specs(arch)
     torch_dtype = getattr(torch, dtype)
-    shards = _shards(specs, _ITEMSIZE[dtype])
+    shards = _shards(specs, ITEMSIZE[dtype])
     names = (
         ["model.safetensors"]
         if len(shards) == 1

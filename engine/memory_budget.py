@@ -20,7 +20,7 @@ from engine.errors import BadInput
 from engine.options import Option
 
 GIB = 1 << 30
-_ITEMSIZE = {"bfloat16": 2, "float16": 2, "float32": 4}
+ITEMSIZE = {"bfloat16": 2, "float16": 2, "float32": 4}  # bytes an element, by dtype name
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -43,7 +43,7 @@ def kv_bytes_per_token(config: dict[str, Any], dtype: str) -> int:
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     kv_heads = config.get("num_key_value_heads") or heads
-    return 2 * config["num_hidden_layers"] * kv_heads * head_dim * _ITEMSIZE[dtype]
+    return 2 * config["num_hidden_layers"] * kv_heads * head_dim * ITEMSIZE[dtype]
 
 
 def card_bytes(card_memory_gib: float | None, total_bytes: int) -> int:
