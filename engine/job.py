@@ -36,11 +36,17 @@ class BenchJob:
     max_model_len: int | None = None
     options: dict = field(default_factory=dict)  # engine options, validated by variants.py
     repeat: int = 0
+    # "kernels": after the timed run, profile one prefill and one decode step of the
+    # workload (orchestrator/spec.py: Profile; not part of the job's key).
+    profile: str = "none"
 
     def to_json(self) -> str:
         d = asdict(self)
         d["workload"] = self.workload.to_dict()
         return json.dumps(d, sort_keys=True)
+
+    def with_profile(self, profile: str) -> BenchJob:
+        return BenchJob(**{**self.__dict__, "profile": profile})
 
     @classmethod
     def from_json(cls, text: str) -> BenchJob:

@@ -154,6 +154,13 @@ def _group(plan: dict[str, PlannedJob], job: Job) -> str | None:
     return group and f"{group} {BenchJob.from_json(job.spec).configuration}"
 
 
+def _spec(plan: dict[str, PlannedJob], job: Job) -> str:
+    """The job as recorded, profiled or not as its plan says now (not part of its key)."""
+    recorded = BenchJob.from_json(job.spec)
+    profile = plan[job.key].profile
+    return job.spec if recorded.profile == profile else recorded.with_profile(profile).to_json()
+
+
 def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: JobQueue,
            plan: dict[str, PlannedJob], summary: RunSummary, owner: str, on_change, on_attempt,
            stop: StopRequest) -> None:
@@ -215,7 +222,7 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: JobQueue,
                 attempts = [(job, store.start_attempt(job.id, slot.host, slot.gpu))
                             for job in jobs]
                 timeout = sum(plan[job.key].timeout_s for job in jobs)
-                handle = executor.submit(slot, [job.spec for job in jobs], timeout)
+                handle = executor.submit(slot, [_spec(plan, job) for job in jobs], timeout)
                 running[handle] = _Running(attempts, slot, started,
                                            time.monotonic() + timeout + ANSWER_GRACE_S)
                 notify()

@@ -41,6 +41,12 @@ MAX_OPTIONS_BYTES = 64 << 10  # a variant's options as JSON, aliases expanded
 # none: each job a fresh process; repeats: the repeats of one configuration share one
 # engine start (README, "What a repeat measures").
 Reuse = Literal["none", "repeats"]
+# none: the timed run only; kernels: each job also profiles one prefill and one decode step
+# after its timed run (engine/kernel_profile.py). Not part of a job's key: the timed figures
+# are the same with it or without (the steps are profiled after them), so results with and
+# without a profile are repeats of one configuration; turning it on for a finished sweep
+# takes --force. Like reuse, the sweep file as it reads now decides it at each submit.
+Profile = Literal["none", "kernels"]
 
 
 class SpecError(UserError, ValueError):
@@ -111,6 +117,7 @@ class VariantSection(_Strict):
     options: dict[str, Any] = {}
     timeout_s: float | None = Field(None, gt=0)  # overrides the sweep's per-job timeout
     reuse: Reuse | None = None  # overrides the sweep's
+    profile: Profile | None = None  # overrides the sweep's
 
     @field_validator("kind")
     @classmethod
@@ -141,6 +148,7 @@ class SweepFile(_Strict):
     baseline: str | None = None
     executor: ExecutorSection = ExecutorSection()
     reuse: Reuse = "none"
+    profile: Profile = "none"
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,7 @@ class PlannedJob:
     # Jobs with the same group run in one engine process (reuse: repeats): the key of
     # their configuration, which they share but for the repeat. None: a fresh process.
     group: str | None = None
+    profile: Profile = "none"  # the job's BenchJob.profile as the sweep file reads now
 
 
 @dataclass(frozen=True)
@@ -207,12 +216,13 @@ class SweepSpec:
         planned, ordinal = [], 0
         for repeat in range(f.repeats):
             for config, (_point, job) in configs.items():
-                job = BenchJob(**{**job.__dict__, "repeat": repeat})
                 variant = f.variants[job.variant]
+                profile = variant.profile or f.profile
+                job = BenchJob(**{**job.__dict__, "repeat": repeat, "profile": profile})
                 timeout = variant.timeout_s or f.timeout_s
                 group = config if (variant.reuse or f.reuse) == "repeats" else None
                 planned.append(PlannedJob(_key(job, fingerprint, repeat), ordinal, job, timeout,
-                                          group))
+                                          group, profile))
                 ordinal += 1
         return planned
 

@@ -136,6 +136,26 @@ def test_a_group_is_of_jobs_recorded_alike(tmp_path: Path) -> None:
     store.close()
 
 
+def test_profile_is_the_sweep_files_at_each_submit(tmp_path: Path) -> None:
+    """Jobs recorded without a profile and rerun (--force) with `profile: kernels` run with
+    it: the sweep file as it reads now decides, like reuse; the keys stay."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    seen: list[str] = []
+
+    def answer(specs: list[dict], _: int) -> list[Outcome]:
+        seen.extend(s["profile"] for s in specs)
+        return [ok() for _ in specs]
+
+    run_sweep(parse(SWEEP.replace("repeats: 3", "repeats: 1")), store, Scripted(answer))
+    assert seen == ["none", "none"]
+    seen.clear()
+    profiled = parse(SWEEP.replace("repeats: 3", "repeats: 1") + "profile: kernels\n")
+    assert run_sweep(profiled, store, Scripted(answer)).skipped == 2 and seen == []
+    run_sweep(profiled, store, Scripted(answer), force=True)
+    assert seen == ["kernels", "kernels"]
+    store.close()
+
+
 def test_placed_tiles_the_time_held() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     end = t0 + timedelta(seconds=10)

@@ -102,6 +102,18 @@ def test_reuse_groups_the_repeats_of_a_configuration_without_changing_keys():
     assert {p.job.variant for p in parse(off).expand() if p.group} == {"hf"}
 
 
+def test_profile_reaches_the_job_without_changing_keys():
+    plain = parse(BASE).expand()
+    assert {p.profile for p in plain} == {"none"} and {p.job.profile for p in plain} == {"none"}
+    profiled = parse(BASE + "profile: kernels\n").expand()
+    assert [p.key for p in profiled] == [p.key for p in plain]  # the same measurement
+    assert {(p.profile, p.job.profile) for p in profiled} == {("kernels", "kernels")}
+    # A variant's own choice overrides the sweep's.
+    one = BASE.replace("attn_implementation: eager", "attn_implementation: eager\n    "
+                                                     "profile: kernels")
+    assert {p.job.variant for p in parse(one).expand() if p.profile == "kernels"} == {"hf-eager"}
+
+
 @pytest.mark.parametrize("old,new,where", [
     ("repeats: 2", "repeats: 2\nbogus: 1", "19: bogus: unknown field"),
     ("max_num_seqs: [2, 4]", "max_num_seqs: [2, -4]", "17: matrix.max_num_seqs[1]: must be a "
@@ -122,6 +134,8 @@ def test_reuse_groups_the_repeats_of_a_configuration_without_changing_keys():
                                                  "'repeats'"),
     ("attn_implementation: eager", "attn_implementation: eager\n    reuse: [repeats]",
      "15: variants.hf-eager.reuse: Input should be 'none' or 'repeats'"),
+    ("repeats: 2", "repeats: 2\nprofile: cuda", "19: profile: Input should be 'none' or "
+                                                "'kernels'"),
 ])
 def test_bad_files_name_field_and_line(old, new, where):
     text = BASE.replace(old, new)
@@ -141,7 +155,7 @@ def test_unreadable_file(tmp_path):
 KEYS = ["name", "model", "workload", "variants", "matrix", "exclude", "include", "repeats",
         "timeout_s", "retries", "baseline", "executor", "kind", "options", "arch", "path",
         "variant", "max_num_seqs", "gpu_memory_utilization", "num_seqs", "input_len",
-        "attn_implementation", "hf", "dtype", "reuse"]
+        "attn_implementation", "hf", "dtype", "reuse", "profile"]
 leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=True),
                    st.text(max_size=8), st.sampled_from(["hf", "tiny", "eager", "standard"]))
 values = st.recursive(leaves, lambda c: st.one_of(
