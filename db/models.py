@@ -129,6 +129,9 @@ class Result(Base):
     total_tok_s: Mapped[float] = mapped_column(Float)
     start_s: Mapped[float] = mapped_column(Float)
     peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # The roofline's floor (engine/roofline.py); None: no roofline (an older result, or none
+    # derivable). The roofline itself and any step profiles are in the record.
+    floor_s: Mapped[float | None] = mapped_column(Float)
     record: Mapped[dict]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -139,7 +142,7 @@ class Result(Base):
 # store fills them with getattr); the rest is in `record`. host is the attempt's, gpu_name
 # the result's (BenchResult.gpu_name) or else the attempt's GPU.
 RESULT_FIGURES = ("output_tokens", "elapsed_s", "output_tok_s", "total_tok_s", "start_s",
-                  "peak_memory_bytes")
+                  "peak_memory_bytes", "floor_s")
 
 
 class Host(Base):

@@ -29,10 +29,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from engine import checkpoints, envinfo, latency, variants
+from engine import card_figures, checkpoints, envinfo, latency, roofline, variants
+from engine.card_figures import CardFigures
 from engine.errors import BadInput
 from engine.job import BenchJob, ModelRef
-from engine.result import BenchResult, Conditions
+from engine.memory_budget import ITEMSIZE
+from engine.nano.config import ModelConfig
+from engine.result import BenchResult, Conditions, Roofline, StepProfile
 from engine.variants import Engine
 from engine.workload import Workload, WorkloadSpec, build
 
@@ -89,6 +92,8 @@ class Group:
     workload: Workload
     env: dict
     engine: Engine
+    model_dir: Path
+    card: CardFigures | None  # for the roofline; None where it could not be measured
 
     @classmethod
     def start(cls, jobs: list[BenchJob]) -> Group:
@@ -100,7 +105,9 @@ class Group:
         options, workload, model_dir = _prepare(first)
         _set_threads()
         env = envinfo.collect()  # before the engine starts: clocks at start, an idle GPU
-        return cls(jobs, options, workload, env, variants.start(first, model_dir))
+        card = _card(env)  # measured (once per host) before the engine starts, in a child
+        return cls(jobs, options, workload, env, variants.start(first, model_dir), model_dir,
+                   card)
 
     def measure(self, i: int) -> BenchResult:
         """Run job i: reset the engine, warm up, time the generate."""
@@ -135,6 +142,8 @@ class Group:
             )
         stats = engine.stats()
         figures = latency.summarize(stats.get("request_timings") or [])
+        steps, profile_note = self._profile(job) if job.profile == "kernels" else (None, None)
+        line = self._roofline(job, [len(o) for o in outputs], stats.get("dtype"))
         gpu = envinfo.gpu_info()  # now CUDA has started, torch names the GPU by UUID
         if gpu and gpu["uuid"] != self.env.get("gpu", {}).get("uuid"):
             self.env["gpu"] = gpu
@@ -172,14 +181,55 @@ class Group:
             peak_memory_bytes=engine.peak_memory_bytes(),
             compile_cache_warm=stats.get("compile_cache_warm") if started else None,
             engine_shared=i if len(self.jobs) > 1 else None,
+            step_profiles=steps,
+            profile_note=profile_note,
+            roofline=line,
             device=getattr(device, "type", str(device)),
             options=self.options,
             env=dict(self.env),
             conditions=conditions,
         )
 
+    def _profile(self, job: BenchJob) -> tuple[list[StepProfile] | None, str | None]:
+        """After the timed run: its workload's steps profiled, or why there are none. A
+        failure here is noted, not the job's: its timed figures stand."""
+        take = getattr(self.engine, "profile_kernels", None)
+        if take is None:
+            return None, getattr(self.engine, "kernel_profile_note",
+                                 f"the {job.engine} adapter takes no kernel profile")
+        w = self.workload
+        try:
+            return take(w.prompts, w.max_tokens, job.workload.temperature,
+                        job.workload.ignore_eos), None
+        except Exception as e:
+            traceback.print_exc()
+            return None, f"profiling failed: {one_line(e)}"
+
+    def _roofline(self, job: BenchJob, output_lens: list[int],
+                  dtype: str | None) -> Roofline | None:
+        """The work this run did (its prompts, the tokens it returned) against the card."""
+        if self.card is None or dtype not in ITEMSIZE:
+            return None
+        try:
+            mcfg = ModelConfig.from_dir(self.model_dir)
+        except (OSError, ValueError, KeyError):  # not a Qwen2/Qwen3 checkpoint
+            return None
+        cost = roofline.workload_cost(roofline.model_size(mcfg, ITEMSIZE[dtype]),
+                                      [len(p) for p in self.workload.prompts], output_lens,
+                                      job.max_num_seqs)
+        c = self.card
+        return roofline.roofline(cost, c.name, c.copy_bytes_per_s, c.matmul_flops_per_s)
+
     def close(self) -> None:
         self.engine.close()
+
+
+def _card(env: dict) -> CardFigures | None:
+    try:
+        return card_figures.cached(env)
+    except Exception as e:  # a roofline less, not a failed job
+        print(f"[benchsweep] no roofline: {one_line(e)}", file=sys.stderr, flush=True)
+        return None
 
 
 def run_in_process(job: BenchJob) -> BenchResult:

@@ -54,6 +54,51 @@ class Conditions:
 
 
 @dataclass
+class StepProfile:
+    """One step of the job's workload, profiled after its timed run (a sweep's `profile:
+    kernels`; engine/kernel_profile.py): where its device time goes. Seconds per step."""
+
+    kind: str  # prefill | decode
+    seqs: int  # sequences in the step
+    tokens: int  # tokens it computes (a decode step: one a sequence)
+    context_tokens: int  # tokens its sequences attend to, their new ones included
+    activity: str  # cuda: kernel time on the GPU; cpu: operators' own time on the host
+    busy_s: float  # the sum of categories_s
+    # The step alone, launched and waited for, not profiled: wall_s - busy_s is the host's
+    # share of it (preparing inputs, launching, reading the tokens back), an upper bound of
+    # its share in the step loop, which overlaps it with the device (async scheduling).
+    wall_s: float
+    categories_s: dict[str, float] = field(default_factory=dict)  # engine/kernel_categories
+    top_kernels_s: dict[str, float] = field(default_factory=dict)  # the longest, by name
+    graph: bool = False  # the step replayed a CUDA graph, as in the timed run
+
+    @property
+    def host_gap_s(self) -> float:
+        return max(0.0, self.wall_s - self.busy_s)
+
+
+@dataclass
+class Roofline:
+    """What the job's workload needs at least (engine/roofline.py): its bytes moved and
+    FLOPs against the card's measured copy bandwidth and matmul throughput
+    (engine/card_figures.py). floor_s = prefill_floor_s + decode_floor_s."""
+
+    card: str
+    copy_bytes_per_s: float
+    matmul_flops_per_s: float
+    prefill_bytes: float
+    prefill_flops: float
+    decode_bytes: float
+    decode_flops: float
+    prefill_floor_s: float
+    decode_floor_s: float
+
+    @property
+    def floor_s(self) -> float:
+        return self.prefill_floor_s + self.decode_floor_s
+
+
+@dataclass
 class BenchResult:
     engine: str  # engine kind: hf | nano | vllm
     variant: str
@@ -101,6 +146,11 @@ class BenchResult:
     # job's place among them, 0 for the one that paid the start (the start figures are its
     # alone; the others' are 0). None: the job had an engine process of its own.
     engine_shared: int | None = None
+    # A sweep's `profile: kernels`: one prefill and one decode step of the workload,
+    # profiled after the timed run; profile_note says why there is none where one was asked.
+    step_profiles: list[StepProfile] | None = None
+    profile_note: str | None = None
+    roofline: Roofline | None = None  # None: no model config or card figures to derive it
     device: str = "cpu"
     options: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
@@ -127,6 +177,24 @@ class BenchResult:
         return self.load_s + self.profile_s + self.compile_s + self.capture_s + self.warmup_s
 
     @property
+    def floor_s(self) -> float | None:
+        return self.roofline.floor_s if self.roofline else None
+
+    @property
+    def percent_of_floor(self) -> float | None:
+        """The roofline's floor as a share of the measured time: 100 is as fast as the
+        card's copy bandwidth and matmul rate allow."""
+        return 100 * self.roofline.floor_s / self.elapsed_s if self.roofline else None
+
+    @property
+    def between_steps_s(self) -> float | None:
+        """The timed run's time outside its prefill and decode steps (as the engine counts
+        them: nano), where the engine reports both."""
+        if self.prefill_s is None or self.decode_s is None:
+            return None
+        return max(0.0, self.elapsed_s - self.prefill_s - self.decode_s)
+
+    @property
     def disturbed(self) -> list[str]:
         """Reasons this figure may be disturbed (Conditions.disturbances); empty when
         nothing was seen or nothing recorded."""
@@ -141,7 +209,7 @@ class BenchResult:
     def to_dict(self) -> dict:
         d = asdict(self)
         for name in ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "start_s",
-                     "disturbed"):
+                     "disturbed", "floor_s", "percent_of_floor", "between_steps_s"):
             d[name] = getattr(self, name)
         return d
 
@@ -158,4 +226,14 @@ class BenchResult:
             kw["conditions"] = Conditions(**{k: v for k, v in cond.items() if k in known})
         elif cond is not None and not isinstance(cond, Conditions):
             del kw["conditions"]
+        if isinstance(kw.get("roofline"), dict):
+            kw["roofline"] = _typed(Roofline, kw["roofline"])
+        if kw.get("step_profiles") is not None:
+            kw["step_profiles"] = [p if isinstance(p, StepProfile) else _typed(StepProfile, p)
+                                   for p in kw["step_profiles"]]
         return cls(**kw)
+
+
+def _typed(cls, d: dict):
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in known})

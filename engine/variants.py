@@ -29,8 +29,9 @@ class Engine(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Figures of the last generate and of the engine: any of kv_blocks, block_size,
-        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens, decode_steps, and
-        request_timings (engine/latency.py: RequestTiming, one a request, in order)."""
+        kv_tokens, prefill_s, decode_s, preemptions, prefill_tokens, decode_steps, dtype
+        (the weights' and KV cache's, by name, for the roofline), and request_timings
+        (engine/latency.py: RequestTiming, one a request, in order)."""
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work."""
@@ -43,6 +44,12 @@ class Engine(Protocol):
     def peak_memory_bytes(self) -> int | None: ...
 
     def close(self) -> None: ...
+
+    # Optional, for a job's `profile: kernels` (engine.bench): an adapter that can profile
+    # its engine's steps in this process has
+    #   profile_kernels(prompts, max_tokens, temperature, ignore_eos) -> list[StepProfile]
+    # (after the timed generate, from a finished engine); one that cannot may say why in
+    # kernel_profile_note.
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,8 @@ def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt) -> dict:
         "output_tokens": r.output_tokens, "elapsed_s": r.elapsed_s,
         "output_tok_s": r.output_tok_s, "total_tok_s": r.total_tok_s, "start_s": r.start_s,
         "peak_memory_bytes": r.peak_memory_bytes,
+        # The roofline's floor as a share of the measured time (BenchResult.percent_of_floor).
+        "percent_of_floor": math.nan if r.floor_s is None else 100 * r.floor_s / r.elapsed_s,
         **{k: getattr(rec, k) for k in RECORD_FIELDS},
         **{k: _ms(getattr(rec, s)) for k, s in LATENCY_MS.items()},
         "disturbed": "; ".join(rec.disturbed),  # empty: nothing seen that could bend it
@@ -130,6 +132,7 @@ def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     out["elapsed_s_mean"] = g["elapsed_s"].mean().values
     out["output_tokens"] = g["output_tokens"].mean().values
     out["start_s_mean"] = g["start_s"].mean().values
+    out["percent_of_floor_mean"] = g["percent_of_floor"].mean().values
     for col in LATENCY_MS:
         out[f"{col}_mean"] = g[col].mean().values
     # How many of the configuration's results were taken while something could bend them,

@@ -155,7 +155,7 @@ class HFEngine:
         return results, _BatchClock(t0, clock.first_step_at or t1, t1)
 
     def stats(self) -> dict[str, Any]:
-        return dict(self._stats)
+        return dict(self._stats) | {"dtype": str(self.dtype).removeprefix("torch.")}
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

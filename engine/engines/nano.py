@@ -12,6 +12,8 @@ from engine import variants
 from engine.engines import allocator
 from engine.job import BenchJob
 from engine.nano import LLM, SamplingParams
+from engine.nano.step_profile import profile_first_steps
+from engine.result import StepProfile
 
 
 class NanoEngine:
@@ -35,7 +37,15 @@ class NanoEngine:
             "kv_blocks": self.llm.num_kv_blocks,
             "block_size": bs,
             "kv_tokens": self.llm.num_kv_blocks * bs,
+            "dtype": self.llm.config.dtype,
         }
+
+    def profile_kernels(self, prompts: list[list[int]], max_tokens: list[int],
+                        temperature: float, ignore_eos: bool) -> list[StepProfile]:
+        """The workload's first prefill and decode steps at this engine's batch, profiled
+        (engine/nano/step_profile.py)."""
+        params = [SamplingParams(temperature, n, ignore_eos) for n in max_tokens]
+        return profile_first_steps(self.llm, prompts, params)
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

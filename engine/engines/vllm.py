@@ -60,6 +60,9 @@ class VllmEngine:
     device: str = "cuda"
     used_peak: int | None = None
     last_timings: list[RequestTiming] | None = None  # of the last generate, if vLLM kept stats
+    # Why a job with `profile: kernels` has no step profiles (engine.bench records it).
+    kernel_profile_note = ("vLLM runs its kernels in its engine core process, which "
+                           "torch.profiler in this process does not see: roofline only")
 
     def generate(
         self, prompts: list[list[int]], max_tokens: list[int], temperature: float, ignore_eos: bool
@@ -139,6 +142,14 @@ def request_timings(metrics: list[Any], start: float) -> list[RequestTiming] | N
     return timings
 
 
+def resolved_dtype(dtype: str, model_dir: str | Path) -> str:
+    """The dtype option's value, "auto" read as the checkpoint's."""
+    if dtype != "auto":
+        return dtype
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return config.get("torch_dtype") or config.get("dtype") or "bfloat16"
+
+
 def llm_kwargs(job: BenchJob, model_dir: str | Path, o: dict[str, Any],
                total_bytes: int | None = None) -> dict[str, Any]:
     """LLM(...)'s arguments for a job; total_bytes: the GPU's memory (for card_memory_gib)."""
@@ -159,9 +170,8 @@ def llm_kwargs(job: BenchJob, model_dir: str | Path, o: dict[str, Any],
             kwargs[name] = value
     if o["kv_cache_tokens"] is not None:
         config = json.loads((Path(model_dir) / "config.json").read_text())
-        dtype = o["dtype"] if o["dtype"] != "auto" else config.get("torch_dtype", "bfloat16")
-        kwargs["kv_cache_memory_bytes"] = (o["kv_cache_tokens"]
-                                           * memory_budget.kv_bytes_per_token(config, dtype))
+        kwargs["kv_cache_memory_bytes"] = (o["kv_cache_tokens"] * memory_budget.kv_bytes_per_token(
+            config, resolved_dtype(o["dtype"], model_dir)))
     if o["card_memory_gib"] is not None:
         if total_bytes is None:
             raise BadInput("card_memory_gib needs the GPU's memory size, and NVML cannot "
@@ -239,7 +249,8 @@ def start(job: BenchJob, model_dir: str | Path) -> VllmEngine:
     engine = VllmEngine(
         llm, log, nvml_device, mem_before[0] if mem_before else None,
         timings=vllm_log.start_split(total, text),
-        start_stats=_kv_capacity(llm, text) | {"compile_cache_warm": warm},
+        start_stats=_kv_capacity(llm, text) | {"compile_cache_warm": warm,
+                                                "dtype": resolved_dtype(o["dtype"], model_dir)},
     )
     engine._sample_memory()
     card = o["card_memory_gib"]

@@ -393,6 +393,13 @@ class ModelRunner:
         self.prefill_graphs[bucket].replay()
         return p["out"][:t]
 
+    def replays_graph(self, batch: Batch) -> bool:
+        """Whether launch() runs this step as a CUDA graph's replay."""
+        if not batch.is_prefill:
+            return _smallest_at_least(self.graphs, len(batch.seqs)) is not None
+        return (_smallest_at_least(self.prefill_graphs, batch.num_tokens) is not None
+                and len(batch.seqs) <= PREFILL_GRAPH_SEQS)
+
     @torch.inference_mode()
     def launch(self, batch: Batch, prev: StepTokens | None = None) -> StepTokens:
         """Queue one forward step and its sampling on the device and return at once. A

@@ -226,6 +226,16 @@ class Scheduler:
             finished.append(seq)
         return finished
 
+    def abort(self) -> None:
+        """Drop every sequence in the engine, freeing its blocks (none may be in flight)."""
+        for seq in self.running:
+            self.bm.deallocate(seq)
+            seq.status = Status.FINISHED
+        for seq in self.waiting:
+            seq.status = Status.FINISHED
+        self.running.clear()
+        self.waiting.clear()
+
     def must_wait_for_tokens(self) -> bool:
         """Whether the next step needs the tokens of the step queued last: when it may
         admit or recompute a sequence (a prefill reads its tokens), when nothing is left to

@@ -107,3 +107,30 @@ def test_disturbed_names_each_reason() -> None:
         "1 other GPU process(es) before (pid 7)",
         "2 other GPU process(es) after (pid 8, 9)",
     ]
+
+
+def profiled(**kw) -> BenchResult:
+    """A result with a roofline (floor 0.5 s of its 2 s) and two step profiles."""
+    from engine.result import Roofline, StepProfile
+
+    line = Roofline(card="H200", copy_bytes_per_s=4e12, matmul_flops_per_s=8e14,
+                    prefill_bytes=1e9, prefill_flops=8e13, decode_bytes=1.6e12,
+                    decode_flops=1e13, prefill_floor_s=0.1, decode_floor_s=0.4)
+    steps = [StepProfile("prefill", 4, 100, 100, "cuda", 0.01, 0.012,
+                         {"gemm": 0.008, "attention": 0.002}, {"nvjet": 0.008}),
+             StepProfile("decode", 2, 2, 60, "cuda", 0.002, 0.003,
+                         {"gemm": 0.0015, "attention": 0.0005}, {"_decode_split_kernel": 5e-4},
+                         graph=True)]
+    return make(roofline=line, step_profiles=steps, prefill_s=0.5, decode_s=1.25, **kw)
+
+
+def test_roofline_and_step_profiles_round_trip() -> None:
+    r = profiled()
+    d = json.loads(r.to_json())
+    assert d["floor_s"] == pytest.approx(0.5) and d["percent_of_floor"] == pytest.approx(25.0)
+    assert d["between_steps_s"] == pytest.approx(0.25)
+    back = BenchResult.from_dict(d)
+    assert back == r and back.step_profiles[1].graph
+    assert back.step_profiles[0].host_gap_s == pytest.approx(0.002)
+    old = BenchResult.from_dict(json.loads(make().to_json()))
+    assert old.roofline is None and old.percent_of_floor is None and old.step_profiles is None

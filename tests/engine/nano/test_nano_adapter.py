@@ -76,3 +76,22 @@ def test_run_in_process_generates_exactly_the_requested_tokens(checkpoints, temp
     assert r.peak_memory_bytes and r.device == "cpu"
     assert 0 < r.ttft_p50_s <= r.ttft_p90_s <= r.ttft_p99_s < r.elapsed_s
     assert 0 < r.tpot_p50_s <= r.tpot_p90_s <= r.tpot_p99_s
+
+
+def test_profile_kernels_adds_steps_and_the_roofline(checkpoints, tmp_path, monkeypatch):
+    """A job with profile: kernels: its two steps profiled after the timed run, and (every
+    job) its roofline against this CPU's figures, measured into the cache."""
+    monkeypatch.setenv("BENCHSWEEP_CACHE", str(tmp_path))
+    job = BenchJob(
+        engine="nano", variant="nano-test", model=ModelRef(path=checkpoints["tiny"]),
+        workload=WorkloadSpec(num_seqs=6, input_len=(10, 60), output_len=(5, 20)),
+        max_num_seqs=4, max_model_len=128, options={"block_size": 16}, profile="kernels",
+    )
+    r = run_in_process(job)
+    assert [s.kind for s in r.step_profiles] == ["prefill", "decode"] and r.profile_note is None
+    assert r.step_profiles[1].seqs == 4
+    line = r.roofline
+    assert line.card.startswith("CPU") and line.prefill_flops > 0 and line.decode_bytes > 0
+    assert r.floor_s == line.floor_s > 0 and 0 < r.percent_of_floor < 100
+    assert r.between_steps_s is not None
+    assert list((tmp_path / "cards").iterdir())
