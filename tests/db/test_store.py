@@ -107,7 +107,7 @@ def test_result_row_is_filled_from_the_bench_result(db_url):
         ra, rb = (s.scalar(select(Result).where(Result.job_id == j.id)) for j in (a, b))
         assert {n: getattr(ra, n) for n in RESULT_FIGURES} == {
             "output_tokens": 10, "elapsed_s": 2.0, "output_tok_s": 5.0, "total_tok_s": 9.0,
-            "start_s": 1.0, "peak_memory_bytes": 2**40}
+            "start_s": 1.0, "peak_memory_bytes": 2**40, "floor_s": None}
         assert ra.record == RESULT.to_dict() and ra.host == "host1"
         # The card's name where envinfo read one, else the attempt's GPU.
         assert (ra.gpu_name, rb.gpu_name) == ("3", "H200")
