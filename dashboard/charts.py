@@ -475,3 +475,30 @@ def efficiency_table(rows: list[Efficiency]) -> pd.DataFrame:
                           "efficiency": e.ratio} for e in rows],
                         columns=["variant", "attempts", "GPU time held (s)",
                                  "timed generate (s)", "efficiency"])
+
+
+def category_chart(categories: pd.DataFrame) -> alt.Chart:
+    """A step's time by kernel category (db/read/profiles.step_categories): one stacked bar a
+    profiled step, a segment a category, in milliseconds."""
+    df = categories[categories["seconds"] > 0].assign(ms=lambda d: d["seconds"] * 1e3)
+    return alt.Chart(df).mark_bar(height=24).encode(
+        x=alt.X("ms:Q", title="ms a step", stack="zero"),
+        y=alt.Y("step:N", title=None, sort=["prefill", "decode"]),
+        color=alt.Color("category:N", title=None,
+                        legend=alt.Legend(orient="bottom", direction="horizontal")),
+        tooltip=["step:N", "category:N", alt.Tooltip("ms:Q", format=".3f"),
+                 alt.Tooltip("share:Q", format=".1%")],
+    ).properties(height=90)
+
+
+def category_change_chart(changes: pd.DataFrame) -> alt.Chart:
+    """B's time a step less A's, category by category (db/read/profiles.category_changes):
+    bars left of zero are time B gains."""
+    df = changes.assign(delta_ms=changes["delta_s"] * 1e3)
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("delta_ms:Q", title="B - A, ms a step"),
+        y=alt.Y("category:N", title=None),
+        row=alt.Row("step:N", title=None, sort=["prefill", "decode"]),
+        color=alt.condition("datum.delta_ms > 0", alt.value("#d62728"), alt.value("#2ca02c")),
+        tooltip=["step:N", "category:N", alt.Tooltip("delta_ms:Q", format=".3f")],
+    ).properties(height=140)

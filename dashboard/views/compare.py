@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import follow, md, param, store
 from db.read import stats
+from db.read.profiles import category_changes, profiled_steps
 from db.read.results import results_frame, summarize
 from db.read.sweeps import sweeps_frame
 
@@ -41,12 +42,14 @@ def summary_of(url: str, sweep: str, change: str) -> pd.DataFrame:
 mode = st.segmented_control("compare", MODES, default=MODES[1] if param("variant_a") else
                             MODES[0] if param("b") or len(names) > 1 else MODES[1],
                             key="mode") or MODES[0]
+a_sweep = b_sweep = None  # the sweeps A's and B's results are in
 if mode == MODES[0]:
     c = st.columns(2)
     a_name = c[0].selectbox("sweep A", names, index=_index(names, param("a"), 1), key="a")
     b_name = c[1].selectbox("sweep B", names, index=_index(names, param("b"), 0), key="b")
     st.query_params.update({"a": a_name, "b": b_name})
     a, b = summary_of(db.url, a_name, change), summary_of(db.url, b_name, change)
+    a_sweep, b_sweep = a_name, b_name
     keys = ["variant", "options", "max_num_seqs", "gpu_memory_utilization", "max_model_len"]
     a_label, b_label = f"A: {a_name}", f"B: {b_name}"
 else:
@@ -66,6 +69,7 @@ else:
                         key="vb")
     st.query_params.update({"a": sweep, "variant_a": va, "variant_b": vb})
     a, b = labelled[labelled["label"] == va], labelled[labelled["label"] == vb]
+    a_sweep = b_sweep = sweep
     keys = ["max_num_seqs", "gpu_memory_utilization", "max_model_len"]
     a_label, b_label = f"A: {va}", f"B: {vb}"
 
@@ -116,3 +120,31 @@ st.dataframe(
     hide_index=True, width="stretch", key="compare_table")
 st.caption("Greyed rows ran different work, a different model or on a different GPU: their "
            "figures are shown but not compared.")
+
+
+st.subheader("Where B gains or loses time, by kernel category")
+matched = ok[keys].drop_duplicates()
+
+
+def _profiled(sweep: str, side: pd.DataFrame) -> pd.DataFrame:
+    """The side's profiled steps on the configurations both sides can compare."""
+    steps = profiled_steps(db, sweep)
+    steps = steps[steps["config"].isin(side["config"])]
+    return steps.merge(matched, on=keys) if not steps.empty else steps
+
+
+changes = category_changes(_profiled(a_sweep, a), _profiled(b_sweep, b))
+if changes.empty:
+    st.caption("Step profiles on both sides are needed: run the variants with "
+               "`profile: kernels` in the sweep file.")
+else:
+    st.altair_chart(charts.category_change_chart(changes), width="stretch")
+    shown = changes.assign(**{"A ms": changes["a_s"] * 1e3, "B ms": changes["b_s"] * 1e3,
+                              "B - A ms": changes["delta_s"] * 1e3})
+    st.dataframe(shown[["step", "category", "A ms", "B ms", "B - A ms", "ratio"]],
+                 hide_index=True, width="stretch", key="category_changes",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("A ms", "B ms", "B - A ms", "ratio")})
+    st.caption("Each side's mean over its profiled results on the configurations above that "
+               "can be compared: one prefill and one decode step of the workload, profiled "
+               "after the timed run.")

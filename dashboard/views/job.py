@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import badge, follow, link, md, param, state_css, store, when
 from db.read.jobs import job_detail, sweep_jobs
+from db.read.profiles import step_categories
 from db.read.sweeps import LOST_ATTEMPT, sweeps_frame
 
 RESULT_FIGURES = ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "elapsed_s",
@@ -104,6 +105,41 @@ if result:
     breakdown = charts.start_breakdown(rec)
     st.altair_chart(charts.start_chart(breakdown), width="stretch")
     st.caption("  ·  ".join(f"{r.phase} {r.seconds:.2f} s" for r in breakdown.itertuples()))
+
+    st.subheader("Roofline and kernels")
+    line = bench.roofline
+    if line is not None:
+        r = st.columns(4)
+        r[0].metric("floor", f"{line.floor_s:,.2f} s", help="the least time the workload's bytes "
+                    "and FLOPs take at the card's measured copy bandwidth and matmul rate")
+        r[1].metric("percent of floor", f"{bench.percent_of_floor:.0f}%")
+        r[2].metric("copy bandwidth", f"{line.copy_bytes_per_s / 1e9:,.0f} GB/s")
+        r[3].metric("matmul", f"{line.matmul_flops_per_s / 1e12:,.1f} TFLOP/s")
+        st.caption(f"{md(line.card)} · prefill {line.prefill_bytes / 1e9:,.1f} GB, "
+                   f"{line.prefill_flops / 1e12:,.2f} TFLOP, floor {line.prefill_floor_s:.3f} s · "
+                   f"decode {line.decode_bytes / 1e9:,.1f} GB, {line.decode_flops / 1e12:,.2f} "
+                   f"TFLOP, floor {line.decode_floor_s:.3f} s")
+    else:
+        st.caption("No roofline: the result predates it, or its model or card figures were "
+                   "not at hand.")
+    if bench.between_steps_s is not None:
+        st.caption(f"The timed run: prefill steps {bench.prefill_s:.2f} s, decode steps "
+                   f"{bench.decode_s:.2f} s, between steps {bench.between_steps_s:.2f} s")
+    if bench.step_profiles:
+        cats = step_categories(bench.step_profiles)
+        st.altair_chart(charts.category_chart(cats), width="stretch")
+        st.dataframe(cats.assign(ms=cats["seconds"] * 1e3).drop(columns="seconds"),
+                     hide_index=True, width="stretch", key="category_table",
+                     column_config={"ms": st.column_config.NumberColumn("ms a step",
+                                                                        format="%.3f"),
+                                    "share": st.column_config.NumberColumn(format="%.3f")})
+        st.caption("  ·  ".join(
+            f"{s.kind}: {s.seqs} seqs, {s.tokens:,} tokens, {s.context_tokens:,} in context, "
+            f"{'graph' if s.graph else 'eager'}; {s.activity} busy {1e3 * s.busy_s:.3f} ms of "
+            f"{1e3 * s.wall_s:.3f} ms alone (host {1e3 * s.host_gap_s:.3f} ms)"
+            for s in bench.step_profiles))
+    elif bench.profile_note:
+        st.caption(f"No step profile: {md(bench.profile_note)}")
 
     left, right = st.columns(2)
     figures = pd.DataFrame([{"figure": k, "value": _v} for k in RESULT_FIGURES
