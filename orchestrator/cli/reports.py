@@ -15,7 +15,12 @@ from orchestrator.cli.output import Column, Report
 SUMMARY_FIELDS = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
                   "max_num_seqs", "gpu_memory_utilization", "max_model_len", "gpu_name", "n",
                   "tok_s_mean", "tok_s_std", "ci95", "cv", "noisy", "elapsed_s_mean",
-                  "ttft_p50_ms_mean", "tpot_p50_ms_mean", "disturbed"]
+                  "ttft_p50_ms_mean", "tpot_p50_ms_mean", "percent_of_floor_mean", "disturbed"]
+
+
+def _percent(v) -> str:
+    """The roofline's floor as a share of the time measured; empty where there is none."""
+    return "" if v is None or math.isnan(v) else f"{v:.0f}%"
 
 
 def _g(v) -> str:
@@ -86,6 +91,7 @@ def results_report(sweep: str, summary, baseline: str | None, hidden: int) -> Re
             Column("CV", lambda r: spread_text(r) + (" noisy" if r["noisy"] else ""), True,
                    lambda r: "yellow" if r["noisy"] else ""),
             Column("elapsed s", lambda r: f"{r['elapsed_s_mean']:.2f}", True),
+            Column("% of floor", lambda r: _percent(r["percent_of_floor_mean"]), True),
             Column("disturbed", lambda r: r["disturbed"], False,
                    lambda r: "yellow" if r["disturbed"] else ""),
             Column("speedup (95% interval)", lambda r: speedup_text(r), True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -98,6 +99,28 @@ def test_latency_in_results_json_csv_and_export_in_ms(tmp_path):
     fast = df[df["variant"] == "fast"].sort_values("repeat")
     assert fast["ttft_p50_ms"].tolist() == pytest.approx([40.0, 50.0, 60.0])
     assert df[df["variant"] == "base"]["tpot_p50_ms"].isna().all()
+
+
+def test_percent_of_floor_in_results_and_export(tmp_path):
+    from tests.db.read.recorded import finish
+    from tests.engine.test_result import profiled
+
+    db, store, planned = recorded(tmp_path, repeats=1)
+    line = profiled().roofline  # a floor of 0.5 s
+    for p in planned:  # fast: 100 tokens in 1 s, 50%; base has no roofline
+        extra = {"roofline": line} if p.job.variant == "fast" else {}
+        finish(store, p.key, 100.0, **extra)
+    code, text = cli(db, "results", "s")
+    assert code == 0 and "% of floor" in text and "50%" in text
+    code, text = cli(db, "results", "s", "--format", "json")
+    rows = {r["variant"]: r for r in json.loads(text)["results"]}
+    assert rows["fast"]["percent_of_floor_mean"] == pytest.approx(50.0)
+    assert rows["base"]["percent_of_floor_mean"] is None
+    out = tmp_path / "r.csv"
+    assert cli(db, "export", "s", "-o", str(out))[0] == 0
+    df = pd.read_csv(out).set_index("variant")
+    assert df.loc["fast", "percent_of_floor"] == pytest.approx(50.0)
+    assert math.isnan(df.loc["base", "percent_of_floor"])
 
 
 def test_one_repeat_says_no_spread(tmp_path):
