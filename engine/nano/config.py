@@ -138,6 +138,13 @@ class EngineConfig:
     admission_lookahead: int = _option(
         64, "admit only while running sequences keep blocks to grow this many tokens",
         minimum=0)
+    # Fold each RMSNorm before qkv_proj and gate_up_proj into the projection: its weight
+    # into the projection's at load, its per-row 1/rms into the kernels that read the
+    # projection's output (rotary and the KV store, SiluAndMul); the normalised activation
+    # is never written (models/qwen2.py).
+    fuse_norm_linear: bool = _option(
+        False, "fold the RMSNorm before qkv_proj and gate_up_proj into them: weights at load, "
+        "1/rms in the kernels that read their output; no normalised activation in memory")
     kv_cache_tokens: int | None = _shared("kv_cache_tokens")
     card_memory_gib: float | None = _shared("card_memory_gib")
     device: str | None = None  # default cuda when available

@@ -122,6 +122,8 @@ class ModelRunner:
         for attn in self.model.attention_layers():
             attn.kernels = self.kernels
         load_weights(self.model, cfg.model_dir)
+        if cfg.fuse_norm_linear:
+            self.model.fold_norm_weights()
         self._sync()
         self.timings["load_s"] = time.perf_counter() - t
 

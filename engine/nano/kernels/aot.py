@@ -107,7 +107,8 @@ def _forward_launches(mcfg, dtype, configs, block_size: int) -> None:
 
     from engine.nano.kernels.decode_attention import paged_decode_attention
     from engine.nano.kernels.prefill_attention import prefill_attention
-    from engine.nano.kernels.rmsnorm import add_rmsnorm
+    from engine.nano.kernels.reference import QKPrologue
+    from engine.nano.kernels.rmsnorm import add_rms, add_rmsnorm
     from engine.nano.kernels.rotary import apply_rotary
     from engine.nano.kernels.sample import sample
     from engine.nano.kernels.silu_mul import silu_and_mul
@@ -143,6 +144,18 @@ def _forward_launches(mcfg, dtype, configs, block_size: int) -> None:
         paged_decode_attention(empty(n, h, d), kc, vc, tables, lens, d**-0.5, splits,
                                config=configs.decode)
     silu_and_mul(empty(t, 2 * mcfg.intermediate_size))
+    # fuse_norm_linear's launches: the norms' sums and scales, the projections' epilogues.
+    add_rms(x, None, 1e-6)
+    add_rms(x, x, 1e-6)
+    scale = empty(t, dtype=torch.float32)
+    bias = empty(kvh * d) if mcfg.qkv_bias else None
+    norm = empty(d) if mcfg.qk_norm else None
+    apply_rotary(positions, q, k, empty(4096, d, dtype=torch.float32),
+                 empty(4096, d, dtype=torch.float32),
+                 QKPrologue(scale, empty(h * d) if mcfg.qkv_bias else None, bias, norm, norm,
+                            1e-6))
+    store_kv(k, v, kc, vc, empty(t, dtype=torch.long), scale, bias)
+    silu_and_mul(empty(t, 2 * mcfg.intermediate_size), scale)
     sample(empty(n, mcfg.vocab_size), empty(n, dtype=torch.float32), seed=1)
 
 

@@ -7,6 +7,8 @@ included); cu_seqlens_q [N + 1] int32 (prefill: where each sequence's new tokens
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -39,6 +41,52 @@ def add_rmsnorm_ref(
     return weight * y.to(x.dtype), h
 
 
+def add_rms_ref(
+    x: torch.Tensor, residual: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + residual, its rows' 1/rms in fp32): add_rmsnorm_ref's sum and scale, for a norm
+    whose weight is folded into the projection that follows (fuse_norm_linear)."""
+    h = x if residual is None else x + residual
+    hf = h.float()
+    return h, torch.rsqrt(hf.pow(2).mean(-1) + eps)
+
+
+def scale_bias_ref(
+    x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """x [T, heads, D] * scale [T] + bias [heads * D], in fp32, rounded once: a projection's
+    output as it would be had the GEMM run on the normalised rows (fuse_norm_linear)."""
+    y = x.float() * scale[:, None, None]
+    if bias is not None:
+        y = y + bias.float().view(x.shape[1:])
+    return y.to(x.dtype)
+
+
+@dataclass
+class QKPrologue:
+    """What turns q and k of a GEMM on un-normalised rows into the model's q and k
+    (fuse_norm_linear): each row times its 1/rms, plus the projection's bias, then Qwen3's
+    per-head RMSNorm. Applied before rotary, by the kernel that rotates."""
+
+    scale: torch.Tensor  # [T] fp32
+    q_bias: torch.Tensor | None = None  # [H * D]
+    k_bias: torch.Tensor | None = None  # [KVH * D]
+    q_norm: torch.Tensor | None = None  # [D] weights, with k_norm, or neither
+    k_norm: torch.Tensor | None = None
+    eps: float = 0.0
+
+
+def qk_prologue_ref(
+    q: torch.Tensor, k: torch.Tensor, pro: QKPrologue
+) -> tuple[torch.Tensor, torch.Tensor]:
+    q = scale_bias_ref(q, pro.scale, pro.q_bias)
+    k = scale_bias_ref(k, pro.scale, pro.k_bias)
+    if pro.q_norm is not None:
+        q = add_rmsnorm_ref(q, None, pro.q_norm, pro.eps)[0]
+        k = add_rmsnorm_ref(k, None, pro.k_norm, pro.eps)[0]
+    return q, k
+
+
 def rotary_ref(
     positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
     sin: torch.Tensor,
@@ -55,8 +103,11 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
-    """x [T, 2N] (gate, then up) -> silu(gate) * up."""
+def silu_and_mul_ref(x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """x [T, 2N] (gate, then up) -> silu(gate) * up; with scale [T] (fuse_norm_linear), of
+    x's rows times their scale."""
+    if scale is not None:
+        x = (x.float() * scale[:, None]).to(x.dtype)
     gate, up = x.chunk(2, dim=-1)
     return F.silu(gate) * up
 

@@ -13,9 +13,10 @@ class SiluAndMul(nn.Module):
         super().__init__()
         self.use_triton = use_triton
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """scale [T]: x's rows' factor, where the projection ran on un-normalised rows."""
         if self.use_triton and x.is_cuda:
             from engine.nano.kernels.silu_mul import silu_and_mul
 
-            return silu_and_mul(x)
-        return silu_and_mul_ref(x)
+            return silu_and_mul(x, scale)
+        return silu_and_mul_ref(x, scale)

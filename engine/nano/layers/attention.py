@@ -45,16 +45,19 @@ class Attention(nn.Module):
         self.kernels = None
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata,
+        v_scale: torch.Tensor | None = None, v_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """q [T, H, D], k and v [T, KVH, D] -> [T, H, D]."""
+        """q [T, H, D], k and v [T, KVH, D] -> [T, H, D]. With v_scale [T] (and v_bias
+        [KVH * D]), the cache takes v * v_scale + v_bias: v from a projection of
+        un-normalised rows (fuse_norm_linear), finished by the store, its only reader."""
         kc, vc = self.k_cache, self.v_cache
         if self.backend == "triton":
             from engine.nano.kernels.decode_attention import paged_decode_attention
             from engine.nano.kernels.prefill_attention import prefill_attention
             from engine.nano.kernels.store_kv import store_kv
 
-            store_kv(k, v, kc, vc, meta.slot_mapping)
+            store_kv(k, v, kc, vc, meta.slot_mapping, v_scale, v_bias)
             if meta.is_prefill:
                 return prefill_attention(
                     q, kc, vc, meta.block_tables, meta.cu_seqlens_q, meta.context_lens,
@@ -64,6 +67,8 @@ class Attention(nn.Module):
                 q, kc, vc, meta.block_tables, meta.context_lens, self.scale, meta.num_splits,
                 config=self.kernels.decode,
             )
+        if v_scale is not None:
+            v = ref.scale_bias_ref(v, v_scale, v_bias)
         ref.store_kv_ref(k, v, kc, vc, meta.slot_mapping)
         if meta.is_prefill:
             return ref.prefill_attention_ref(

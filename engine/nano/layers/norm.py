@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.nano.kernels.reference import add_rmsnorm_ref
+from engine.nano.kernels.reference import add_rms_ref, add_rmsnorm_ref
 
 
 class RMSNorm(nn.Module):
@@ -24,3 +24,14 @@ class RMSNorm(nn.Module):
 
             return add_rmsnorm(x, residual, self.weight, self.eps)
         return add_rmsnorm_ref(x, residual, self.weight, self.eps)
+
+    def add_rms(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (x + residual, 1/rms of its rows): the norm whose weight is folded into
+        the projection that follows (fuse_norm_linear), which runs on the sum itself."""
+        if self.use_triton and x.is_cuda:
+            from engine.nano.kernels.rmsnorm import add_rms
+
+            return add_rms(x, residual, self.eps)
+        return add_rms_ref(x, residual, self.eps)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.nano.kernels.reference import rotary_ref
+from engine.nano.kernels.reference import QKPrologue, qk_prologue_ref, rotary_ref
 
 
 class RotaryEmbedding(nn.Module):
@@ -22,11 +22,15 @@ class RotaryEmbedding(nn.Module):
         self.use_triton = use_triton
 
     def forward(
-        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
+        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+        prologue: QKPrologue | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q [T, H, D], k [T, KVH, D] -> rotated (in place on CUDA with Triton)."""
+        """q [T, H, D], k [T, KVH, D] -> rotated (in place on CUDA with Triton), after the
+        prologue where one is given."""
         if self.use_triton and q.is_cuda:
             from engine.nano.kernels.rotary import apply_rotary
 
-            return apply_rotary(positions, q, k, self.cos, self.sin)
+            return apply_rotary(positions, q, k, self.cos, self.sin, prologue)
+        if prologue is not None:
+            q, k = qk_prologue_ref(q, k, prologue)
         return rotary_ref(positions, q, k, self.cos, self.sin)

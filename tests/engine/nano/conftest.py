@@ -58,10 +58,34 @@ def _qwen2_tied_sharded(out):
     return out
 
 
+def _random_norms(arch, out, **extra):
+    """A tiny checkpoint saved by transformers whose RMSNorm weights are not all ones (as
+    engine/checkpoints.py and transformers' init leave them), so that folding them into
+    the projections (fuse_norm_linear) shows."""
+    import transformers
+
+    cfg = getattr(transformers, f"{arch}Config")(
+        vocab_size=10240, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        max_position_embeddings=512, tie_word_embeddings=False, **extra,
+    )
+    torch.manual_seed(6)
+    model = getattr(transformers, f"{arch}ForCausalLM")(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(torch.empty_like(p).uniform_(0.2, 3.0))
+            elif name.endswith(".bias"):
+                p.copy_(torch.randn_like(p) * 0.5)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     """fp32 random checkpoints: name -> directory. tiny: Qwen2, untied; tiny-qwen3: Qwen3,
-    tied; qwen2-tied: Qwen2, tied, sharded, written by transformers."""
+    tied; qwen2-tied: Qwen2, tied, sharded, written by transformers; qwen2-norms and
+    qwen3-bias-norms (Qwen3 with attention_bias): RMSNorm weights not all ones."""
     from engine.checkpoints import write_checkpoint
 
     root = tmp_path_factory.mktemp("nano-ckpt")
@@ -70,4 +94,7 @@ def checkpoints(tmp_path_factory):
         for arch in ("tiny", "tiny-qwen3")
     }
     out["qwen2-tied"] = str(_qwen2_tied_sharded(root / "qwen2-tied"))
+    out["qwen2-norms"] = str(_random_norms("Qwen2", root / "qwen2-norms"))
+    out["qwen3-bias-norms"] = str(
+        _random_norms("Qwen3", root / "qwen3-bias-norms", attention_bias=True))
     return out

@@ -35,14 +35,15 @@ def checkpoint(arch: str, dtype: str) -> str:
     return str(d)
 
 
-def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path):
-    """nano's greedy tokens and the logits of every step, per prompt. Everything the engine
-    holds is freed on return, so the next engine sees the memory free."""
+def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path, **options):
+    """nano's greedy tokens and the logits of every step, per prompt (options: more of
+    LLM's). Everything the engine holds is freed on return, so the next engine sees the
+    memory free."""
     from engine.nano import LLM, SamplingParams
 
     t0 = time.monotonic()
     llm = LLM(model_dir, max_num_seqs=8, gpu_memory_utilization=0.3, max_model_len=1024,
-              attention_backend=backend, block_size=16)
+              attention_backend=backend, block_size=16, **options)
     start_s = time.monotonic() - t0
     model, runner = llm.runner.model, llm.runner
     rows: list[torch.Tensor] = []
@@ -65,7 +66,7 @@ def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path):
 
     model.compute_logits, runner.launch = compute, launch
     toks = llm.generate(prompts, SamplingParams(0, n_tok, True))
-    log(out, phase="nano", backend=backend, start_s=round(start_s, 2),
+    log(out, phase="nano", backend=backend, options=options, start_s=round(start_s, 2),
         timings=llm.timings, kv_blocks=llm.num_kv_blocks)
     return toks, [torch.stack(per_seq[i]) for i in sorted(per_seq)]
 

@@ -24,8 +24,11 @@ def test_registry_options():
         kind.normalize({"attention_backend": "flash"})
     assert set(kind.resolved({})) >= {
         "enforce_eager", "block_size", "attention_backend", "max_num_batched_tokens",
-        "enable_prefix_caching", "async_scheduling", "prefill_graph_tokens",
+        "enable_prefix_caching", "async_scheduling", "prefill_graph_tokens", "fuse_norm_linear",
     }
+    # An option changes a job's key only when set away from its default.
+    assert kind.normalize({"fuse_norm_linear": False}) == {}
+    assert kind.normalize({"fuse_norm_linear": True}) == {"fuse_norm_linear": True}
     # Caught when the sweep is read, not in every job's engine start.
     assert kind.normalize({"prefill_graph_tokens": 0}) == {"prefill_graph_tokens": 0}
     for name, bad, least in (("block_size", -1, 0), ("max_num_batched_tokens", -1, 1),

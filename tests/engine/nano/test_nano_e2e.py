@@ -128,6 +128,35 @@ def test_triton_backend_under_the_interpreter(checkpoints):
     assert llm.generate(ps, SamplingParams(0, 4, True)) == hf_greedy(d, ps, 4)
 
 
+FUSE_ARCHS = ["qwen2-norms", "qwen3-bias-norms", "tiny-qwen3"]
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+@pytest.mark.parametrize("arch", FUSE_ARCHS)
+def test_fuse_norm_linear_matches_transformers(checkpoints, arch, fuse):
+    """RMSNorm weights folded into qkv_proj and gate_up_proj, 1/rms applied after the GEMM
+    (Qwen3: before its q/k norm, with attention bias): greedy tokens as transformers'."""
+    d = checkpoints[arch]
+    llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=128, fuse_norm_linear=fuse)
+    assert all(layer.norms_folded == fuse for layer in llm.runner.model.model.layers)
+    ps = prompts()
+    assert llm.generate(ps, GREEDY) == hf_greedy(d, ps)
+
+
+@needs_triton
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs the interpreter")
+@pytest.mark.parametrize("arch", ["qwen2-norms", "qwen3-bias-norms"])
+def test_fuse_norm_linear_triton_backend_under_the_interpreter(checkpoints, arch):
+    """The Triton attention path, whose KV store finishes v (scale, bias) when fused."""
+    d = checkpoints[arch]
+    ps = prompts([5, 19, 2], seed=3)
+    want = hf_greedy(d, ps, 4)
+    for fuse in (False, True):
+        llm = LLM(d, block_size=8, max_num_seqs=4, max_model_len=64, attention_backend="triton",
+                  max_num_batched_tokens=16, fuse_norm_linear=fuse)
+        assert llm.generate(ps, SamplingParams(0, 4, True)) == want
+
+
 @pytest.mark.parametrize("async_scheduling", [True, False])
 def test_request_timings(checkpoints, async_scheduling):
     """Each request's first and last token times, from the generate's start: two prompts

@@ -46,6 +46,26 @@ def test_store_kv(device, dtype):
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_store_kv_finishes_v(device, dtype, with_bias):
+    """fuse_norm_linear: the cache takes v * scale + bias; k as it is."""
+    from engine.nano.kernels.store_kv import store_kv
+
+    g = torch.Generator().manual_seed(0)
+    t, kvh, d, nb, bs = 7, 2, 16, 4, 4
+    k, v = torch.randn(2, t, kvh, d, generator=g).to(device, dtype)
+    scale = torch.rand(t, generator=g).add(0.5).to(device)
+    bias = torch.randn(kvh * d, generator=g).to(device, dtype) if with_bias else None
+    slots = torch.tensor([5, 0, -1, 15, 3, 9, -1], device=device)
+    caches = [torch.zeros(nb, bs, kvh, d, device=device, dtype=dtype) for _ in range(4)]
+    store_kv(k, v, caches[0], caches[1], slots, scale, bias)
+    ref.store_kv_ref(k, ref.scale_bias_ref(v, scale, bias), caches[2], caches[3], slots)
+    assert torch.equal(caches[0], caches[2])
+    torch.testing.assert_close(caches[1].float(), caches[3].float(), rtol=tol(dtype),
+                               atol=tol(dtype))
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
 @pytest.mark.parametrize("with_residual", [True, False])
 def test_add_rmsnorm(device, dtype, with_residual):
     from engine.nano.kernels.rmsnorm import add_rmsnorm
@@ -58,6 +78,27 @@ def test_add_rmsnorm(device, dtype, with_residual):
     y_ref, h_ref = ref.add_rmsnorm_ref(x, r, w, 1e-6)
     torch.testing.assert_close(h, h_ref, rtol=0, atol=0)
     torch.testing.assert_close(y.float(), y_ref.float(), rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_add_rms(device, dtype, with_residual):
+    """fuse_norm_linear's norm: the sum and each row's 1/rms, whose product with the
+    weight is the unfused kernel's output."""
+    from engine.nano.kernels.rmsnorm import add_rms
+
+    g = torch.Generator().manual_seed(1)
+    x = (3 * torch.randn(5, 48, generator=g)).to(device, dtype)
+    r = torch.randn(5, 48, generator=g).to(device, dtype) if with_residual else None
+    w = (1 + 0.1 * torch.randn(48, generator=g)).to(device, dtype)
+    h, scale = add_rms(x, r, 1e-6)
+    h_ref, scale_ref = ref.add_rms_ref(x, r, 1e-6)
+    assert scale.dtype == torch.float32 and scale.shape == (5,)
+    torch.testing.assert_close(h, h_ref, rtol=0, atol=0)
+    torch.testing.assert_close(scale, scale_ref, rtol=1e-5, atol=0)
+    y_ref = ref.add_rmsnorm_ref(x, r, w, 1e-6)[0]
+    torch.testing.assert_close((h.float() * scale[:, None] * w.float()), y_ref.float(),
+                               rtol=tol(dtype), atol=tol(dtype))
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
@@ -134,6 +175,38 @@ def test_rotary(device, dtype):
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
+@pytest.mark.parametrize(("with_bias", "with_norm"), [(False, False), (True, False),
+                                                      (False, True), (True, True)])
+def test_rotary_with_prologue(device, dtype, with_bias, with_norm):
+    """fuse_norm_linear: q and k times the row scale, plus bias, (Qwen3) per-head RMSNorm,
+    then rotated; in place, v untouched."""
+    from engine.nano.kernels.rotary import apply_rotary
+    from engine.nano.layers.rotary import RotaryEmbedding
+
+    g = torch.Generator().manual_seed(4)
+    t, h, kvh, d = 5, 6, 2, 32
+    rope = RotaryEmbedding(d, 4096, 1e6).to(device)
+    qkv = torch.randn(t, (h + 2 * kvh) * d, generator=g).to(device, dtype)
+    q = qkv[:, : h * d].view(t, h, d)
+    k = qkv[:, h * d : (h + kvh) * d].view(t, kvh, d)
+    v_before = qkv[:, (h + kvh) * d :].clone()
+    pro = ref.QKPrologue(scale=torch.rand(t, generator=g).add(0.5).to(device))
+    if with_bias:
+        pro.q_bias = torch.randn(h * d, generator=g).to(device, dtype)
+        pro.k_bias = torch.randn(kvh * d, generator=g).to(device, dtype)
+    if with_norm:
+        pro.q_norm, pro.k_norm = torch.rand(2, d, generator=g).add(0.5).to(device, dtype)
+        pro.eps = 1e-6
+    positions = torch.tensor([0, 1, 17, 511, 4095], device=device)
+    q_ref, k_ref = ref.rotary_ref(positions, *ref.qk_prologue_ref(q, k, pro), rope.cos,
+                                  rope.sin)
+    apply_rotary(positions, q, k, rope.cos, rope.sin, pro)
+    torch.testing.assert_close(q.float(), q_ref.float(), rtol=tol(dtype), atol=3 * tol(dtype))
+    torch.testing.assert_close(k.float(), k_ref.float(), rtol=tol(dtype), atol=3 * tol(dtype))
+    assert torch.equal(qkv[:, (h + kvh) * d :], v_before)
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
 def test_silu_and_mul(device, dtype):
     from engine.nano.kernels.silu_mul import silu_and_mul
 
@@ -142,6 +215,11 @@ def test_silu_and_mul(device, dtype):
     out = silu_and_mul(x)
     torch.testing.assert_close(out.float(), ref.silu_and_mul_ref(x).float(), rtol=tol(dtype),
                                atol=tol(dtype))
+    scale = torch.rand(4, generator=g).add(0.5).to(device)  # fuse_norm_linear's row scale
+    out = silu_and_mul(x, scale)
+    want = ref.silu_and_mul_ref(x, scale)
+    torch.testing.assert_close(out.float(), want.float(), rtol=tol(dtype), atol=3 * tol(dtype))
+    assert not torch.allclose(want, ref.silu_and_mul_ref(x))
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
