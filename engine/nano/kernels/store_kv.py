@@ -1,4 +1,8 @@
-"""KV-cache store: token t's K and V rows go to cache slot slot_mapping[t] (-1: skip)."""
+"""KV-cache store: token t's K and V rows go to cache slot slot_mapping[t] (-1: skip).
+
+The caches are addressed through their strides, so any kv_layout (engine/nano/kv_layout.py)
+works: slot = block * block_size + offset, and head h of that token lies at
+block * stride_b + offset * stride_s + h * stride_h."""
 
 from __future__ import annotations
 
@@ -12,36 +16,44 @@ from engine.nano.kernels.launch import launch
 @triton.jit
 def _store_kv_kernel(
     k_ptr, v_ptr, kc_ptr, vc_ptr, slot_ptr,
-    stride_k, stride_v,
-    ROW: tl.constexpr, BLOCK: tl.constexpr,
+    stride_kt, stride_kh, stride_vt, stride_vh,
+    stride_cb, stride_cs, stride_ch,
+    NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     t = tl.program_id(0)
     slot = tl.load(slot_ptr + t).to(tl.int64)
     if slot < 0:
         return
-    offs = tl.arange(0, BLOCK)
-    mask = offs < ROW
-    k = tl.load(k_ptr + t * stride_k + offs, mask=mask)
-    v = tl.load(v_ptr + t * stride_v + offs, mask=mask)
-    tl.store(kc_ptr + slot * ROW + offs, k.to(kc_ptr.dtype.element_ty), mask=mask)
-    tl.store(vc_ptr + slot * ROW + offs, v.to(vc_ptr.dtype.element_ty), mask=mask)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (offs_h[:, None] < NUM_KV_HEADS) & (offs_d[None, :] < HEAD_DIM)
+    k = tl.load(k_ptr + t * stride_kt + offs_h[:, None] * stride_kh + offs_d[None, :],
+                mask=mask)
+    v = tl.load(v_ptr + t * stride_vt + offs_h[:, None] * stride_vh + offs_d[None, :],
+                mask=mask)
+    dst = ((slot // BLOCK_SIZE) * stride_cb + (slot % BLOCK_SIZE) * stride_cs
+           + offs_h[:, None] * stride_ch + offs_d[None, :])
+    tl.store(kc_ptr + dst, k.to(kc_ptr.dtype.element_ty), mask=mask)
+    tl.store(vc_ptr + dst, v.to(vc_ptr.dtype.element_ty), mask=mask)
 
 
 def store_kv(
     k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
 ) -> None:
-    """k, v: [T, KVH, D] with contiguous rows of KVH * D; caches contiguous
-    [num_blocks, block_size, KVH, D]."""
-    t = k.shape[0]
-    row = k.shape[1] * k.shape[2]
-    assert k.stride(1) == k.shape[2] and k.stride(2) == 1, "k rows must be contiguous"
-    assert v.stride(1) == v.shape[2] and v.stride(2) == 1, "v rows must be contiguous"
-    assert k_cache.is_contiguous() and v_cache.is_contiguous()
+    """k, v: [T, KVH, D] with unit stride in D; caches [num_blocks, block_size, KVH, D]
+    views, unit stride in D, K's and V's strides alike."""
+    t, kvh, d = k.shape
+    assert k.stride(2) == 1 and v.stride(2) == 1, "k and v need unit stride in D"
+    assert k_cache.stride() == v_cache.stride() and k_cache.stride(3) == 1
     if t == 0:
         return
     launch(
         _store_kv_kernel, (t,),
-        k, v, k_cache, v_cache, slot_mapping, k.stride(0), v.stride(0),
-        ROW=row, BLOCK=triton.next_power_of_2(row),
+        k, v, k_cache, v_cache, slot_mapping,
+        k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        NUM_KV_HEADS=kvh, HEAD_DIM=d, BLOCK_SIZE=k_cache.shape[1],
+        BLOCK_H=triton.next_power_of_2(kvh), BLOCK_D=triton.next_power_of_2(d),
     )
