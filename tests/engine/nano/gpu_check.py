@@ -35,14 +35,15 @@ def checkpoint(arch: str, dtype: str) -> str:
     return str(d)
 
 
-def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path):
+def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path,
+                kv_layout: str = "token"):
     """nano's greedy tokens and the logits of every step, per prompt. Everything the engine
     holds is freed on return, so the next engine sees the memory free."""
     from engine.nano import LLM, SamplingParams
 
     t0 = time.monotonic()
     llm = LLM(model_dir, max_num_seqs=8, gpu_memory_utilization=0.3, max_model_len=1024,
-              attention_backend=backend, block_size=16)
+              attention_backend=backend, block_size=16, kv_layout=kv_layout)
     start_s = time.monotonic() - t0
     model, runner = llm.runner.model, llm.runner
     rows: list[torch.Tensor] = []
@@ -65,7 +66,7 @@ def nano_greedy(model_dir: str, backend: str, prompts, n_tok: int, out: Path):
 
     model.compute_logits, runner.launch = compute, launch
     toks = llm.generate(prompts, SamplingParams(0, n_tok, True))
-    log(out, phase="nano", backend=backend, start_s=round(start_s, 2),
+    log(out, phase="nano", backend=backend, kv_layout=kv_layout, start_s=round(start_s, 2),
         timings=llm.timings, kv_blocks=llm.num_kv_blocks)
     return toks, [torch.stack(per_seq[i]) for i in sorted(per_seq)]
 
@@ -83,8 +84,11 @@ def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_t
     lens = [7, 20, 64, 100, 150, 257, 300, 513]
     prompts = [torch.randint(0, 10000, (n,), generator=g).tolist() for n in lens]
     results = {}
-    for backend in ("triton", "torch") if device == "cuda" else ("torch",):
-        results[backend] = nano_greedy(model_dir, backend, prompts, n_tok, out)
+    runs = ((("triton", "token"), ("torch", "token"), ("triton", "head"), ("torch", "head"))
+            if device == "cuda" else (("torch", "token"), ("torch", "head")))
+    for backend, layout in runs:
+        name = backend if layout == "token" else f"{backend}-kv-head"
+        results[name] = nano_greedy(model_dir, backend, prompts, n_tok, out, layout)
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -119,6 +123,15 @@ def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_t
             same = n_tok if split is None else split + 1  # steps with the same context
             rec["triton_vs_torch"] = round((mine[:same] - other[:same]).abs().max().item(), 5)
             rec["torch_backend_first_diff"] = split
+        # kv_layout head against the default layout, on each backend: within bf16's error.
+        for backend in ("triton", "torch") if device == "cuda" else ("torch",):
+            base_toks, base = (r[i] for r in results[backend])
+            head_toks, head = (r[i] for r in results[f"{backend}-kv-head"])
+            split = _first_diff(head_toks, base_toks)
+            same = n_tok if split is None else split + 1
+            rec[f"{backend}_kv_head_vs_token"] = round(
+                (head[:same] - base[:same]).abs().max().item(), 5)
+            rec[f"{backend}_kv_head_first_diff"] = split
         log(out, **rec)
     del hf
 
@@ -245,7 +258,8 @@ def main() -> None:
                 log(out, phase=check.__name__, error=traceback.format_exc()[-3000:])
     runs = [(256, 0.9, {}), (128, 0.9, {}), (64, 0.5, {}), (256, 0.5, {}), (64, 0.9, {}),
             (128, 0.5, {}), (256, 0.9, {"async_scheduling": False}),
-            (256, 0.9, {"enforce_eager": True})]
+            (256, 0.9, {"enforce_eager": True}), (256, 0.9, {"kv_layout": "head"}),
+            (128, 0.9, {"kv_layout": "head"}), (64, 0.9, {"kv_layout": "head"})]
     if args.runs != "all":
         runs = [runs[int(i)] for i in args.runs.split(",")]
     for ms, util, extra in [] if args.skip_bench else runs:
