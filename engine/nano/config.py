@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 from engine.job import DEFAULT_GPU_MEMORY_UTILIZATION
 from engine.memory_budget import BUDGET_OPTIONS
+from engine.nano.kv_layout import KV_LAYOUTS
 from engine.options import Option
 
 SUPPORTED_ARCHS = {"qwen2", "qwen3"}
@@ -126,6 +127,10 @@ class EngineConfig:
     # last blocks; measured in bench/BENCHMARKS.md).
     block_size: int = _option(0, "tokens per KV-cache block; 0: 256, or 64 where the cache "
                               "cannot hold max_num_seqs sequences of max_model_len", minimum=0)
+    # engine/nano/kv_layout.py: how a KV-cache block lies in memory.
+    kv_layout: str = _option("token", "KV-cache blocks in memory: token [token, KV head, dim]; "
+                             "head [KV head, token, dim] (a KV head's block contiguous)",
+                             choices=KV_LAYOUTS)
     attention_backend: str = _option("auto", "auto: triton on CUDA, torch on CPU",
                                      choices=("auto", "triton", "torch"))
     max_num_batched_tokens: int = _option(16384, "prefill tokens per step", minimum=1)

@@ -29,6 +29,7 @@ import torch
 from engine.errors import BadInput
 from engine.memory_budget import card_bytes
 from engine.nano.config import EngineConfig, ModelConfig
+from engine.nano.kv_layout import block_shape, blocks_view
 from engine.nano.layers.attention import AttentionMetadata
 from engine.nano.layers.sampler import Sampler
 from engine.nano.loader import load_weights
@@ -129,10 +130,7 @@ class ModelRunner:
 
         t = time.perf_counter()
         self.num_blocks = self._size_kv_cache()
-        self.kv_cache = torch.zeros(
-            2, mcfg.num_hidden_layers, self.num_blocks, self.block_size,
-            mcfg.num_key_value_heads, mcfg.head_dim, dtype=self.dtype, device=self.device,
-        )
+        self.kv_cache = self._new_cache(self.num_blocks)
         self._bind_cache(self.kv_cache)
         self._sync()
         self.timings["profile_s"] = time.perf_counter() - t
@@ -146,13 +144,24 @@ class ModelRunner:
 
     @property
     def block_bytes(self) -> int:
+        """A block of K and V in every layer, whatever the kv_layout."""
         m = self.mcfg
         return (2 * m.num_hidden_layers * self.block_size * m.num_key_value_heads * m.head_dim
                 * self.dtype.itemsize)
 
+    def _new_cache(self, num_blocks: int) -> torch.Tensor:
+        """K and V of every layer, [2, layers, num_blocks, *block_shape] (kv_layout.py)."""
+        m = self.mcfg
+        block = block_shape(self.cfg.kv_layout, self.block_size, m.num_key_value_heads,
+                            m.head_dim)
+        return torch.zeros(2, m.num_hidden_layers, num_blocks, *block, dtype=self.dtype,
+                           device=self.device)
+
     def _bind_cache(self, cache: torch.Tensor) -> None:
+        layout = self.cfg.kv_layout
         for i, attn in enumerate(self.model.attention_layers()):
-            attn.k_cache, attn.v_cache = cache[0, i], cache[1, i]
+            attn.k_cache = blocks_view(cache[0, i], layout)
+            attn.v_cache = blocks_view(cache[1, i], layout)
 
     def _sync(self) -> None:
         if self.is_cuda:
@@ -196,8 +205,7 @@ class ModelRunner:
         seq_len = min(self.max_model_len, budget // n_seqs)
         blocks_per_seq = _cdiv(seq_len, self.block_size)
         m = self.mcfg
-        tmp = torch.zeros(2, m.num_hidden_layers, n_seqs * blocks_per_seq, self.block_size,
-                          m.num_key_value_heads, m.head_dim, dtype=self.dtype, device=self.device)
+        tmp = self._new_cache(n_seqs * blocks_per_seq)
         self._bind_cache(tmp)
         tables = [list(range(i * blocks_per_seq, (i + 1) * blocks_per_seq)) for i in range(n_seqs)]
         ids = torch.zeros(n_seqs * seq_len, dtype=torch.long, device=self.device)
@@ -228,7 +236,7 @@ class ModelRunner:
         peak = torch.cuda.max_memory_allocated(self.device)
         tmp_bytes = tmp.numel() * tmp.element_size()
         del tmp
-        self._bind_cache(torch.empty(2, m.num_hidden_layers, 0, device=self.device))
+        self._bind_cache(self._new_cache(0))
         torch.cuda.empty_cache()
         current = torch.cuda.memory_allocated(self.device)
         free, total = torch.cuda.mem_get_info(self.device)
@@ -307,7 +315,7 @@ class ModelRunner:
         from engine.nano.kernels.choose import choose
 
         card = Card.of(self.device) if self.is_cuda else CARDS["H200"]
-        return choose(card, self.mcfg, self.dtype.itemsize)
+        return choose(card, self.mcfg, self.dtype.itemsize, self.cfg.kv_layout)
 
     def num_splits(self, batch: int, max_context: int) -> int:
         if self.kernels is None:

@@ -3,11 +3,12 @@
     python -m engine.nano.kernels.aot [--card "RTX 3090" ...] [--dtype bfloat16 ...]
 
 For each card (kernels/card.py CARDS), dtype and architecture of engine/archs.py (the tiny
-test models aside), the kernel wrappers run on meta tensors shaped as the engine's forward
-step gives them, with the launch configurations the card's choosers pick
-(kernels/choose.py); every distinct launch is compiled by Triton for the card's
-architecture with the specialisations a launch on the device would get. One JSON line per
-compiled kernel: its shared memory, registers and spilled bytes, and the card's limit.
+test models aside), and each KV-cache layout and block size, the kernel wrappers run on meta
+tensors shaped and strided as the engine's forward step gives them, with the launch
+configurations the card's choosers pick (kernels/choose.py); every distinct launch is
+compiled by Triton for the card's architecture with the specialisations a launch on the
+device would get. One JSON line per compiled kernel: its shared memory, registers and
+spilled bytes, and the card's limit.
 
 Uses Triton's internals (the JIT's argument binder, ASTSource) as Triton 3.9 has them, and
 its own ptxas and cuobjdump. Run it where TRITON_INTERPRET is unset: under the interpreter
@@ -18,6 +19,7 @@ subprocess).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -100,9 +102,10 @@ class Compiler:
             self.compiled.append(self.cache[key])
 
 
-def _forward_launches(mcfg, dtype, configs, block_size: int) -> None:
+def _forward_launches(mcfg, dtype, configs, block_size: int, kv_layout: str) -> None:
     """Every kernel a forward step (prefill, decode in one part and in several) and its
-    sampling launch for a model, on meta tensors."""
+    sampling launch for a model, on meta tensors: the caches are views of a layer's cache
+    laid out as kv_layout lays it out (engine/nano/kv_layout.py)."""
     import torch
 
     from engine.nano.kernels.decode_attention import paged_decode_attention
@@ -113,6 +116,7 @@ def _forward_launches(mcfg, dtype, configs, block_size: int) -> None:
     from engine.nano.kernels.sample import sample
     from engine.nano.kernels.silu_mul import silu_and_mul
     from engine.nano.kernels.store_kv import store_kv
+    from engine.nano.kv_layout import block_shape, blocks_view
 
     meta = torch.device("meta")
     h, kvh, d = mcfg.num_attention_heads, mcfg.num_key_value_heads, mcfg.head_dim
@@ -134,7 +138,8 @@ def _forward_launches(mcfg, dtype, configs, block_size: int) -> None:
     positions = empty(t, dtype=torch.long)
     apply_rotary(positions, q, k, empty(4096, d, dtype=torch.float32),
                  empty(4096, d, dtype=torch.float32))
-    kc, vc = empty(1024, block_size, kvh, d), empty(1024, block_size, kvh, d)
+    block = block_shape(kv_layout, block_size, kvh, d)
+    kc, vc = (blocks_view(empty(1024, *block), kv_layout) for _ in "kv")
     store_kv(k, v, kc, vc, empty(t, dtype=torch.long))
     tables = empty(n, 16, dtype=torch.int32)
     lens = empty(n, dtype=torch.int32)
@@ -165,6 +170,7 @@ def compile_all(cards: list[Card], dtypes: tuple[str, ...] = DTYPES) -> Iterator
     from engine.nano.config import ModelConfig
     from engine.nano.kernels.choose import choose
     from engine.nano.kernels.launch import compiling_with
+    from engine.nano.kv_layout import KV_LAYOUTS
     from engine.nano.model_runner import BLOCK_SIZE, TIGHT_BLOCK_SIZE
 
     models = {name: ModelConfig.from_dict(cfg) for name, cfg in ARCHS.items()
@@ -175,10 +181,12 @@ def compile_all(cards: list[Card], dtypes: tuple[str, ...] = DTYPES) -> Iterator
             resources: dict[int, tuple[int, int]] = {}  # by id: the compiler keeps them alive
             for name, mcfg in models.items():
                 compiler.start_model()
-                configs = choose(card, mcfg, getattr(torch, dtype).itemsize)
                 with compiling_with(compiler):
-                    for block_size in (BLOCK_SIZE, TIGHT_BLOCK_SIZE):
-                        _forward_launches(mcfg, getattr(torch, dtype), configs, block_size)
+                    for kv_layout, block_size in itertools.product(
+                            KV_LAYOUTS, (BLOCK_SIZE, TIGHT_BLOCK_SIZE)):
+                        configs = choose(card, mcfg, getattr(torch, dtype).itemsize, kv_layout)
+                        _forward_launches(mcfg, getattr(torch, dtype), configs, block_size,
+                                          kv_layout)
                 for kernel, constexprs, options, out in compiler.compiled:
                     if id(out) not in resources:
                         resources[id(out)] = _resources(out.asm["cubin"])

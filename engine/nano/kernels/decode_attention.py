@@ -2,7 +2,10 @@
 
 Grid (batch, kv_head, split): a program takes all query heads of one KV head (GQA), and
 one of `num_splits` equal parts of the sequence's context, walking it BLOCK_N tokens at a
-time through the block table. Each part writes its partial output and log-sum-exp; a second
+time through the block table. Parts start at multiples of BLOCK_N, so where BLOCK_N divides
+the block size a tile lies in one cache block: one block-table entry a tile, not one a
+token, and the tile's K (or V) is BLOCK_N rows at one stride (one contiguous run in the
+`head` kv_layout). Each part writes its partial output and log-sum-exp; a second
 kernel combines the parts. The split count is a launch parameter, not a function of the
 lengths, so one launch can be captured in a CUDA graph and replayed for any lengths. With
 one split (large batches fill the GPU without splitting) the first kernel writes the output
@@ -36,7 +39,7 @@ def _decode_split_kernel(
     scale, NUM_SPLITS,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-    DIRECT: tl.constexpr,
+    DIRECT: tl.constexpr, TILE_IN_BLOCK: tl.constexpr,
 ):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -63,17 +66,19 @@ def _decode_split_kernel(
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         nmask = offs_n < end
-        blk = tl.load(bt_row + offs_n // BLOCK_SIZE, mask=nmask, other=0).to(tl.int64)
-        within = offs_n % BLOCK_SIZE
         kv_mask = nmask[:, None] & dmask[None, :]
-        k = tl.load(
-            kc_ptr + blk[:, None] * stride_kb + within[:, None] * stride_ks + kvh * stride_kh
-            + offs_d[None, :], mask=kv_mask, other=0.0,
-        )
-        v = tl.load(
-            vc_ptr + blk[:, None] * stride_vb + within[:, None] * stride_vs + kvh * stride_vh
-            + offs_d[None, :], mask=kv_mask, other=0.0,
-        )
+        if TILE_IN_BLOCK:  # n0 is a multiple of BLOCK_N: the tile lies in one cache block
+            blk = tl.load(bt_row + n0 // BLOCK_SIZE).to(tl.int64)
+            within = offs_n % BLOCK_SIZE
+            k_rows = kc_ptr + blk * stride_kb + within[:, None] * stride_ks
+            v_rows = vc_ptr + blk * stride_vb + within[:, None] * stride_vs
+        else:
+            blk = tl.load(bt_row + offs_n // BLOCK_SIZE, mask=nmask, other=0).to(tl.int64)
+            within = offs_n % BLOCK_SIZE
+            k_rows = kc_ptr + blk[:, None] * stride_kb + within[:, None] * stride_ks
+            v_rows = vc_ptr + blk[:, None] * stride_vb + within[:, None] * stride_vs
+        k = tl.load(k_rows + kvh * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(v_rows + kvh * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
         scores = tl.dot(q, tl.trans(k)) * scale  # [BLOCK_H, BLOCK_N], fp32
         scores = tl.where(nmask[None, :], scores, float("-inf"))
         m_new = tl.maximum(m, tl.max(scores, axis=1))
@@ -166,12 +171,19 @@ def smem_bytes(block_n: int, block_d: int, block_h: int, num_stages: int, itemsi
     return tiles + operands + (4 * block_n if num_stages >= 3 else 0)
 
 
-def decode_config(card: Card, head_dim: int, group: int, itemsize: int) -> DecodeConfig:
-    """The H200's tile and warps on any card; its three stages where they leave at least
-    two programs an SM, else the most stages that do (or one); the split rule aims at the
+# The H200's fastest tile, warps and stages for each kv_layout (engine/nano/kv_layout.py), as
+# bench/decode_attention_tune.py measures them; the base decode_config fits to other cards.
+# head: the token layout's until that bench has measured the head layout on an H200.
+MEASURED: dict[str, DecodeConfig] = {"token": DecodeConfig(), "head": DecodeConfig()}
+
+
+def decode_config(card: Card, head_dim: int, group: int, itemsize: int,
+                  kv_layout: str = "token") -> DecodeConfig:
+    """The H200's tile and warps for the layout on any card; its three stages where they leave
+    at least two programs an SM, else the most stages that do (or one); the split rule aims at the
     programs that fit an SM, at most four. A 3090 (sm_86, 82 SMs, 100 KB an SM) at head dim
     128: three stages, about 39 KB a program, two programs an SM, 164 slots."""
-    base = DecodeConfig()
+    base = MEASURED[kv_layout]
     block_d = triton.next_power_of_2(head_dim)
     for stages in range(base.num_stages, 0, -1):
         smem = smem_bytes(base.block_n, block_d, block_h(group), stages, itemsize)
@@ -190,7 +202,8 @@ def paged_decode_attention(
     block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float, num_splits: int,
     out: torch.Tensor | None = None, config: DecodeConfig = DecodeConfig(),
 ) -> torch.Tensor:
-    """q [B, H, D]; caches [num_blocks, block_size, KVH, D]; block_tables [B, max_blocks];
+    """q [B, H, D]; caches [num_blocks, block_size, KVH, D] views (any kv_layout's
+    strides); block_tables [B, max_blocks];
     context_lens [B] (0 for padding rows: their output is 0). Returns [B, H, D]."""
     b, h, d = q.shape
     _, block_size, kvh, _ = k_cache.shape
@@ -218,7 +231,8 @@ def paged_decode_attention(
         scale, num_splits,
         GROUP=group, HEAD_DIM=d, BLOCK_SIZE=block_size,
         BLOCK_H=block_h(group), BLOCK_D=block_d,
-        BLOCK_N=config.block_n, DIRECT=direct, num_warps=config.num_warps,
+        BLOCK_N=config.block_n, DIRECT=direct, TILE_IN_BLOCK=block_size % config.block_n == 0,
+        num_warps=config.num_warps,
         num_stages=config.num_stages,
     )
     if direct:

@@ -107,7 +107,8 @@ def prefill_attention(
     max_seqlen_q: int, scale: float, out: torch.Tensor | None = None,
     config: PrefillConfig = PrefillConfig(),
 ) -> torch.Tensor:
-    """q [T, H, D]; caches [num_blocks, block_size, KVH, D]; block_tables [N, max_blocks];
+    """q [T, H, D]; caches [num_blocks, block_size, KVH, D] views (any kv_layout's strides);
+    block_tables [N, max_blocks];
     cu_seqlens_q [N + 1]; context_lens [N]. Returns [T, H, D]."""
     t, h, d = q.shape
     _, block_size, kvh, _ = k_cache.shape

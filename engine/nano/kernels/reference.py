@@ -1,6 +1,7 @@
 """Torch references of the kernels; also the `torch` attention backend and the CPU path.
 
-Shapes: q [T, H, D]; k, v [T, KVH, D]; caches [num_blocks, block_size, KVH, D];
+Shapes: q [T, H, D]; k, v [T, KVH, D]; caches [num_blocks, block_size, KVH, D] (views, strided
+as their kv_layout lays them out: engine/nano/kv_layout.py);
 block_tables [N, max_blocks] int32; context_lens [N] int32 (tokens in the cache, new ones
 included); cu_seqlens_q [N + 1] int32 (prefill: where each sequence's new tokens start in q).
 """
@@ -17,17 +18,16 @@ def store_kv_ref(
     k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
 ) -> None:
-    """Write token t's K/V to slot slot_mapping[t] (block * block_size + offset); -1 skips."""
+    """Write token t's K/V to slot slot_mapping[t] (block * block_size + offset); -1 skips.
+    Indexes (block, offset) of the caches' views, so any kv_layout's strides work."""
     keep = slot_mapping >= 0
-    slots = slot_mapping.clamp_min(0).long()
-    kc = k_cache.view(-1, *k_cache.shape[2:])
-    vc = v_cache.view(-1, *v_cache.shape[2:])
-    if bool(keep.all()):
-        kc.index_copy_(0, slots, k.to(kc.dtype))
-        vc.index_copy_(0, slots, v.to(vc.dtype))
-    else:
-        kc[slots[keep]] = k[keep].to(kc.dtype)
-        vc[slots[keep]] = v[keep].to(vc.dtype)
+    slots = slot_mapping.long()
+    if not bool(keep.all()):
+        slots, k, v = slots[keep], k[keep], v[keep]
+    bs = k_cache.shape[1]
+    blocks, offsets = slots // bs, slots % bs
+    k_cache[blocks, offsets] = k.to(k_cache.dtype)
+    v_cache[blocks, offsets] = v.to(v_cache.dtype)
 
 
 def add_rmsnorm_ref(

@@ -38,7 +38,8 @@ class Attention(nn.Module):
         self.head_dim = head_dim
         self.scale = head_dim**-0.5
         self.backend = backend
-        # [num_blocks, block_size, KVH, D] views into the engine's cache, set by the runner.
+        # [num_blocks, block_size, KVH, D] views into the engine's cache, set by the runner;
+        # strided as the cache's kv_layout lays it out (engine/nano/kv_layout.py).
         self.k_cache = torch.empty(0)
         self.v_cache = torch.empty(0)
         # The Triton kernels' launch configurations (kernels/choose.py), set by the runner.

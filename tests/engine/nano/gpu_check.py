@@ -84,8 +84,11 @@ def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_t
     lens = [7, 20, 64, 100, 150, 257, 300, 513]
     prompts = [torch.randint(0, 10000, (n,), generator=g).tolist() for n in lens]
     results = {}
-    for backend in ("triton", "torch") if device == "cuda" else ("torch",):
-        results[backend] = nano_greedy(model_dir, backend, prompts, n_tok, out)
+    runs = ((("triton", "token"), ("torch", "token"), ("triton", "head"), ("torch", "head"))
+            if device == "cuda" else (("torch", "token"), ("torch", "head")))
+    for backend, layout in runs:
+        name = backend if layout == "token" else f"{backend}-kv-head"
+        results[name] = nano_greedy(model_dir, backend, prompts, n_tok, out, kv_layout=layout)
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -120,6 +123,15 @@ def logits_check(model_dir: str, device: str, dtype: torch.dtype, out: Path, n_t
             same = n_tok if split is None else split + 1  # steps with the same context
             rec["triton_vs_torch"] = round((mine[:same] - other[:same]).abs().max().item(), 5)
             rec["torch_backend_first_diff"] = split
+        # kv_layout head against the default layout, on each backend: within bf16's error.
+        for backend in ("triton", "torch") if device == "cuda" else ("torch",):
+            base_toks, base = (r[i] for r in results[backend])
+            head_toks, head = (r[i] for r in results[f"{backend}-kv-head"])
+            split = _first_diff(head_toks, base_toks)
+            same = n_tok if split is None else split + 1
+            rec[f"{backend}_kv_head_vs_token"] = round(
+                (head[:same] - base[:same]).abs().max().item(), 5)
+            rec[f"{backend}_kv_head_first_diff"] = split
         log(out, **rec)
     del hf
 
@@ -246,7 +258,8 @@ def main() -> None:
                 log(out, phase=check.__name__, error=traceback.format_exc()[-3000:])
     runs = [(256, 0.9, {}), (128, 0.9, {}), (64, 0.5, {}), (256, 0.5, {}), (64, 0.9, {}),
             (128, 0.5, {}), (256, 0.9, {"async_scheduling": False}),
-            (256, 0.9, {"enforce_eager": True})]
+            (256, 0.9, {"enforce_eager": True}), (256, 0.9, {"kv_layout": "head"}),
+            (128, 0.9, {"kv_layout": "head"}), (64, 0.9, {"kv_layout": "head"})]
     if args.runs != "all":
         runs = [runs[int(i)] for i in args.runs.split(",")]
     for ms, util, extra in [] if args.skip_bench else runs:

@@ -157,6 +157,24 @@ def test_fuse_norm_linear_triton_backend_under_the_interpreter(checkpoints, arch
         assert llm.generate(ps, SamplingParams(0, 4, True)) == want
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_head_kv_layout_matches_with_preemption_and_prefix_hits(checkpoints, backend):
+    """kv_layout head (a KV head's block contiguous): the same greedy tokens as
+    transformers, through a cache of six blocks for three sequences that share two blocks of
+    prompt: preempted sequences come back on prefix-cache hits."""
+    if backend == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("needs the interpreter")
+    d = checkpoints["tiny-qwen3"]
+    base = prompts([17], seed=7)[0]
+    ps = [base + tail for tail in prompts([3, 6, 1], seed=8)]
+    llm = LLM(d, block_size=8, max_num_seqs=3, max_model_len=32, kv_cache_tokens=48,
+              admission_lookahead=0, kv_layout="head", attention_backend=backend,
+              max_num_batched_tokens=32)
+    assert llm.runner.kv_cache.shape[2:] == (6, 2, 8, 16)  # [blocks, KV heads, tokens, dim]
+    assert llm.generate(ps, SamplingParams(0, 6, True)) == hf_greedy(d, ps, 6)
+    assert llm.last_stats["preemptions"] > 0 and llm.last_stats["prefix_hit_tokens"] > 2 * 16
+
+
 @pytest.mark.parametrize("async_scheduling", [True, False])
 def test_request_timings(checkpoints, async_scheduling):
     """Each request's first and last token times, from the generate's start: two prompts
@@ -283,8 +301,9 @@ class _Replay:
         self.fn()
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_static_buffers_as_cuda_graphs_use_them(checkpoints, backend):
+@pytest.mark.parametrize(("backend", "kv_layout"),
+                         [("torch", "token"), ("torch", "head"), ("triton", "token")])
+def test_static_buffers_as_cuda_graphs_use_them(checkpoints, backend, kv_layout):
     """The paths of CUDA graphs on CPU: decode (static buffers, padded buckets: slot -1,
     context 0, stale block-table rows) and, with Triton attention, prefill (tokens padded to
     the bucket with slot -1, sequences padded with no new tokens, stale rows from the step
@@ -294,7 +313,7 @@ def test_static_buffers_as_cuda_graphs_use_them(checkpoints, backend):
         pytest.skip("needs the interpreter")
     d = checkpoints["tiny"]
     llm = LLM(d, block_size=8, max_num_seqs=10, max_model_len=64, attention_backend=backend,
-              max_num_batched_tokens=64)
+              max_num_batched_tokens=64, kv_layout=kv_layout)
     replays = []
 
     class Counted(_Replay):

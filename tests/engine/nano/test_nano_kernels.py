@@ -6,17 +6,26 @@ import pytest
 import torch
 
 from engine.nano.kernels import reference as ref
+from engine.nano.kv_layout import KV_LAYOUTS, block_shape, blocks_view
 from tests.engine.nano.conftest import kernel_cases, needs_triton, tol
 
 pytestmark = needs_triton
 CASES = kernel_cases()
 
 
-def _paged_cache(lens, block_size, kvh, d, dtype, device, gen):
+def _cache(num_blocks, block_size, kvh, d, dtype, device, layout, gen=None):
+    """A layer's K (or V) cache laid out as `layout` lays it out, as its readers view it:
+    random with a generator, else zeros."""
+    shape = (num_blocks, *block_shape(layout, block_size, kvh, d))
+    stored = torch.zeros(shape) if gen is None else torch.randn(shape, generator=gen)
+    return blocks_view(stored.to(device, dtype), layout)
+
+
+def _paged_cache(lens, block_size, kvh, d, dtype, device, gen, layout="token"):
     """Random caches (a few spare blocks) and a shuffled block table covering each length."""
     num_blocks = sum((n + block_size - 1) // block_size for n in lens) + 3
-    kc = torch.randn(num_blocks, block_size, kvh, d, generator=gen).to(device, dtype)
-    vc = torch.randn(num_blocks, block_size, kvh, d, generator=gen).to(device, dtype)
+    kc = _cache(num_blocks, block_size, kvh, d, dtype, device, layout, gen)
+    vc = _cache(num_blocks, block_size, kvh, d, dtype, device, layout, gen)
     need = [(n + block_size - 1) // block_size for n in lens]
     perm = torch.randperm(num_blocks, generator=gen).tolist()
     width = max(need + [1])
@@ -29,7 +38,8 @@ def _paged_cache(lens, block_size, kvh, d, dtype, device, gen):
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
-def test_store_kv(device, dtype):
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_store_kv(device, dtype, layout):
     from engine.nano.kernels.store_kv import store_kv
 
     g = torch.Generator().manual_seed(0)
@@ -38,11 +48,13 @@ def test_store_kv(device, dtype):
     k = qkv[:, 4 * d : (4 + kvh) * d].view(t, kvh, d)  # strided views, as the model has
     v = qkv[:, (4 + kvh) * d :].view(t, kvh, d)
     slots = torch.tensor([5, 0, -1, 15, 3, 9, -1], device=device)
-    caches = [torch.zeros(nb, bs, kvh, d, device=device, dtype=dtype) for _ in range(4)]
+    caches = [_cache(nb, bs, kvh, d, dtype, device, layout) for _ in range(4)]
     store_kv(k, v, caches[0], caches[1], slots)
     ref.store_kv_ref(k, v, caches[2], caches[3], slots)
     assert torch.equal(caches[0], caches[2]) and torch.equal(caches[1], caches[3])
-    assert caches[0].abs().sum() > 0
+    # Slot 9 is block 2, offset 1: token 5's K for every head, wherever the layout puts it.
+    assert torch.equal(caches[0][2, 1], k[5]) and torch.equal(caches[1][9 // bs, 9 % bs], v[5])
+    assert int((caches[0] != 0).any(-1).sum()) == 5 * kvh  # five tokens stored, no more
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
@@ -101,16 +113,19 @@ def test_add_rms(device, dtype, with_residual):
                                rtol=tol(dtype), atol=tol(dtype))
 
 
+# Tiles across blocks (BLOCK_N above the block size) and within one (BLOCK_N dividing it).
 @pytest.mark.parametrize("device,dtype", CASES)
-@pytest.mark.parametrize("group,block_size,splits,block_n",
-                         [(1, 4, 1, 32), (6, 16, 1, 64), (3, 8, 3, 16), (4, 16, 8, 32)])
-def test_paged_decode_attention(device, dtype, group, block_size, splits, block_n):
+@pytest.mark.parametrize("group,block_size,splits,block_n,layout",
+                         [(1, 4, 1, 32, "token"), (6, 16, 1, 64, "head"), (3, 16, 3, 16, "token"),
+                          (4, 16, 8, 32, "token"), (3, 32, 3, 16, "head"),
+                          (2, 16, 1, 16, "head")])
+def test_paged_decode_attention(device, dtype, group, block_size, splits, block_n, layout):
     from engine.nano.kernels.decode_attention import DecodeConfig, paged_decode_attention
 
     g = torch.Generator().manual_seed(2)
     kvh, d = 2, 32
     lens = [1, 37, 70, 0]  # 0: a CUDA-graph padding row
-    kc, vc, bt = _paged_cache(lens, block_size, kvh, d, dtype, device, g)
+    kc, vc, bt = _paged_cache(lens, block_size, kvh, d, dtype, device, g, layout)
     q = torch.randn(len(lens), kvh * group, d, generator=g).to(device, dtype)
     ctx = torch.tensor(lens, dtype=torch.int32, device=device)
     out = paged_decode_attention(q, kc, vc, bt, ctx, d**-0.5, splits,
@@ -121,8 +136,8 @@ def test_paged_decode_attention(device, dtype, group, block_size, splits, block_
 
 
 @pytest.mark.parametrize("device,dtype", CASES)
-@pytest.mark.parametrize("group,block_size", [(1, 16), (2, 8)])
-def test_prefill_attention(device, dtype, group, block_size):
+@pytest.mark.parametrize("group,block_size,layout", [(1, 16, "token"), (2, 8, "head")])
+def test_prefill_attention(device, dtype, group, block_size, layout):
     from engine.nano.kernels.prefill_attention import prefill_attention
 
     g = torch.Generator().manual_seed(3)
@@ -130,7 +145,7 @@ def test_prefill_attention(device, dtype, group, block_size):
     new = [5, 70, 1, 33]  # new tokens per sequence
     prefix = [0, 10, 40, 16]  # cached before (chunked prefill or prefix-cache hits)
     ctx = [a + b for a, b in zip(new, prefix, strict=True)]
-    kc, vc, bt = _paged_cache(ctx, block_size, kvh, d, dtype, device, g)
+    kc, vc, bt = _paged_cache(ctx, block_size, kvh, d, dtype, device, g, layout)
     q = torch.randn(sum(new), kvh * group, d, generator=g).to(device, dtype)
     cu = [0]
     for n in new:
@@ -143,7 +158,8 @@ def test_prefill_attention(device, dtype, group, block_size):
 
 
 def test_decode_matches_prefill_reference():
-    """The two torch references agree: a decode is a prefill of one new token."""
+    """The two torch references agree: a decode is a prefill of one new token; and they read
+    the same values in either layout."""
     g = torch.Generator().manual_seed(4)
     kc, vc, bt = _paged_cache([9, 20], 4, 2, 16, torch.float32, "cpu", g)
     q = torch.randn(2, 4, 16, generator=g)
@@ -151,6 +167,13 @@ def test_decode_matches_prefill_reference():
     a = ref.decode_attention_ref(q, kc, vc, bt, ctx, 0.25)
     b = ref.prefill_attention_ref(q, kc, vc, bt, [0, 1, 2], [9, 20], 0.25)
     torch.testing.assert_close(a, b)
+    kh, vh = (_cache(*kc.shape[:2], 2, 16, torch.float32, "cpu", "head") for _ in "kv")
+    kh.copy_(kc)
+    vh.copy_(vc)
+    assert kh.stride() != kc.stride()
+    torch.testing.assert_close(ref.decode_attention_ref(q, kh, vh, bt, ctx, 0.25), a)
+    torch.testing.assert_close(
+        ref.prefill_attention_ref(q, kh, vh, bt, [0, 1, 2], [9, 20], 0.25), b)
 
 
 @pytest.mark.parametrize("device,dtype", CASES)

@@ -89,3 +89,18 @@ def test_choose_reads_the_model():
     chosen = choose(RTX3090, mcfg, 2)
     assert chosen.decode == decode_config(RTX3090, 128, 6, 2)
     assert chosen.prefill == PrefillConfig()
+
+
+def test_every_kv_layout_has_a_measured_tile():
+    from engine.archs import ARCHS
+    from engine.nano.config import nano_options
+    from engine.nano.kernels.choose import choose
+    from engine.nano.kernels.decode_attention import MEASURED, decode_config
+
+    assert set(MEASURED) == set(nano_options()["kv_layout"].choices) == {"token", "head"}
+    mcfg = ModelConfig.from_dict(ARCHS["qwen2-1.5b"])
+    for layout, tile in MEASURED.items():
+        chosen = choose(H200, mcfg, 2, layout).decode
+        assert chosen == decode_config(H200, 128, 6, 2, layout)
+        assert (chosen.block_n, chosen.num_warps, chosen.num_stages) == (
+            tile.block_n, tile.num_warps, tile.num_stages)
