@@ -20,6 +20,7 @@ case "${1:?checks or ab}" in
       2>&1 | tail -4
     timeout 120 python -m tests.engine.nano.gpu_check --out "$OUT/kvcheck.jsonl" --skip-bench \
       2>&1 | grep -E 'kv_head|triton_vs_torch' | tail -6
+    timeout 60 python bench/sample_kernel.py 2>&1 | tail -6
     timeout 150 python bench/decode_attention_tune.py --out "$OUT/tune" 2>&1 | tail -25
     timeout 150 python bench/profile_job.py --out "$OUT/profile" --max-num-seqs 256 2>&1 | tail -45
     ;;

@@ -106,7 +106,9 @@ def logits_check(out: Path, n_tok: int) -> None:
             worst[key] = max(worst[key], rec[key])
         log(out, **rec)
     log(out, phase="fused-logits-summary", **worst,
-        on_vs_off_within_bf16_spread=worst["on_vs_off"] <= worst["off_vs_off32"],
+        # The fused path's own error (its distance from fp32) is no larger than the default
+        # path's: on_vs_off, the sum of two independent bf16 errors, may exceed either.
+        within_bf16_error=worst["on_vs_off32"] <= worst["off_vs_off32"],
         same_greedy_on_off=sum(got["on"][0][i] == got["off"][0][i] for i in range(len(lens))),
         prompts=len(lens))
 

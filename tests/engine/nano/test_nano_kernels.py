@@ -247,16 +247,19 @@ def test_silu_and_mul(device, dtype):
 
 @pytest.mark.parametrize("device,dtype", CASES)
 def test_sample_greedy_rows_are_argmax(device, dtype):
-    from engine.nano.kernels.sample import sample
+    from engine.nano.kernels.sample import BLOCK, sample
 
     g = torch.Generator().manual_seed(6)
-    logits = torch.randn(4, 5000, generator=g)  # over two blocks of the vocabulary loop
+    logits = torch.randn(4, 5000, generator=g)  # over several blocks of the vocabulary loop
     logits[1, 4999] = 50.0  # the maximum in the last, partial block
     logits[2, [7, 3000]] = 50.0  # a tie: the first index wins, as torch.argmax
     logits = logits.to(device, dtype)
     temps = torch.tensor([0.0, 0.0, 0.0, 0.8], device=device)
-    out = sample(logits, temps, seed=1)
-    assert out[:3].tolist() == logits[:3].float().argmax(-1).tolist() == [out[0].item(), 4999, 7]
+    # One chunk a row, and five (the tie across chunks): the same tokens either way, the
+    # sampled row too (the noise is keyed by the token, not by the chunk).
+    one, five = sample(logits, temps, seed=1), sample(logits, temps, seed=1, chunk=BLOCK)
+    assert one.tolist() == five.tolist()
+    assert one[:3].tolist() == logits[:3].float().argmax(-1).tolist() == [one[0].item(), 4999, 7]
 
 
 @pytest.mark.parametrize("device,dtype", CASES[:1])
