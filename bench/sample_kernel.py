@@ -29,7 +29,8 @@ def main() -> int:
         temps = torch.full((rows,), 0.6, device="cuda")
         same = torch.equal(sample(logits, temps, 7, CHUNK), sample(logits, temps, 7, whole))
         for name, chunk in (("chunked", CHUNK), ("row a program", whole)):
-            ms = triton.testing.do_bench(lambda x=logits, t=temps, c=chunk: sample(x, t, 7, c), rep=200)
+            ms = triton.testing.do_bench(
+                lambda x=logits, t=temps, c=chunk: sample(x, t, 7, c), rep=200)
             print(f"rows {rows:4d} {name:14s} {1e3 * ms:8.1f} µs   same tokens: {same}",
                   flush=True)
     return 0
