@@ -54,9 +54,10 @@ def keep_valid(key: str, options: Sequence[Hashable], default) -> None:
 
 
 def write(params: dict[str, str | list[str]]) -> None:
-    """Make the URL's parameters `params` (a list: a repeated parameter; empty: left out),
+    """Make the URL's parameters `params` (a list: a repeated parameter; "" or []: left out),
     touching it only where it differs, so a rerun with nothing changed sends nothing."""
-    wanted = {k: [v] if isinstance(v, str) else list(v) for k, v in params.items()}
+    wanted = {k: ([v] if v else []) if isinstance(v, str) else list(v)
+              for k, v in params.items()}
     wanted = {k: v for k, v in wanted.items() if v}
     current = {k: st.query_params.get_all(k) for k in st.query_params}
     if current != wanted:
