@@ -101,6 +101,12 @@ def follow(db: Store) -> Change:
     return change
 
 
+def freshness(change: Change) -> str:
+    """A key for caching what a page read at `change` (follow's token): it moves whenever
+    the page would read anything differently, the age of a lost coordinator included."""
+    return repr(_seen(change))
+
+
 def await_database(problem: str) -> None:
     """For the page that says why there is no database to show (`problem`): rerun the app
     once there is one, so that its navigation appears, or when the problem changed (a file

@@ -14,7 +14,7 @@ import math
 import streamlit as st
 
 from dashboard import charts, url_state
-from dashboard.common import badge, follow, link, md, param, store, when
+from dashboard.common import badge, follow, freshness, link, md, param, store, when
 from db.read.jobs import sweep_jobs
 from db.read.metrics import LATENCIES, METRICS, OUTPUT_TOK_S
 from db.read.results import results_frame, speedup_text, summarize, with_speedups
@@ -27,8 +27,26 @@ AXIS_LABELS = {"variant": "variant", "max_num_seqs": "max_num_seqs",
 DEFAULT_LATENCY = "tpot_p50_ms"
 
 db = store()
-follow(db)
-sweeps = sweeps_frame(db)
+fresh = freshness(follow(db))
+
+
+# What the page reads, read once for each state of the database (every rerun after a
+# filter, baseline or metric changed, and every visitor, reuse it).
+@st.cache_data(ttl=600, max_entries=4, show_spinner=False)
+def _sweeps(url: str, fresh: str):
+    return sweeps_frame(db)
+
+
+@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+def _sweep(url: str, name: str, fresh: str):
+    """The sweep's settings, jobs, results (with the count of those hidden: a frame's attrs
+    do not survive the cache) and attempts on the timeline."""
+    df = results_frame(db, name)
+    return sweep_info(db, name), sweep_jobs(db, name), df, df.attrs["hidden"], \
+        attempt_bars(db, name)
+
+
+sweeps = _sweeps(db.url, fresh)
 if sweeps.empty:
     st.title("Sweep")
     st.info("No sweeps yet. Run one with `orchestrate sweep sweeps/demo.yaml`.",
@@ -46,9 +64,8 @@ if loading:
     st.session_state["sweep_pick"] = wanted or names[0]
 url_state.keep_valid("sweep_pick", names, names[0])
 name = st.sidebar.selectbox("sweep", names, key="sweep_pick")
-info = sweep_info(db, name)
+info, jobs, results, hidden, bars = _sweep(db.url, name, fresh)
 row = sweeps[sweeps["name"] == name].iloc[0]
-jobs = sweep_jobs(db, name)
 
 st.title(f"Sweep {md(name)}")
 
@@ -113,7 +130,7 @@ def render() -> None:
     if row["total"]:
         st.progress(float(row["progress"]))
 
-    df = results_frame(db, name)
+    df = results
     if df.empty:
         if row["failed"] and not row["done"]:
             st.error(f"No results: all {int(row['failed'])} finished job(s) of this sweep "
@@ -131,8 +148,8 @@ def render() -> None:
     if summary.empty:
         st.info("No result matches these filters.", icon=":material/filter_alt_off:")
         return
-    if df.attrs["hidden"]:
-        st.caption(f"{df.attrs['hidden']} result(s) of jobs no longer in the sweep file are "
+    if hidden:
+        st.caption(f"{hidden} result(s) of jobs no longer in the sweep file are "
                    f"not shown (`orchestrate results {md(name)} --all` lists them).")
     missing = int((summary["n"] == 0).sum())
     if missing:
@@ -192,7 +209,6 @@ def render() -> None:
 
 def _timeline() -> None:
     """Every attempt on its host and GPU, and where the GPU time went."""
-    bars = attempt_bars(db, name)
     if not bars:
         return
     st.subheader("Timeline")

@@ -157,7 +157,7 @@ def summarize(df: pd.DataFrame, baseline: str | None,
     out["ci95"] = [stats.mean_halfwidth(n, sd) for n, sd in zip(out["n"], out["std"],
                                                                  strict=True)]
     out["noisy"] = out["cv"].fillna(0) > CV_FLAG
-    figures = [_speedup(out, i, baseline, metric) for i in range(len(out))]
+    figures = _speedups(out, baseline, metric)
     for k, col in enumerate(SPEEDUP_FIELDS):
         out[col] = [f[k] for f in figures]
     out.attrs["metric"] = metric.key
@@ -169,31 +169,40 @@ def _disturbed(reasons: pd.Series) -> str:
     return f"{len(marked)} of {len(reasons)}: {marked[0]}" if marked else ""
 
 
-def sample(row: pd.Series) -> stats.Sample:
-    """A summary row's figure as stats reads it."""
+def sample(row) -> stats.Sample:
+    """A summary row's figure (a Series or a record) as stats reads it."""
     return stats.Sample(int(row["n"]), float(row["mean"]), float(row["std"]))
 
 
-def _speedup(out: pd.DataFrame, i: int, baseline: str | None, metric: Metric) -> tuple:
-    row = out.iloc[i]
+def _speedups(out: pd.DataFrame, baseline: str | None, metric: Metric) -> list[tuple]:
+    """SPEEDUP_FIELDS of each summary row. Plain records, not frame filters: a sweep's
+    hundred configurations each filtering the wide summary took most of a page's second."""
+    axes = [c for c in out.columns if c.startswith(OPTION_PREFIX)]
+    rows = out[["variant", *COMPARABLE, *axes, "n", "mean", "std"]].to_dict("records")
+    base = [r for r in rows if baseline and r["variant"] == baseline]
+    return [_speedup(row, base, baseline, axes, metric) for row in rows]
+
+
+def _same(a, b) -> bool:
+    return a == b or (pd.isna(a) and pd.isna(b))
+
+
+def _speedup(row: dict, base: list[dict], baseline: str | None, axes: list[str],
+             metric: Metric) -> tuple:
     nothing = (math.nan, math.nan, math.nan, "")
     if not row["n"]:
         return (*nothing, f"no {metric.label} measured")
-    base = out[out["variant"] == baseline] if baseline else out.iloc[0:0]
-    if base.empty:
+    if not base:
         return (*nothing, "no baseline results")
     if row["variant"] == baseline:
         return 1.0, math.nan, math.nan, BASELINE, ""
-    same = base
-    for col in COMPARABLE:
-        same = same[(same[col] == row[col]) | (same[col].isna() & pd.isna(row[col]))]
-    if same.empty:
+    same = [b for b in base if all(_same(b[c], row[c]) for c in COMPARABLE)]
+    if not same:
         return (*nothing, _why_not(base, row))
-    axes = [c for c in out.columns if c.startswith(OPTION_PREFIX)]
-    alike = same[(same[axes] == row[axes]).all(axis=1)] if axes else same
-    if alike.empty and len(same) > 1:
+    alike = [b for b in same if all(b[a] == row[a] for a in axes)]
+    if not alike and len(same) > 1:
         return (*nothing, "baseline has several configurations at these settings")
-    against = (alike if not alike.empty else same).iloc[0]
+    against = (alike or same)[0]
     if not against["n"]:
         return (*nothing, f"baseline has no {metric.label} at these settings")
     s = metric.speedup(sample(row), sample(against))
@@ -201,10 +210,10 @@ def _speedup(out: pd.DataFrame, i: int, baseline: str | None, metric: Metric) ->
     return s.ratio, s.low, s.high, s.verdict, note
 
 
-def _why_not(base: pd.DataFrame, row: pd.Series) -> str:
+def _why_not(base: list[dict], row: dict) -> str:
     for col, label in (("model", "model"), ("workload_fingerprint", "workload"),
                        ("gpu_name", "card")):
-        if not (base[col] == row[col]).any():
+        if not any(b[col] == row[col] for b in base):
             return f"baseline has no result on this {label}"
     return "baseline has no result at these settings"
 

@@ -294,10 +294,8 @@ def test_the_metric_selector_drives_table_charts_and_speedups(demo_db, monkeypat
 
 def test_the_url_holds_sweep_filters_baseline_and_metric(demo_db, monkeypatch):
     at = open_page(monkeypatch, demo_db, "sweep", sweep="dash", metric="ttft_p90_ms",
-                   baseline="nano-sync", latency="ttft_p50_ms")
-    at.query_params["max_num_seqs"] = ["4"]
-    at.query_params["variant"] = ["nano", "nano-sync"]
-    at.run()
+                   baseline="nano-sync", latency="ttft_p50_ms", max_num_seqs=["4"],
+                   variant=["nano", "nano-sync"])
     assert at.sidebar.selectbox(key="metric").value == "ttft_p90_ms"
     assert at.sidebar.selectbox(key="baseline").value == "nano-sync"
     assert at.sidebar.selectbox(key="latency").value == "ttft_p50_ms"
