@@ -10,9 +10,13 @@ from datetime import UTC
 import altair as alt
 import pandas as pd
 
+from dashboard.pareto import pareto_front
 from db.read import stats
+from db.read.metrics import OUTPUT_TOK_S, Metric
 from db.read.results import (
+    BASELINE,
     DEFAULT,
+    MISSING,
     OPTION_PREFIX,
     option_columns,
     plain,
@@ -88,22 +92,25 @@ def variant_labels(summary: pd.DataFrame) -> pd.Series:
     ], index=summary.index)
 
 
-def best_config(summary: pd.DataFrame) -> pd.Series | None:
-    """The configuration with the highest mean output tok/s."""
-    if summary.empty:
+def best_config(summary: pd.DataFrame, metric: Metric = OUTPUT_TOK_S) -> pd.Series | None:
+    """The configuration with the best mean of `metric` (the summary's); None where no
+    configuration has it."""
+    measured = summary["mean"].dropna() if not summary.empty else summary
+    if measured.empty:
         return None
-    return summary.loc[summary["tok_s_mean"].idxmax()]
+    return summary.loc[measured.idxmax() if metric.higher_is_better else measured.idxmin()]
 
 
-def rivals(summary: pd.DataFrame, best: pd.Series) -> pd.DataFrame:
-    """The configurations the best one is not distinguishably faster than (95% interval of
-    best / other not above 1, or no spread to tell): with any, there is no single winner.
+def rivals(summary: pd.DataFrame, best: pd.Series,
+           metric: Metric = OUTPUT_TOK_S) -> pd.DataFrame:
+    """The configurations the best one is not distinguishably better than (95% interval of
+    the ratio not above 1, or no spread to tell): with any, there is no single winner.
     Only configurations measured on the same model, workload and card compete."""
-    same = summary
+    same = summary[summary["n"] > 0]
     for col, _ in COMPARABLE:
         same = same[same[col] == best[col]]
     same = same[same.index != best.name]
-    return same[[stats.speedup(sample(best), sample(r)).verdict != stats.FASTER
+    return same[[metric.speedup(sample(best), sample(r)).verdict != metric.better
                  for _, r in same.iterrows()]]
 
 
@@ -112,12 +119,13 @@ def option_axes(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith(OPTION_PREFIX)]
 
 
-def speedup_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The speedup table: one row per configuration, the figures a reader needs: the 95%
-    interval of the mean and of the speedup, as text where n = 1 leaves none."""
+def speedup_table(summary: pd.DataFrame, metric: Metric = OUTPUT_TOK_S) -> pd.DataFrame:
+    """The speedup table: one row per configuration, the figures a reader needs: the mean of
+    `metric` (the summary's; missing where no result has it, never 0) with the 95% interval
+    of the mean and of the speedup, as text where n = 1 leaves none."""
     axes = option_axes(summary)
     cols = ["variant", "options", *axes, "max_num_seqs", "gpu_mem", "max_model_len", "GPU",
-            "n", "tok/s", "± 95% CI", "CV", "noisy", "speedup", "speedup (95% interval)",
+            "n", metric.title, "± 95% CI", "CV", "noisy", "speedup", "speedup (95% interval)",
             "verdict", "note"]
     if summary.empty:
         return pd.DataFrame(columns=cols)
@@ -129,8 +137,9 @@ def speedup_table(summary: pd.DataFrame) -> pd.DataFrame:
         **{a: s[a].astype(str) for a in axes},
         "max_num_seqs": s["max_num_seqs"], "gpu_mem": s["gpu_memory_utilization"],
         "max_model_len": [DEFAULT if pd.isna(v) else str(int(v)) for v in s["max_model_len"]],
-        "GPU": s["gpu_name"], "n": s["n"], "tok/s": s["tok_s_mean"].round(1),
-        "± 95% CI": [f"± {r['ci95']:,.1f}" if r["n"] > 1 else spread_text(r) for r in rows],
+        "GPU": s["gpu_name"], "n": s["n"], metric.title: s["mean"],
+        "± 95% CI": [f"± {r['ci95']:{metric.fmt}}" if r["n"] > 1 else spread_text(r)
+                     for r in rows],
         "CV": [spread_text(r) for r in rows], "noisy": s["noisy"],
         "speedup": s["speedup"].round(3),
         "speedup (95% interval)": [speedup_text(r) for r in rows],
@@ -165,7 +174,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         for ra, rb in pairs:
             row = dict(zip(keys, key, strict=True))
             for side, r in (("a", ra), ("b", rb)):
-                row[f"{side}_tok_s"] = r["tok_s_mean"] if r is not None else math.nan
+                row[f"{side}_tok_s"] = r["mean"] if r is not None else math.nan
                 row[f"{side}_n"] = r["n"] if r is not None else 0
                 row[f"{side}_ci95"] = r["ci95"] if r is not None else math.nan
                 row[f"{side}_gpu"] = r["gpu_name"] if r is not None else ""
@@ -236,10 +245,12 @@ def quote(text: str) -> str:
 
 # --- charts ---------------------------------------------------------------------------------
 
-def heatmap(summary: pd.DataFrame) -> alt.FacetChart | alt.LayerChart:
-    """Output tok/s over max_num_seqs × gpu_memory_utilization, one panel per engine variant
-    (and per GPU where a sweep ran on several), each cell labelled with its figure."""
-    df = _chart_frame(summary)
+def heatmap(summary: pd.DataFrame, metric: Metric = OUTPUT_TOK_S
+            ) -> alt.FacetChart | alt.LayerChart:
+    """The mean of `metric` over max_num_seqs × gpu_memory_utilization, one panel per engine
+    variant (and per GPU where a sweep ran on several), each cell labelled with its figure
+    (MISSING where no result has it). The brighter end of the scale is the better one."""
+    df = _chart_frame(summary, metric)
     if _n(df, "max_model_len") > 1:  # one panel per max_model_len too
         df["label"] = df["label"] + "  len " + df["max_model_len"].map(
             lambda v: DEFAULT if pd.isna(v) else str(int(v)))
@@ -248,17 +259,16 @@ def heatmap(summary: pd.DataFrame) -> alt.FacetChart | alt.LayerChart:
         y=alt.Y("gpu_memory_utilization:O", title="gpu_memory_utilization", sort="descending"),
     )
     rect = base.mark_rect().encode(
-        color=alt.Color("tok_s_mean:Q", title="output tok/s", scale=alt.Scale(scheme="viridis")),
+        color=alt.Color("mean:Q", title=metric.title,
+                        scale=alt.Scale(scheme="viridis", reverse=not metric.higher_is_better)),
         tooltip=[alt.Tooltip("label:N", title="variant"), "max_num_seqs:O",
-                 "gpu_memory_utilization:O", alt.Tooltip("tok_s_mean:Q", format=",.1f",
-                                                         title="tok/s"),
-                 alt.Tooltip("ci95:Q", format=",.1f", title="± 95% CI"),
+                 "gpu_memory_utilization:O", alt.Tooltip("text:N", title=metric.title),
+                 alt.Tooltip("ci95:Q", format=metric.fmt, title="± 95% CI"),
                  alt.Tooltip("speedup:Q", format=".2f"), "n:Q", "gpu_name:N"],
     )
     text = base.mark_text(baseline="middle", fontSize=12).encode(
-        text=alt.Text("tok_s_mean:Q", format=",.1f"),
-        color=alt.condition("datum.tok_s_mean > datum.mid", alt.value("black"),
-                            alt.value("white")),
+        text="text:N",
+        color=alt.condition("datum.bright", alt.value("black"), alt.value("white")),
     )
     layered = alt.layer(rect, text).properties(
         width=max(160, 70 * _n(df, "max_num_seqs")),
@@ -269,42 +279,133 @@ def heatmap(summary: pd.DataFrame) -> alt.FacetChart | alt.LayerChart:
     return layered.facet(**facet).resolve_scale(color="shared")
 
 
-def throughput_lines(summary: pd.DataFrame, repeats: pd.DataFrame | None = None
-                     ) -> alt.LayerChart:
-    """Output tok/s against max_num_seqs: a line of means per series with its 95% interval
-    (never below zero), each repeat a point (`repeats`: the results rows), a colour per
-    variant (a dash per gpu_memory_utilization, max_model_len or GPU where several)."""
-    df = _chart_frame(summary)
-    df["lo"] = (df["tok_s_mean"] - df["ci95"].fillna(0)).clip(lower=0)
-    df["hi"] = df["tok_s_mean"] + df["ci95"].fillna(0)
+def metric_lines(summary: pd.DataFrame, repeats: pd.DataFrame | None = None,
+                 metric: Metric = OUTPUT_TOK_S) -> alt.LayerChart:
+    """The mean of `metric` against max_num_seqs: a line of means per series with its 95%
+    interval (never below zero), each repeat a point (`repeats`: the results rows; those
+    without the figure are left out), a colour per variant (a dash per
+    gpu_memory_utilization, max_model_len or GPU where several)."""
+    df = _chart_frame(summary, metric).dropna(subset=["mean"])
+    df["lo"] = (df["mean"] - df["ci95"].fillna(0)).clip(lower=0)
+    df["hi"] = df["mean"] + df["ci95"].fillna(0)
     df["setting"] = _settings(df)
     df["series"] = df["label"] + df["setting"].map(lambda t: f"  {t}" if t else "")
     x = alt.X("max_num_seqs:Q", title="max_num_seqs", scale=alt.Scale(type="log", base=2),
               axis=alt.Axis(values=sorted(df["max_num_seqs"].unique().tolist())))
-    y = alt.Y("tok_s_mean:Q", title="output tok/s", scale=alt.Scale(domainMin=0, zero=True))
+    scale = alt.Scale(domainMin=0, zero=True)
+    y = alt.Y("mean:Q", title=metric.title, scale=scale)
     color = alt.Color("label:N", title="variant", scale=alt.Scale(scheme="tableau10"))
     dash = alt.StrokeDash("setting:N", title="setting", legend=None if not df["setting"].any()
                           else alt.Legend())
     line = alt.Chart(df).mark_line(point=False).encode(
         x=x, y=y, color=color, strokeDash=dash, detail="series:N",
-        tooltip=["series:N", "max_num_seqs:Q", alt.Tooltip("tok_s_mean:Q", format=",.1f"),
-                 alt.Tooltip("ci95:Q", format=",.1f", title="± 95% CI"), "n:Q"])
+        tooltip=["series:N", "max_num_seqs:Q",
+                 alt.Tooltip("mean:Q", format=metric.fmt, title=metric.title),
+                 alt.Tooltip("ci95:Q", format=metric.fmt, title="± 95% CI"), "n:Q"])
     band = alt.Chart(df).mark_errorbar(ticks=True).encode(
-        x=x, y=alt.Y("lo:Q", title="output tok/s", scale=alt.Scale(domainMin=0, zero=True)),
+        x=x, y=alt.Y("lo:Q", title=metric.title, scale=scale),
         y2="hi:Q", color=color, detail="series:N")
     layers = [band, line]
     if repeats is not None and not repeats.empty:
-        pts = repeats.copy()
+        pts = repeats.assign(value=repeats[metric.column].astype(float) / metric.scale)
+        pts = pts.dropna(subset=["value"])
         pts["label"] = _repeat_labels(pts, summary)
         pts["setting"] = _settings(pts)
-        layers.append(alt.Chart(pts[["label", "setting", "max_num_seqs", "output_tok_s",
+        layers.append(alt.Chart(pts[["label", "setting", "max_num_seqs", "value",
                                      "repeat"]]).mark_point(filled=True, size=45,
                                                             opacity=0.8).encode(
-            x=x, y=alt.Y("output_tok_s:Q", title="output tok/s",
-                          scale=alt.Scale(domainMin=0, zero=True)),
+            x=x, y=alt.Y("value:Q", title=metric.title, scale=scale),
             color=color, tooltip=["label:N", "setting:N", "max_num_seqs:Q", "repeat:Q",
-                                  alt.Tooltip("output_tok_s:Q", format=",.1f")]))
+                                  alt.Tooltip("value:Q", format=metric.fmt,
+                                              title=metric.title)]))
     return alt.layer(*layers).properties(height=320)
+
+
+# The front of each group of configurations that may be compared (db/read/results).
+_COMPARABLE_GROUP = ["model", "workload_fingerprint", "gpu_name"]
+
+
+def latency_throughput(summary: pd.DataFrame, latency: Metric) -> pd.DataFrame:
+    """Each configuration with both figures as a point: `latency` (its mean) against output
+    tok/s (its mean), labelled by max_num_seqs, a series per variant (and setting), and
+    whether it is on the Pareto front of the configurations it may be compared with (on the
+    same model, workload and card): none has both a lower latency and a higher throughput."""
+    cols = ["label", "setting", "series", "max_num_seqs", "latency", "tok_s", "pareto"]
+    if summary.empty:
+        return pd.DataFrame(columns=cols)
+    df = summary.assign(label=variant_labels(summary), latency=summary[f"{latency.key}_mean"],
+                        tok_s=summary["output_tok_s_mean"])
+    df = df.dropna(subset=["latency", "tok_s"])
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df["setting"] = _settings(df)
+    df["series"] = df["label"] + df["setting"].map(lambda t: f"  {t}" if t else "")
+    df["pareto"] = False
+    for _, group in df.groupby(_COMPARABLE_GROUP, dropna=False, sort=False):
+        df.loc[group.index, "pareto"] = pareto_front(group["latency"].tolist(),
+                                                     group["tok_s"].tolist())
+    return df.sort_values(["series", "max_num_seqs"], kind="stable")[cols].reset_index(
+        drop=True)
+
+
+def pareto_chart(points: pd.DataFrame, latency: Metric) -> alt.LayerChart:
+    """Output tok/s against a latency, as `vllm bench sweep` draws it: a line per series
+    through its max_num_seqs (each point labelled with it), the Pareto-optimal points ringed
+    and joined by a dashed front."""
+    x = alt.X("latency:Q", title=latency.title, scale=alt.Scale(zero=False))
+    y = alt.Y("tok_s:Q", title=OUTPUT_TOK_S.title, scale=alt.Scale(zero=False))
+    color = alt.Color("label:N", title="variant", scale=alt.Scale(scheme="tableau10"))
+    tip = ["series:N", "max_num_seqs:Q",
+           alt.Tooltip("latency:Q", format=latency.fmt, title=latency.title),
+           alt.Tooltip("tok_s:Q", format=OUTPUT_TOK_S.fmt, title=OUTPUT_TOK_S.title),
+           alt.Tooltip("pareto:N", title="Pareto-optimal")]
+    base = alt.Chart(points)
+    lines = base.mark_line(point=alt.OverlayMarkDef(filled=True, size=50)).encode(
+        x=x, y=y, color=color, detail="series:N", order="max_num_seqs:Q", tooltip=tip)
+    labels = base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(
+        x=x, y=y, text="max_num_seqs:Q", color=color)
+    on_front = points[points["pareto"]]
+    ring = alt.Chart(on_front).mark_point(shape="circle", size=260, strokeWidth=2,
+                                          color="black").encode(x=x, y=y, tooltip=tip)
+    front = alt.Chart(on_front.assign(front="Pareto front")).mark_line(
+        strokeDash=[4, 3], color="black", interpolate="step-after").encode(
+        x=x, y=y, order="latency:Q", detail="front:N")
+    return alt.layer(lines, front, ring, labels).properties(height=360)
+
+
+def speedup_bars(summary: pd.DataFrame, metric: Metric = OUTPUT_TOK_S) -> alt.LayerChart:
+    """Each configuration's speedup against the baseline as a bar with its 95% interval
+    (Fieller) as an error bar and a rule at 1.0×; coloured by verdict, ties ("not
+    distinguishable", or no spread to tell) drawn pale and grey. The baseline's own rows and
+    configurations without a speedup are left out."""
+    df = summary[summary["speedup"].notna() & (summary["verdict"] != BASELINE)].copy()
+    df["label"] = variant_labels(df) if not df.empty else []
+    df["setting"] = _settings(df)
+    df["config"] = [f"{lab}  max_num_seqs {m}" + (f"  {t}" if t else "")
+                    for lab, m, t in zip(df["label"], df["max_num_seqs"], df["setting"],
+                                         strict=True)]
+    df["text"] = [speedup_text(r) for _, r in df.iterrows()]
+    finite = pd.concat([df["speedup"], df["speedup_high"].replace(math.inf, math.nan)])
+    cap = max(1.0, float(finite.max())) * 1.15 if finite.notna().any() else 2.0
+    df["lo"] = df["speedup_low"].clip(lower=0)
+    df["hi"] = df["speedup_high"].clip(upper=cap)  # an unbounded interval reaches the edge
+    df["verdict"] = df["verdict"].replace("", stats.SAME)
+    df = df[["config", "speedup", "lo", "hi", "verdict", "text", "max_num_seqs"]]
+    verdicts = [metric.better, metric.worse, stats.SAME]
+    y = alt.Y("config:N", title=None, sort=None, axis=alt.Axis(labelLimit=360))
+    bars = alt.Chart(df).mark_bar(height=14).encode(
+        y=y, x=alt.X("speedup:Q", title=f"speedup in {metric.label} against the baseline (×)",
+                     scale=alt.Scale(zero=True, domainMax=cap)),
+        color=alt.Color("verdict:N", title="verdict", scale=alt.Scale(
+            domain=verdicts, range=["#2e7d32", "#d62728", GREY_LIGHT])),
+        opacity=alt.condition(f"datum.verdict == '{stats.SAME}'", alt.value(0.55),
+                              alt.value(0.9)),
+        tooltip=["config:N", alt.Tooltip("text:N", title="speedup (95% interval)")])
+    interval = alt.Chart(df).mark_errorbar(ticks=True, color="black").encode(
+        y=y, x=alt.X("lo:Q", title=None), x2="hi:Q")
+    one = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(
+        color="black", strokeDash=[5, 3], strokeWidth=1.5).encode(x="x:Q")
+    return alt.layer(bars, interval, one).properties(height=alt.Step(20))
 
 
 def _settings(df: pd.DataFrame) -> pd.Series:
@@ -387,16 +488,20 @@ def start_chart(breakdown: pd.DataFrame) -> alt.Chart:
     ).properties(height=50)
 
 
-def _chart_frame(summary: pd.DataFrame) -> pd.DataFrame:
+def _chart_frame(summary: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """The summary's figures a chart draws: the mean of `metric` (NaN where missing) and its
+    cell text, and whether its heatmap cell is at the bright end of the scale."""
     df = summary.copy()
     df["label"] = variant_labels(df) if not df.empty else []
     keep = ["label", "variant", "max_num_seqs", "gpu_memory_utilization", "max_model_len",
-            "gpu_name", "tok_s_mean", "ci95", "n", "speedup"]
+            "gpu_name", "mean", "ci95", "n", "speedup"]
     df = df[[c for c in keep if c in df]].copy()
-    df["ci95"] = df["ci95"].astype(float)
-    df["speedup"] = df["speedup"].astype(float)
-    lo, hi = (df["tok_s_mean"].min(), df["tok_s_mean"].max()) if not df.empty else (0, 0)
-    df["mid"] = (lo + hi) / 2
+    for col in ("mean", "ci95", "speedup"):
+        df[col] = df[col].astype(float)
+    df["text"] = [MISSING if pd.isna(v) else f"{v:{metric.fmt}}" for v in df["mean"]]
+    mid = (df["mean"].min() + df["mean"].max()) / 2 if df["mean"].notna().any() else 0.0
+    above = df["mean"] > mid
+    df["bright"] = df["mean"].isna() | (above if metric.higher_is_better else ~above)
     return df
 
 

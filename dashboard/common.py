@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from db.read.changes import Change, change_token
+from db.read.metrics import GIB
 from db.read.sweeps import LOST_ATTEMPT
 from db.store import DatabaseUnusable, SchemaError, Store, resolve_url
 from engine.errors import UserError
@@ -100,6 +101,12 @@ def follow(db: Store) -> Change:
     return change
 
 
+def freshness(change: Change) -> str:
+    """A key for caching what a page read at `change` (follow's token): it moves whenever
+    the page would read anything differently, the age of a lost coordinator included."""
+    return repr(_seen(change))
+
+
 def await_database(problem: str) -> None:
     """For the page that says why there is no database to show (`problem`): rerun the app
     once there is one, so that its navigation appears, or when the problem changed (a file
@@ -146,6 +153,11 @@ def link(name: str, label: str | None = None, **params) -> None:
 def param(name: str) -> str | None:
     v = st.query_params.get(name)
     return v if v else None
+
+
+def gib(n_bytes: float) -> str:
+    """A count of bytes as every page shows one: in GiB."""
+    return f"{n_bytes / GIB:,.2f} GiB"
 
 
 def when(t: datetime | None) -> str:

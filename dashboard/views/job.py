@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.common import badge, follow, link, md, param, state_css, store, when
+from dashboard.common import badge, follow, gib, link, md, param, state_css, store, when
 from db.read.jobs import job_detail, sweep_jobs
 from db.read.profiles import step_categories
 from db.read.sweeps import LOST_ATTEMPT, sweeps_frame
@@ -46,6 +46,12 @@ def pick() -> None:
     if st.button("Open job", icon=":material/open_in_new:"):
         st.query_params["job"] = str(chosen)
         st.rerun()
+
+
+def _figure(name: str, v) -> str:
+    if name.endswith("_bytes"):
+        return gib(v)
+    return f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
 
 
 st.title("Job" + (f" #{job_id}" if job_id else ""))
@@ -113,11 +119,11 @@ if result:
         r[0].metric("floor", f"{line.floor_s:,.2f} s", help="the least time the workload's bytes "
                     "and FLOPs take at the card's measured copy bandwidth and matmul rate")
         r[1].metric("percent of floor", f"{bench.percent_of_floor:.0f}%")
-        r[2].metric("copy bandwidth", f"{line.copy_bytes_per_s / 1e9:,.0f} GB/s")
+        r[2].metric("copy bandwidth", f"{gib(line.copy_bytes_per_s)}/s")
         r[3].metric("matmul", f"{line.matmul_flops_per_s / 1e12:,.1f} TFLOP/s")
-        st.caption(f"{md(line.card)} · prefill {line.prefill_bytes / 1e9:,.1f} GB, "
+        st.caption(f"{md(line.card)} · prefill {gib(line.prefill_bytes)}, "
                    f"{line.prefill_flops / 1e12:,.2f} TFLOP, floor {line.prefill_floor_s:.3f} s · "
-                   f"decode {line.decode_bytes / 1e9:,.1f} GB, {line.decode_flops / 1e12:,.2f} "
+                   f"decode {gib(line.decode_bytes)}, {line.decode_flops / 1e12:,.2f} "
                    f"TFLOP, floor {line.decode_floor_s:.3f} s")
     else:
         st.caption("No roofline: the result predates it, or its model or card figures were "
@@ -142,12 +148,9 @@ if result:
         st.caption(f"No step profile: {md(bench.profile_note)}")
 
     left, right = st.columns(2)
-    figures = pd.DataFrame([{"figure": k, "value": _v} for k in RESULT_FIGURES
+    figures = pd.DataFrame([{"figure": k, "value": _figure(k, _v)} for k in RESULT_FIGURES
                             if (_v := getattr(bench, k)) is not None],
                            columns=["figure", "value"])
-    figures["value"] = figures["value"].map(
-        lambda v: f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int)
-        else str(v))
     left.subheader("Figures")
     left.dataframe(figures, hide_index=True, width="stretch", key="result_table")
     right.subheader("Environment")

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from db.models import Attempt, Job, Result, Sweep
 from db.read import stats
+from db.read.metrics import METRICS, OUTPUT_TOK_S, Metric
 from db.read.plan import Plan, sweep_plan
 from db.store import Store
 from engine.result import BenchResult
@@ -28,7 +29,10 @@ RECORD_FIELDS = ("prompt_tokens", "requested_output_tokens", "load_s", "profile_
                  "capture_s", "warmup_s", "kv_tokens", "compile_cache_warm", "device")
 # Latency figures a results row carries in milliseconds, from the record's seconds; NaN where
 # the engine reported none.
-LATENCY_MS = {"ttft_p50_ms": "ttft_p50_s", "tpot_p50_ms": "tpot_p50_s"}
+LATENCY_MS = {f"{kind}_p{q}_ms": f"{kind}_p{q}_s" for kind in ("ttft", "tpot")
+              for q in (50, 90, 99)}
+# Throughputs of the record's phases; NaN where the engine does not time its phases.
+PHASE_TOK_S = ("prefill_tok_s", "decode_tok_s")
 CONFIG = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
           "max_num_seqs", "gpu_memory_utilization", "max_model_len", "gpu_name"]
 # What must match for two configurations' throughputs to be compared.
@@ -40,6 +44,7 @@ OPTION_PREFIX = "option: "
 DEFAULT = "default"
 CV_FLAG = 0.05
 BASELINE = "baseline"  # the verdict of the baseline's own rows
+MISSING = "—"  # a figure no result has, as a cell shows it
 # The speedup figures summarize() adds, for readers that show them beside a row.
 SPEEDUP_FIELDS = ["speedup", "speedup_low", "speedup_high", "verdict", "speedup_note"]
 
@@ -48,8 +53,8 @@ def results_frame(store: Store, sweep: str, *, every: bool = False) -> pd.DataFr
     """One row per result of a sweep, in sweep order: the job's configuration (its variant
     named as the current sweep file names it, a column per option axis, and `config`: the
     whole configuration as one string, to join a summary's rows on), where it ran, the
-    Result's figures, and RECORD_FIELDS and LATENCY_MS of its BenchResult. Only the current
-    file's jobs unless `every`; attrs["hidden"] counts the results left out."""
+    Result's figures, and RECORD_FIELDS, LATENCY_MS and PHASE_TOK_S of its BenchResult. Only
+    the current file's jobs unless `every`; attrs["hidden"] counts the results left out."""
     plan = sweep_plan(store, sweep) or Plan(None)
     with store.session() as s:
         rows = s.execute(
@@ -85,6 +90,7 @@ def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt) -> dict:
         "percent_of_floor": math.nan if r.floor_s is None else 100 * r.floor_s / r.elapsed_s,
         **{k: getattr(rec, k) for k in RECORD_FIELDS},
         **{k: _ms(getattr(rec, s)) for k, s in LATENCY_MS.items()},
+        **{k: _nan(getattr(rec, k)) for k in PHASE_TOK_S},
         "disturbed": "; ".join(rec.disturbed),  # empty: nothing seen that could bend it
         "finished_at": a.finished_at,
     }
@@ -92,6 +98,10 @@ def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt) -> dict:
 
 def _ms(seconds: float | None) -> float:
     return math.nan if seconds is None else seconds * 1000
+
+
+def _nan(v: float | None) -> float:
+    return math.nan if v is None else float(v)
 
 
 def max_model_len(job_spec: str) -> int | None:
@@ -118,35 +128,39 @@ def plain(v):
     return v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)
 
 
-def summarize(df: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """One row per configuration: n, mean, std, CV and 95% interval of output tok/s, the mean
-    of each LATENCY_MS figure (`ttft_p50_ms_mean`, ...; NaN where none), and the speedup over
-    `baseline` measured on the same model, workload, settings and card, with its 95%
-    interval and verdict (db/read/stats.py). n = 1 has no std, CV or interval (NaN).
+def summarize(df: pd.DataFrame, baseline: str | None,
+              metric: Metric = OUTPUT_TOK_S) -> pd.DataFrame:
+    """One row per configuration: of `metric` (db/read/metrics.py), in its unit, n (the
+    results that have it), mean, std, CV and 95% interval; the mean of every metric
+    (`{key}_mean`: `output_tok_s_mean`, `ttft_p50_ms_mean`, ...; NaN where none has it); and
+    the speedup in `metric` over `baseline` measured on the same model, workload, settings
+    and card, with its 95% interval and verdict (db/read/stats.py). n = 1 has no std, CV or
+    interval (NaN); n = 0 no mean either. attrs["metric"] names the metric.
     """
     if df.empty:
         return pd.DataFrame()
+    df = df.assign(**{m.key: df[m.column].astype(float) / m.scale for m in METRICS.values()})
     g = df.groupby(CONFIG, sort=False, dropna=False)
-    out = g["output_tok_s"].agg(["count", "mean", "std"]).reset_index()
-    out = out.rename(columns={"count": "n", "mean": "tok_s_mean", "std": "tok_s_std"})
+    out = g[metric.key].agg(["count", "mean", "std"]).reset_index()
+    out = out.rename(columns={"count": "n"})
+    for m in METRICS.values():
+        out[f"{m.key}_mean"] = g[m.key].mean().values
     out["elapsed_s_mean"] = g["elapsed_s"].mean().values
     out["output_tokens"] = g["output_tokens"].mean().values
-    out["start_s_mean"] = g["start_s"].mean().values
     out["percent_of_floor_mean"] = g["percent_of_floor"].mean().values
-    for col in LATENCY_MS:
-        out[f"{col}_mean"] = g[col].mean().values
     # How many of the configuration's results were taken while something could bend them,
     # and the first such reason.
     out["disturbed"] = g["disturbed"].agg(_disturbed).values
     for col in (c for c in df.columns if c.startswith(OPTION_PREFIX) or c == "config"):
         out[col] = g[col].first().values  # a function of `options`, so one value a group
-    out["cv"] = out["tok_s_std"] / out["tok_s_mean"]
-    out["ci95"] = [stats.mean_halfwidth(n, sd)
-                   for n, sd in zip(out["n"], out["tok_s_std"], strict=True)]
+    out["cv"] = out["std"] / out["mean"]
+    out["ci95"] = [stats.mean_halfwidth(n, sd) for n, sd in zip(out["n"], out["std"],
+                                                                 strict=True)]
     out["noisy"] = out["cv"].fillna(0) > CV_FLAG
-    figures = [_speedup(out, i, baseline) for i in range(len(out))]
+    figures = _speedups(out, baseline, metric)
     for k, col in enumerate(SPEEDUP_FIELDS):
         out[col] = [f[k] for f in figures]
+    out.attrs["metric"] = metric.key
     return out
 
 
@@ -155,36 +169,51 @@ def _disturbed(reasons: pd.Series) -> str:
     return f"{len(marked)} of {len(reasons)}: {marked[0]}" if marked else ""
 
 
-def sample(row: pd.Series) -> stats.Sample:
-    return stats.Sample(int(row["n"]), float(row["tok_s_mean"]), float(row["tok_s_std"]))
+def sample(row) -> stats.Sample:
+    """A summary row's figure (a Series or a record) as stats reads it."""
+    return stats.Sample(int(row["n"]), float(row["mean"]), float(row["std"]))
 
 
-def _speedup(out: pd.DataFrame, i: int, baseline: str | None) -> tuple:
-    row = out.iloc[i]
+def _speedups(out: pd.DataFrame, baseline: str | None, metric: Metric) -> list[tuple]:
+    """SPEEDUP_FIELDS of each summary row. Plain records, not frame filters: a sweep's
+    hundred configurations each filtering the wide summary took most of a page's second."""
+    axes = [c for c in out.columns if c.startswith(OPTION_PREFIX)]
+    rows = out[["variant", *COMPARABLE, *axes, "n", "mean", "std"]].to_dict("records")
+    base = [r for r in rows if baseline and r["variant"] == baseline]
+    return [_speedup(row, base, baseline, axes, metric) for row in rows]
+
+
+def _same(a, b) -> bool:
+    return a == b or (pd.isna(a) and pd.isna(b))
+
+
+def _speedup(row: dict, base: list[dict], baseline: str | None, axes: list[str],
+             metric: Metric) -> tuple:
     nothing = (math.nan, math.nan, math.nan, "")
-    base = out[out["variant"] == baseline] if baseline else out.iloc[0:0]
-    if base.empty:
+    if not row["n"]:
+        return (*nothing, f"no {metric.label} measured")
+    if not base:
         return (*nothing, "no baseline results")
     if row["variant"] == baseline:
         return 1.0, math.nan, math.nan, BASELINE, ""
-    same = base
-    for col in COMPARABLE:
-        same = same[(same[col] == row[col]) | (same[col].isna() & pd.isna(row[col]))]
-    if same.empty:
+    same = [b for b in base if all(_same(b[c], row[c]) for c in COMPARABLE)]
+    if not same:
         return (*nothing, _why_not(base, row))
-    axes = [c for c in out.columns if c.startswith(OPTION_PREFIX)]
-    alike = same[(same[axes] == row[axes]).all(axis=1)] if axes else same
-    if alike.empty and len(same) > 1:
+    alike = [b for b in same if all(b[a] == row[a] for a in axes)]
+    if not alike and len(same) > 1:
         return (*nothing, "baseline has several configurations at these settings")
-    s = stats.speedup(sample(row), sample((alike if not alike.empty else same).iloc[0]))
-    note = "" if s.measured else f"n={min(row['n'], same['n'].iloc[0])}, {stats.NO_SPREAD}"
+    against = (alike or same)[0]
+    if not against["n"]:
+        return (*nothing, f"baseline has no {metric.label} at these settings")
+    s = metric.speedup(sample(row), sample(against))
+    note = "" if s.measured else f"n={min(row['n'], against['n'])}, {stats.NO_SPREAD}"
     return s.ratio, s.low, s.high, s.verdict, note
 
 
-def _why_not(base: pd.DataFrame, row: pd.Series) -> str:
+def _why_not(base: list[dict], row: dict) -> str:
     for col, label in (("model", "model"), ("workload_fingerprint", "workload"),
                        ("gpu_name", "card")):
-        if not (base[col] == row[col]).any():
+        if not any(b[col] == row[col] for b in base):
             return f"baseline has no result on this {label}"
     return "baseline has no result at these settings"
 
@@ -215,7 +244,10 @@ def speedup_text(row: pd.Series) -> str:
 
 
 def spread_text(row: pd.Series) -> str:
-    """A summary row's CV as one cell: `4.1%`, or `n=1, no spread`."""
+    """A summary row's CV as one cell: `4.1%`, `n=1, no spread`, or `—` where no result
+    has the figure."""
+    if not row["n"]:
+        return MISSING
     if row["n"] < 2:
         return f"n=1, {stats.NO_SPREAD}"
     return f"{row['cv'] * 100:.1f}%"

@@ -16,6 +16,9 @@ SUMMARY_FIELDS = ["variant", "engine", "options", "model", "workload", "workload
                   "max_num_seqs", "gpu_memory_utilization", "max_model_len", "gpu_name", "n",
                   "tok_s_mean", "tok_s_std", "ci95", "cv", "noisy", "elapsed_s_mean",
                   "ttft_p50_ms_mean", "tpot_p50_ms_mean", "percent_of_floor_mean", "disturbed"]
+# The report is of output tok/s (summarize's default metric): its fields keep the names they
+# had before the summary could be of any metric.
+_SUMMARY_COLUMNS = {"tok_s_mean": "mean", "tok_s_std": "std"}
 
 
 def _percent(v) -> str:
@@ -77,7 +80,7 @@ def results_report(sweep: str, summary, baseline: str | None, hidden: int) -> Re
             if c.startswith(OPTION_PREFIX)]
     fields = [*SUMMARY_FIELDS[:3], *(OPTION_PREFIX + a for a in axes), *SUMMARY_FIELDS[3:],
               *SPEEDUP_FIELDS]
-    rows = [{k: r[k] for k in fields} for _, r in summary.iterrows()]
+    rows = [{k: r[_SUMMARY_COLUMNS.get(k, k)] for k in fields} for _, r in summary.iterrows()]
     cols = [Column("variant", lambda r: r["variant"]),
             Column("options", lambda r: _opts(r["options"])), *_axis_columns(axes),
             Column("max_num_seqs", lambda r: str(r["max_num_seqs"]), True),

@@ -249,7 +249,9 @@ def dashboard(
     out.print(f"dashboard on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
     cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", host,
            "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--theme.primaryColor", "#1c6dd0"]
+           "--browser.gatherUsageStats", "false", "--theme.primaryColor", "#1c6dd0",
+           # No Deploy button: the menu a reader of the results needs, not a developer's.
+           "--client.toolbarMode", "viewer"]
     try:
         code = subprocess.call(cmd, env=env)
     except KeyboardInterrupt:

@@ -15,12 +15,12 @@ from tests.dashboard.conftest import APP
 
 def open_page(monkeypatch, url: str, view: str | None = None, **params) -> AppTest:
     """Run the app on `url` at page `view` (None: the default page, Sweeps) with these query
-    parameters, and check it raised nothing."""
+    parameters (a list: a repeated one), and check it raised nothing."""
     monkeypatch.setenv("BENCHSWEEP_DB", url)
     at = AppTest.from_file(str(APP), default_timeout=60)
     if view:
         at.switch_page(f"views/{view}.py")
-    at.query_params = {k: str(v) for k, v in params.items()}
+    at.query_params = {k: v if isinstance(v, list) else str(v) for k, v in params.items()}
     at.run()
     assert not at.exception, at.exception[0].value
     return at

@@ -43,7 +43,7 @@ def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
     # Measured on a shared CPU: a winner is crowned only where the data separate it.
     banner = texts(at.success) + texts(at.info)
     assert ("Best configuration" in banner) != ("No single best configuration" in banner)
-    heat, lines, timeline = charts(at)
+    heat, bars, lines, pareto, timeline = charts(at)
     assert {r["part"] for rows in timeline["datasets_rows"] for r in rows} == {
         "attempt", "engine start", "generate"}
     assert heat["facet"]["column"]["field"] == "label"
@@ -66,8 +66,17 @@ def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
     assert labels == ["variant", "max_num_seqs", "gpu_memory_utilization",
                       "option: async_scheduling"]
     assert [layer["mark"]["type"] for layer in lines["layer"]] == ["errorbar", "line", "point"]
-    repeats = [rows for rows in lines["datasets_rows"] if rows and "output_tok_s" in rows[0]]
+    repeats = [rows for rows in lines["datasets_rows"] if rows and "repeat" in rows[0]]
     assert len(repeats) == 1 and len(repeats[0]) == 16  # every measurement a point
+    assert [layer["mark"]["type"] for layer in bars["layer"]] == ["bar", "errorbar", "rule"]
+    assert {r["config"].split("  ")[0] for r in bars["rows"]} == {"nano-sync"}
+    assert len(bars["rows"]) == 4  # the baseline's own rows are the 1.0x rule
+    # nano times each sequence's first and last token: TPOT p50 against output tok/s
+    assert pareto["layer"][0]["encoding"]["x"]["title"] == "TPOT p50 (ms)"
+    points = pareto["rows"]
+    assert len(points) == 8 and any(p["pareto"] for p in points)
+    assert all(p["latency"] > 0 and p["tok_s"] > 0 for p in points)
+    assert "output tok/s" in table.columns
 
 
 def test_filters_and_baseline(demo_db, monkeypatch):
@@ -258,3 +267,76 @@ def test_sweep_page_shows_its_timeline_and_efficiency(synth_db, monkeypatch):
     at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-002")
     rows = charts(at)[-1]["datasets_rows"][0]
     assert sum(r["outcome"] == "running" for r in rows) == 8
+
+
+def test_the_metric_selector_drives_table_charts_and_speedups(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "sweep", sweep="dash")
+    at.sidebar.selectbox(key="metric").set_value("tpot_p50_ms").run()
+    assert not at.exception
+    assert at.query_params["metric"] == "tpot_p50_ms"
+    table = at.dataframe[0].value
+    assert "TPOT p50 (ms)" in table.columns and "output tok/s" not in table.columns
+    heat = charts(at)[0]
+    assert heat["spec"]["layer"][0]["encoding"]["color"]["title"] == "TPOT p50 (ms)"
+    assert heat["spec"]["layer"][0]["encoding"]["color"]["scale"]["reverse"] is True
+    # Lower is better: the speedup is the baseline's TPOT over the configuration's.
+    key = ["max_num_seqs", "gpu_mem"]
+    base = table[table["variant"] == "nano"].set_index(key)["TPOT p50 (ms)"]
+    other = table[table["variant"] == "nano-sync"].set_index(key)
+    for k, r in other.iterrows():
+        assert r["speedup"] == pytest.approx(base[k] / r["TPOT p50 (ms)"], rel=1e-2)
+    assert at.subheader[0].value.startswith("TPOT p50 (ms) over max_num_seqs")
+    at.sidebar.selectbox(key="metric").set_value("peak_memory_gib").run()
+    table = at.dataframe[0].value
+    assert (table["peak memory (GiB)"] > 0).all() and (table["peak memory (GiB)"] < 64).all()
+    assert set(table["verdict"]) <= {"baseline", "smaller", "larger", "not distinguishable"}
+
+
+def test_the_url_holds_sweep_filters_baseline_and_metric(demo_db, monkeypatch):
+    at = open_page(monkeypatch, demo_db, "sweep", sweep="dash", metric="ttft_p90_ms",
+                   baseline="nano-sync", latency="ttft_p50_ms", max_num_seqs=["4"],
+                   variant=["nano", "nano-sync"])
+    assert at.sidebar.selectbox(key="metric").value == "ttft_p90_ms"
+    assert at.sidebar.selectbox(key="baseline").value == "nano-sync"
+    assert at.sidebar.selectbox(key="latency").value == "ttft_p50_ms"
+    assert at.sidebar.multiselect(key="filter max_num_seqs").value == [4]
+    assert at.sidebar.multiselect(key="filter variant").value == ["nano", "nano-sync"]
+    table = at.dataframe[0].value
+    assert len(table) == 4 and "TTFT p90 (ms)" in table.columns and not at.warning
+    # Each change goes back into the URL; defaults are left out of it.
+    at.sidebar.multiselect(key="filter max_num_seqs").set_value([2, 4]).run()
+    assert at.query_params["max_num_seqs"] == ["2", "4"]
+    at.sidebar.selectbox(key="baseline").set_value("nano").run()
+    assert "baseline" not in at.query_params and at.query_params["sweep"] == "dash"
+    # Another sweep: its own defaults, none of the first one's filters.
+    at.sidebar.selectbox(key="sweep_pick").set_value("dash-other").run()
+    assert at.query_params == {"sweep": "dash-other", "metric": "ttft_p90_ms",
+                               "latency": "ttft_p50_ms"}
+    assert at.sidebar.selectbox(key="baseline").value == "nano"
+
+
+def test_unknown_url_values_fall_back_with_a_note_as_text(synth_db, monkeypatch):
+    at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-000", metric=CRAFTED,
+                   baseline=CRAFTED, variant=CRAFTED)
+    notes = [w.value for w in at.warning]
+    assert len(notes) == 3
+    for shown in notes:
+        assert "](" not in shown.replace("\\]", "") and "![" not in shown, shown
+        assert "\\[click\\]" in shown, shown
+    assert at.sidebar.selectbox(key="metric").value == "output_tok_s"
+    assert at.sidebar.selectbox(key="baseline").value == "nano"
+    assert at.sidebar.multiselect(key="filter variant").value == []
+    assert at.query_params == {"sweep": "phase2-000"}  # the crafted values are gone
+
+
+def test_results_without_the_metric_show_as_missing(synth_db, monkeypatch):
+    """The synthetic results carry no latencies (as vllm without latency_metrics): a latency
+    metric has no figure anywhere, never a 0."""
+    at = open_page(monkeypatch, synth_db, "sweep", sweep="phase2-000", metric="ttft_p50_ms")
+    table = at.dataframe[0].value
+    assert table["TTFT p50 (ms)"].isna().all() and (table["n"] == 0).all()
+    assert set(table["note"]) == {"no TTFT p50 measured"}
+    assert "have no TTFT p50 figure" in texts(at.caption)
+    heat = charts(at)[0]
+    assert {r["text"] for r in heat["rows"]} == {"—"}
+    assert "No configuration here has a TPOT p50 figure" in texts(at.info)

@@ -139,8 +139,10 @@ def test_every_page_renders_in_chromium(server, demo_db, tmp_path):
         url = f"{base}/{path}"
         dom = render(url, tmp_path, name, markers)
         assert "Traceback" not in dom and 'data-testid="stException"' not in dom, name
+        assert "stAppDeployButton" not in dom, name  # toolbarMode viewer
         if name == "sweep":
-            assert dom.count('data-testid="stVegaLiteChart"') == 3  # heatmap, lines, timeline
+            # heatmap, speedup bars, metric lines, throughput against latency, timeline
+            assert dom.count('data-testid="stVegaLiteChart"') == 5
 
 
 def test_binding_beyond_loopback_warns(demo_db):

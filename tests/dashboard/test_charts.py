@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from dashboard import charts
+from db.read.metrics import METRICS
 from db.read.sweeps import format_duration
 
 
@@ -15,7 +16,7 @@ def summary_rows(rows: list[dict]) -> pd.DataFrame:
     """A frame shaped like db.read.results.summarize's."""
     base = {"engine": "nano", "options": "{}", "model": "m", "workload": "standard",
             "workload_fingerprint": "fp", "gpu_memory_utilization": 0.9, "max_model_len": None,
-            "gpu_name": "H100", "n": 3, "tok_s_std": 1.0, "ci95": 2.0, "cv": 0.01,
+            "gpu_name": "H100", "n": 3, "std": 1.0, "ci95": 2.0, "cv": 0.01,
             "noisy": False, "speedup": 1.0, "speedup_low": math.nan, "speedup_high": math.nan,
             "verdict": "baseline", "speedup_note": "", "elapsed_s_mean": 1.0,
             "output_tokens": 100, "start_s_mean": 1.0}
@@ -38,21 +39,21 @@ def test_options_become_filter_axes_and_filters_apply():
 
 
 def test_variant_labels_name_options_only_where_a_variant_has_several():
-    s = summary_rows([{"variant": "a", "max_num_seqs": 4, "tok_s_mean": 1.0},
+    s = summary_rows([{"variant": "a", "max_num_seqs": 4, "mean": 1.0},
                       {"variant": "b", "options": '{"x": 1}', "max_num_seqs": 4,
-                       "tok_s_mean": 1.0},
+                       "mean": 1.0},
                       {"variant": "b", "options": '{"x": 2}', "max_num_seqs": 4,
-                       "tok_s_mean": 1.0}])
+                       "mean": 1.0}])
     assert charts.variant_labels(s).tolist() == ["a", 'b {"x": 1}', 'b {"x": 2}']
 
 
 def test_best_config_and_speedup_table():
-    s = summary_rows([{"variant": "base", "max_num_seqs": 8, "tok_s_mean": 100.0},
-                      {"variant": "fast", "max_num_seqs": 8, "tok_s_mean": 150.0,
+    s = summary_rows([{"variant": "base", "max_num_seqs": 8, "mean": 100.0},
+                      {"variant": "fast", "max_num_seqs": 8, "mean": 150.0,
                        "speedup": 1.5, "speedup_low": 1.4, "speedup_high": 1.6,
                        "verdict": "faster", "noisy": True, "cv": 0.08},
-                      {"variant": "fast", "max_num_seqs": 4, "tok_s_mean": 90.0, "n": 1,
-                       "tok_s_std": math.nan, "cv": math.nan, "ci95": math.nan,
+                      {"variant": "fast", "max_num_seqs": 4, "mean": 90.0, "n": 1,
+                       "std": math.nan, "cv": math.nan, "ci95": math.nan,
                        "speedup": math.nan, "verdict": "",
                        "speedup_note": "baseline has no result at these settings"}])
     best = charts.best_config(s)
@@ -72,33 +73,33 @@ def test_best_config_and_speedup_table():
 
 
 def test_no_winner_is_crowned_that_is_not_distinguishable():
-    close = summary_rows([{"variant": "a", "max_num_seqs": 8, "tok_s_mean": 100.0,
-                           "tok_s_std": 10.0},
-                          {"variant": "b", "max_num_seqs": 8, "tok_s_mean": 104.0,
-                           "tok_s_std": 10.0},
-                          {"variant": "c", "max_num_seqs": 8, "tok_s_mean": 50.0,
-                           "tok_s_std": 1.0}])
+    close = summary_rows([{"variant": "a", "max_num_seqs": 8, "mean": 100.0,
+                           "std": 10.0},
+                          {"variant": "b", "max_num_seqs": 8, "mean": 104.0,
+                           "std": 10.0},
+                          {"variant": "c", "max_num_seqs": 8, "mean": 50.0,
+                           "std": 1.0}])
     best = charts.best_config(close)
     assert best["variant"] == "b"
     assert charts.rivals(close, best)["variant"].tolist() == ["a"]
-    one = summary_rows([{"variant": "a", "max_num_seqs": 8, "tok_s_mean": 100.0, "n": 1,
-                         "tok_s_std": math.nan},
-                        {"variant": "b", "max_num_seqs": 8, "tok_s_mean": 300.0, "n": 1,
-                         "tok_s_std": math.nan}])
+    one = summary_rows([{"variant": "a", "max_num_seqs": 8, "mean": 100.0, "n": 1,
+                         "std": math.nan},
+                        {"variant": "b", "max_num_seqs": 8, "mean": 300.0, "n": 1,
+                         "std": math.nan}])
     assert charts.rivals(one, charts.best_config(one))["variant"].tolist() == ["a"]
 
 
 def test_compare_pairs_matching_configs_and_says_why_not():
-    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 100.0},
-                      {"variant": "v", "max_num_seqs": 8, "tok_s_mean": 100.0},
-                      {"variant": "v", "max_num_seqs": 16, "tok_s_mean": 100.0},
-                      {"variant": "v", "max_num_seqs": 32, "tok_s_mean": 100.0}])
-    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 120.0},
-                      {"variant": "v", "max_num_seqs": 8, "tok_s_mean": 120.0,
+    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 8, "mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 16, "mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 32, "mean": 100.0}])
+    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "mean": 120.0},
+                      {"variant": "v", "max_num_seqs": 8, "mean": 120.0,
                        "gpu_name": "A100"},
-                      {"variant": "v", "max_num_seqs": 16, "tok_s_mean": 120.0,
+                      {"variant": "v", "max_num_seqs": 16, "mean": 120.0,
                        "workload_fingerprint": "other", "model": "m2"},
-                      {"variant": "v", "max_num_seqs": 64, "tok_s_mean": 120.0}])
+                      {"variant": "v", "max_num_seqs": 64, "mean": 120.0}])
     c = charts.compare(a, b, ["variant", "max_num_seqs"]).set_index("max_num_seqs")
     assert c.loc[4, "comparable"] and c.loc[4, "ratio"] == pytest.approx(1.2)
     assert c.loc[4, "verdict"] == "B faster" and 1 < c.loc[4, "ratio_low"] < 1.2
@@ -110,10 +111,10 @@ def test_compare_pairs_matching_configs_and_says_why_not():
 
 
 def test_compare_prefers_the_matching_card_where_a_side_ran_on_several():
-    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 100.0},
-                      {"variant": "v", "max_num_seqs": 4, "tok_s_mean": 50.0,
+    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 4, "mean": 50.0,
                        "gpu_name": "A100"}])
-    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 60.0,
+    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "mean": 60.0,
                        "gpu_name": "A100"}])
     c = charts.compare(a, b, ["max_num_seqs"])
     assert c["comparable"].tolist() == [False, True] or c["comparable"].tolist() == [True,
@@ -125,7 +126,7 @@ def test_compare_prefers_the_matching_card_where_a_side_ran_on_several():
 
 def test_heatmap_facets_by_variant_and_card():
     s = summary_rows([{"variant": v, "max_num_seqs": m, "gpu_memory_utilization": g,
-                       "tok_s_mean": float(m), "gpu_name": card}
+                       "mean": float(m), "gpu_name": card}
                       for v in ("a", "b") for m in (4, 8) for g in (0.8, 0.9)
                       for card in ("H100", "H200")])
     spec = charts.heatmap(s).to_dict()
@@ -142,25 +143,25 @@ def _marks(spec: dict) -> list[str]:
             for layer in spec["layer"]]
 
 
-def test_throughput_lines_and_start_breakdown():
-    s = summary_rows([{"variant": v, "max_num_seqs": m, "tok_s_mean": float(m),
+def test_metric_lines_and_start_breakdown():
+    s = summary_rows([{"variant": v, "max_num_seqs": m, "mean": float(m),
                        "ci95": 2.0 * m} for v in ("a", "b") for m in (4, 8, 16)])
     repeats = pd.DataFrame([{"variant": v, "options": "{}", "max_num_seqs": m,
                              "gpu_memory_utilization": 0.9, "max_model_len": None,
                              "gpu_name": "H100", "output_tok_s": float(m) + d, "repeat": i}
                             for v in ("a", "b") for m in (4, 8, 16)
                             for i, d in enumerate((-1.0, 0.0, 1.0))])
-    spec = charts.throughput_lines(s, repeats).to_dict()
+    spec = charts.metric_lines(s, repeats).to_dict()
     assert _marks(spec) == ["errorbar", "line", "point"]
     data = spec["datasets"]
     band = next(rows for rows in data.values() if rows and "lo" in rows[0])
     assert min(r["lo"] for r in band) == 0  # the interval is cut at zero, never below
-    points = next(rows for rows in data.values() if rows and "output_tok_s" in rows[0])
+    points = next(rows for rows in data.values() if rows and "value" in rows[0])
     assert len(points) == 18  # every repeat
     for layer in spec["layer"]:
         assert layer["encoding"]["color"]["field"] == "label"  # a colour per variant
         assert layer["encoding"]["y"]["scale"]["domainMin"] == 0
-    assert _marks(charts.throughput_lines(s).to_dict()) == ["errorbar", "line"]
+    assert _marks(charts.metric_lines(s).to_dict()) == ["errorbar", "line"]
     b = charts.start_breakdown({"load_s": 1.5, "capture_s": 2.0, "warmup_s": None})
     assert b["phase"].tolist() == ["load", "profile", "compile", "capture", "warm-up"]
     assert b["seconds"].tolist() == [1.5, 0.0, 0.0, 2.0, 0.0]
@@ -168,10 +169,10 @@ def test_throughput_lines_and_start_breakdown():
 
 
 def test_compare_chart_greys_what_cannot_be_compared():
-    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 100.0},
-                      {"variant": "v", "max_num_seqs": 8, "tok_s_mean": 100.0}])
-    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "tok_s_mean": 110.0},
-                      {"variant": "v", "max_num_seqs": 8, "tok_s_mean": 110.0,
+    a = summary_rows([{"variant": "v", "max_num_seqs": 4, "mean": 100.0},
+                      {"variant": "v", "max_num_seqs": 8, "mean": 100.0}])
+    b = summary_rows([{"variant": "v", "max_num_seqs": 4, "mean": 110.0},
+                      {"variant": "v", "max_num_seqs": 8, "mean": 110.0,
                        "gpu_name": "A100"}])
     cmp = charts.compare(a, b, ["max_num_seqs"])
     spec = charts.compare_chart(cmp, "A", "B", ["max_num_seqs"]).to_dict()
@@ -240,3 +241,69 @@ def test_gantt_draws_a_lane_per_gpu_a_bar_per_attempt_and_its_phases(tmp_path):
     table = charts.efficiency_table(efficiency(attempt_bars(store, "s")))
     assert table["variant"].tolist() == ["vllm", "nano", "all"]
     assert table["efficiency"].round(2).tolist() == [0.06, 0.2, 0.11]
+
+
+TTFT = METRICS["ttft_p50_ms"]
+
+
+def test_a_latency_metric_lower_is_better_and_missing_is_never_zero():
+    s = summary_rows([{"variant": "a", "max_num_seqs": 4, "mean": 30.0, "std": 1.0},
+                      {"variant": "b", "max_num_seqs": 4, "mean": 20.0, "std": 1.0},
+                      {"variant": "vllm", "max_num_seqs": 4, "mean": math.nan, "n": 0,
+                       "std": math.nan, "ci95": math.nan, "cv": math.nan}])
+    best = charts.best_config(s, TTFT)
+    assert best["variant"] == "b"  # the lowest latency, not the highest
+    assert charts.rivals(s, best, TTFT).empty  # 20 ± 1 is distinguishably below 30 ± 1
+    heat = charts.heatmap(s, TTFT).to_dict()
+    cells = {r["label"]: r for r in next(iter(heat["datasets"].values()))}
+    assert cells["vllm"]["text"] == "—" and cells["vllm"]["mean"] is None
+    assert cells["b"]["text"] == "20.00" and cells["b"]["bright"]  # the better end is bright
+    assert heat["spec"]["layer"][0]["encoding"]["color"]["scale"]["reverse"] is True
+    t = charts.speedup_table(s, TTFT)
+    assert "TTFT p50 (ms)" in t.columns and t["TTFT p50 (ms)"].isna().tolist() == [
+        False, False, True]
+    assert t.loc[2, "CV"] == "—"
+    lines = charts.metric_lines(s, metric=TTFT).to_dict()
+    assert {r["label"] for rows in lines["datasets"].values() for r in rows} == {"a", "b"}
+    assert lines["layer"][1]["encoding"]["y"]["title"] == "TTFT p50 (ms)"
+    assert charts.best_config(s[s["variant"] == "vllm"], TTFT) is None
+
+
+def test_speedup_bars_mark_ties_and_the_one_line():
+    s = summary_rows([{"variant": "base", "max_num_seqs": 4, "mean": 100.0},
+                      {"variant": "fast", "max_num_seqs": 4, "mean": 150.0, "speedup": 1.5,
+                       "speedup_low": 1.4, "speedup_high": 1.6, "verdict": "faster"},
+                      {"variant": "same", "max_num_seqs": 4, "mean": 101.0, "speedup": 1.01,
+                       "speedup_low": 0.9, "speedup_high": math.inf,
+                       "verdict": "not distinguishable"},
+                      {"variant": "alone", "max_num_seqs": 8, "mean": 90.0,
+                       "speedup": math.nan, "verdict": "", "speedup_note": "no baseline"}])
+    spec = charts.speedup_bars(s).to_dict()
+    assert _marks(spec) == ["bar", "errorbar", "rule"]
+    bars = spec["layer"][0]
+    assert bars["encoding"]["color"]["scale"]["domain"] == ["faster", "slower",
+                                                            "not distinguishable"]
+    assert "not distinguishable" in bars["encoding"]["opacity"]["condition"]["test"]
+    rows = {r["config"]: r for r in spec["datasets"][spec["layer"][0]["data"]["name"]]}
+    assert set(rows) == {"fast  max_num_seqs 4", "same  max_num_seqs 4"}  # no baseline, no NaN
+    assert rows["same  max_num_seqs 4"]["hi"] == pytest.approx(1.6 * 1.15)  # unbounded: edge
+    rule = spec["layer"][2]
+    assert spec["datasets"][rule["data"]["name"]] == [{"x": 1.0}]
+
+
+def test_latency_throughput_points_and_their_front():
+    s = summary_rows([{"variant": v, "max_num_seqs": m, "mean": 0.0,
+                       "output_tok_s_mean": tok, "tpot_p50_ms_mean": lat}
+                      for v, m, tok, lat in (("a", 4, 100.0, 10.0), ("a", 8, 180.0, 12.0),
+                                             ("b", 4, 90.0, 11.0), ("b", 8, 200.0, 15.0),
+                                             ("v", 4, 300.0, math.nan))])
+    points = charts.latency_throughput(s, METRICS["tpot_p50_ms"])
+    assert len(points) == 4  # a configuration without the latency is no point
+    front = {(r.label, r.max_num_seqs): r.pareto for r in points.itertuples()}
+    assert front == {("a", 4): True, ("a", 8): True, ("b", 4): False, ("b", 8): True}
+    spec = charts.pareto_chart(points, METRICS["tpot_p50_ms"]).to_dict()
+    assert _marks(spec) == ["line", "line", "point", "text"]
+    assert spec["layer"][0]["encoding"]["x"]["title"] == "TPOT p50 (ms)"
+    assert spec["layer"][3]["encoding"]["text"]["field"] == "max_num_seqs"
+    assert charts.latency_throughput(s.assign(ttft_p50_ms_mean=math.nan),
+                                     METRICS["ttft_p50_ms"]).empty  # none has it

@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from db.read.metrics import METRICS
 from db.read.results import results_frame, speedup_text, spread_text, summarize
 from db.read.stats import mean_halfwidth
 from db.store import Store
@@ -38,8 +39,8 @@ def test_summary_mean_std_ci_and_speedup(db_url):
     assert len(df) == 8 and set(df["load_s"]) == {0.5} and df.attrs["hidden"] == 0
     s = summarize(df, "base").set_index(["variant", "max_num_seqs", "gpu_name"])
     base = s.loc[("base", 4, "H100")]
-    assert base["n"] == 3 and base["tok_s_mean"] == pytest.approx(100)
-    assert base["tok_s_std"] == pytest.approx(10) and base["cv"] == pytest.approx(0.1)
+    assert base["n"] == 3 and base["mean"] == pytest.approx(100)
+    assert base["std"] == pytest.approx(10) and base["cv"] == pytest.approx(0.1)
     assert base["noisy"] and base["verdict"] == "baseline"
     assert base["ci95"] == pytest.approx(4.3027 * 10 / math.sqrt(3), rel=1e-4)
     fast = s.loc[("fast", 4, "H100")]
@@ -129,3 +130,45 @@ def test_empty_sweep_summarizes_to_nothing(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'e.db'}")
     store.upsert_sweep("s", "name: s", None)
     assert summarize(results_frame(store, "s"), None).empty
+
+
+def test_a_latency_metric_summary_lower_is_better_and_missing_stays_missing(db_url):
+    """TTFT: the speedup is the baseline's over the configuration's (lower is better); a
+    variant whose engine reported no latency has none: n = 0, NaN, never 0."""
+    store = Store(db_url)
+    sid = store.upsert_sweep("s", "name: s", "base")
+    rows = [("base", 0.040), ("base", 0.042), ("base", 0.038), ("fast", 0.020),
+            ("fast", 0.021), ("fast", 0.019), ("vllm", None), ("vllm", None)]
+    store.add_jobs(sid, [
+        dict(key=f"k{i}", ordinal=i, variant=v, engine="hf", options={}, model="m",
+             workload="standard", workload_fingerprint="fp", max_num_seqs=4,
+             gpu_memory_utilization=0.9, repeat=i, spec="{}")
+        for i, (v, _t) in enumerate(rows)])
+    for job, (_v, ttft) in zip(store.pending_jobs(sid, [f"k{i}" for i in range(len(rows))]),
+                               rows, strict=True):
+        at = store.start_attempt(job.id, "h", "0")
+        store.finish_attempt(at, "succeeded", job_state="succeeded", result=make(
+            ttft_p50_s=ttft, peak_memory_bytes=3 * 2**30))
+    df = results_frame(store, "s")
+    s = summarize(df, "base", METRICS["ttft_p50_ms"]).set_index("variant")
+    assert s.attrs["metric"] == "ttft_p50_ms"
+    assert s.loc["base", "mean"] == pytest.approx(40.0) and s.loc["base", "n"] == 3
+    fast = s.loc["fast"]
+    assert fast["speedup"] == pytest.approx(2.0) and fast["verdict"] == "faster"
+    vllm = s.loc["vllm"]
+    assert vllm["n"] == 0 and math.isnan(vllm["mean"]) and math.isnan(vllm["speedup"])
+    assert vllm["speedup_note"] == "no TTFT p50 measured" and spread_text(vllm) == "—"
+    assert s.loc["vllm", "output_tok_s_mean"] > 0  # the other figures are still there
+    memory = summarize(df, "base", METRICS["peak_memory_gib"]).set_index("variant")
+    assert memory.loc["fast", "mean"] == pytest.approx(3.0)  # in GiB
+    assert memory.loc["fast", "verdict"] == "not distinguishable"  # the same 3 GiB
+
+
+def test_every_metric_reads_a_results_column(db_url):
+    store = Store(db_url)
+    _fill(store, [("base", 4, "H100", 100.0)])
+    df = results_frame(store, "s")
+    assert {m.column for m in METRICS.values()} <= set(df.columns)
+    assert df["total_tok_s"].iloc[0] == pytest.approx(200.0)
+    s = summarize(df, "base", METRICS["start_s"])
+    assert s["mean"].iloc[0] == pytest.approx(1.0)
