@@ -164,7 +164,9 @@ def job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str, timeout
                 seen, nice=own.nice, cpu_affinity=own.cpu_affinity, load_before=loads[i],
                 load_after=loads[i + 1])
         if notes:
-            out.log_tail += "".join(f"\n[benchsweep worker] {n}" for n in notes)
+            told = "".join(f"\n[benchsweep worker] {n}" for n in notes)
+            out.log_tail += told
+            yield LogChunk(i, told + "\n")
     return outcomes
 
 

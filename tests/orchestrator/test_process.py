@@ -110,10 +110,13 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.2)
     monkeypatch.setattr(gpu_hygiene, "AFTER_WAIT_S", 0.3)
     py = fake_python(tmp_path, f"echo '{make(output_tokens=1).to_json()}' > \"$6\"")
-    (out,) = run_job_process(["{}"], gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
+    logged: list[LogChunk] = []
+    (out,) = run_job_process(["{}"], gpu="0", cuda_visible_devices="0", timeout_s=60, python=py,
+                             on_log=logged.append)
     assert out.outcome == "succeeded"
     assert re.search(r"\[benchsweep worker\] waited 0\.\d s for the GPU to become idle",
                      out.log_tail)
+    assert logged[-1].text.strip() == out.log_tail.strip()  # the log that streams says so too
     assert ("[benchsweep worker] warning: the GPU is not idle after the job: GPU 0 "
             "(NVIDIA H200, GPU-0): 9.0 of 140.0 GiB in use, 1 compute process(es): pid 888"
             in out.log_tail)
