@@ -233,7 +233,8 @@ class SlotWorker:
                 time.sleep(POLL_S)
                 continue
             offset += took
-            yield from chunks
+            for chunk in chunks:  # noqa: UP028 - Ray send()s to its generators; a list takes none
+                yield chunk
             state, _, rest = text.partition("\n")
             if state == "OUTCOME" and not cut:  # else more of the log is left to read
                 outs = json.loads(rest)
