@@ -89,15 +89,15 @@ _SEEN = "live: seen"  # session state: the probe's answer the page on screen was
 _DRAWING = "live: drawing"  # set while the page itself runs, so its poll does not probe again
 
 
-def follow(db: Store) -> Change:
+def follow(db: Store, job: int | None = None) -> Change:
     """Follow the database: rerun this page when its change token (db/read/changes.py)
     moves: a sweep, job, attempt, result or host recorded, a lease taken, beaten, given
-    up, or gone quiet. While a coordinator runs, its heartbeat moves the token every few
-    seconds, so durations tick; while one is lost, the minute does, so "lost N min ago"
-    ages. Call it before anything that may st.stop() the page. Returns the token, to key
-    caches by."""
-    change = change_token(db)
-    _watch(lambda: _seen(change_token(db)), _seen(change))
+    up, or gone quiet; with `job`, output of that job's attempts coming in too. While a
+    coordinator runs, its heartbeat moves the token every few seconds, so durations tick;
+    while one is lost, the minute does, so "lost N min ago" ages. Call it before anything
+    that may st.stop() the page. Returns the token, to key caches by."""
+    change = change_token(db, job)
+    _watch(lambda: _seen(change_token(db, job)), _seen(change))
     return change
 
 

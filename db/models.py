@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 typed ORM: Sweep, SweepRun, Job, Attempt, Result, Host.
+"""SQLAlchemy 2.0 typed ORM: Sweep, SweepRun, Job, Attempt, AttemptLogChunk, Result, Host.
 
 Job states: pending -> running -> succeeded | failed (failed jobs may be rerun).
 Attempt outcomes: running, succeeded, failed, timeout, lost (the worker or coordinator
@@ -110,6 +110,29 @@ class Attempt(Base):
     finished_at: Mapped[datetime | None]
 
     job: Mapped[Job] = relationship(back_populates="attempts")
+
+
+# What an attempt keeps of its output (AttemptLogChunk): the first LOG_HEAD_CHARS and the
+# last LOG_TAIL_CHARS or so (whole chunks); what lies between is dropped as it comes.
+LOG_HEAD_CHARS = 1 << 20
+LOG_TAIL_CHARS = 1 << 20
+
+
+class AttemptLogChunk(Base):
+    """A piece of an attempt's output as it came in while the job ran, in order of id. It
+    starts `position` characters into the attempt's whole output: where that is past the
+    end of the chunk before it, what lay between was dropped (the bounds above, or by the
+    worker: base.LogChunk.skipped). As written: tqdm's carriage-return frames are collapsed
+    where the log is shown (db/read/logs.py)."""
+
+    __tablename__ = "attempt_log_chunks"
+    __table_args__ = (Index("ix_attempt_log_chunks_attempt_id", "attempt_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int]  # characters of text
+    text: Mapped[str] = mapped_column(Text)
 
 
 class Result(Base):

@@ -34,7 +34,19 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import RESULT_FIGURES, Attempt, Host, Job, Result, Sweep, SweepRun, utcnow
+from db.models import (
+    LOG_HEAD_CHARS,
+    LOG_TAIL_CHARS,
+    RESULT_FIGURES,
+    Attempt,
+    AttemptLogChunk,
+    Host,
+    Job,
+    Result,
+    Sweep,
+    SweepRun,
+    utcnow,
+)
 from db.redact import MASK, mask, mask_url
 from engine.errors import UserError
 from engine.settings import settings
@@ -468,6 +480,43 @@ class Store:
                     gpu_name=result.gpu_name or attempt.gpu, record=result.to_dict(),
                     **{name: getattr(result, name) for name in RESULT_FIGURES},
                 ))
+
+    def append_logs(self, pieces: list[tuple[int, str, int]]) -> None:
+        """Append output to running attempts, in one transaction: (attempt id, text, bytes
+        the worker skipped before it). Each attempt keeps its first LOG_HEAD_CHARS and about
+        its last LOG_TAIL_CHARS (db/models.py); a chunk's position says what was dropped."""
+        with self.session() as s:
+            for attempt_id, text, skipped in pieces:
+                # PostgreSQL's text cannot hold NUL; a log seldom means one.
+                self._append_log(s, attempt_id, text.replace("\x00", "\ufffd"), skipped)
+
+    @staticmethod
+    def _append_log(s: Session, attempt_id: int, text: str, skipped: int) -> None:
+        if not text and not skipped:
+            return
+        last = s.execute(select(AttemptLogChunk.position, AttemptLogChunk.size)
+                         .where(AttemptLogChunk.attempt_id == attempt_id)
+                         .order_by(AttemptLogChunk.id.desc()).limit(1)).first()
+        at = (last.position + last.size if last else 0) + skipped
+        rows = []
+        if at < LOG_HEAD_CHARS:  # the head keeps what fits
+            head, text = text[:LOG_HEAD_CHARS - at], text[LOG_HEAD_CHARS - at:]
+            if head:
+                rows.append((at, head))
+            at += len(head)
+        if text:  # the rest is the tail's: of one chunk, its last LOG_TAIL_CHARS at most
+            cut = max(0, len(text) - LOG_TAIL_CHARS)
+            rows.append((at + cut, text[cut:]))
+            at += len(text)
+        # Only a drop (skipped): an empty chunk marks where the output goes on.
+        s.execute(insert(AttemptLogChunk), [
+            dict(attempt_id=attempt_id, position=p, size=len(t), text=t)
+            for p, t in rows or [(at, "")]])
+        if at > LOG_HEAD_CHARS + LOG_TAIL_CHARS:
+            s.execute(delete(AttemptLogChunk).where(
+                AttemptLogChunk.attempt_id == attempt_id,
+                AttemptLogChunk.position >= LOG_HEAD_CHARS,
+                AttemptLogChunk.position + AttemptLogChunk.size <= at - LOG_TAIL_CHARS))
 
     def attempts_of(self, job_id: int) -> list[Attempt]:
         with self.session() as s:

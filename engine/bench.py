@@ -363,7 +363,12 @@ def main(argv: list[str] | None = None) -> int:
             report.line(Failure(one_line(e), classify(e)).to_json())
         return 1
     try:
-        for i in range(len(jobs)):
+        for i, job in enumerate(jobs):
+            # A line in the job's log as each job's timed part begins (stderr: stdout is
+            # the result lines').
+            print(f"[benchsweep] job {i + 1} of {len(jobs)}: {job.variant}, max_num_seqs "
+                  f"{job.max_num_seqs}, repeat {job.repeat}: warm-up, then the timed run of "
+                  f"{len(group.workload.prompts)} prompts", file=sys.stderr, flush=True)
             try:
                 result = group.measure(i)
             except Exception as e:

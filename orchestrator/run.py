@@ -4,7 +4,10 @@ database.
 
 A slot runs one job process at a time: one job, or the jobs of one configuration that share
 an engine start (`reuse: repeats`; orchestrator/job_queue.py). Each job has its own attempt,
-settled from its own outcome, and its own place in the time the process held the slot."""
+settled from its own outcome, and its own place in the time the process held the slot.
+While a process runs, its output goes to the attempt of the job it was running (the store
+bounds what an attempt keeps), each loop's chunks in one write, before the attempts that
+ended in that loop are settled: a reader that sees an attempt ended has all its output."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from datetime import datetime, timedelta
 from db.models import Job, utcnow
 from db.store import HEARTBEAT_S, STALE_AFTER, Store
 from engine.job import BenchJob
-from orchestrator.executors.base import Executor, Outcome, Slot
+from orchestrator.executors.base import Executor, LogChunk, Outcome, Slot
 from orchestrator.job_queue import JobQueue
 from orchestrator.spec import PlannedJob, SweepSpec
 
@@ -226,7 +229,9 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: JobQueue,
                 running[handle] = _Running(attempts, slot, started,
                                            time.monotonic() + timeout + ANSWER_GRACE_S)
                 notify()
-            for handle, outs in executor.wait(list(running), timeout_s=0.5):
+            ended = executor.wait(list(running), timeout_s=0.5)
+            _record_logs(store, executor.logs(), running)
+            for handle, outs in ended:
                 settle(running.pop(handle), outs)
                 notify()
             now = time.monotonic()
@@ -251,6 +256,16 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: JobQueue,
                 store.finish_attempt(attempt_id, "cancelled", job_state="pending",
                                      error=f"interrupted ({stop.name})", error_kind="cancelled")
         running.clear()
+
+
+def _record_logs(store: Store, chunks: list[tuple[object, LogChunk]],
+                 running: dict[object, _Running]) -> None:
+    """Each chunk to the attempt of the job of its task it names (a task given up meanwhile
+    has none)."""
+    pieces = [(r.jobs[c.job][1], c.text, c.skipped) for handle, c in chunks
+              if (r := running.get(handle)) is not None and 0 <= c.job < len(r.jobs)]
+    if pieces:
+        store.append_logs(pieces)
 
 
 def placed(start: datetime, end: datetime, elapsed: list[float]

@@ -1,6 +1,7 @@
 """Job: one job with its attempts, its BenchResult, its start-time breakdown, the environment
-it ran in, and the log tail; follows the job while it runs. The URL (?job=ID) is
-shareable."""
+it ran in, and an attempt's log (its last lines, progress bars collapsed, and the whole of it
+to download); follows the job while it runs, its log as output comes in. The URL (?job=ID)
+is shareable."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import badge, follow, gib, link, md, param, state_css, store, when
 from db.read.jobs import job_detail, sweep_jobs
+from db.read.logs import attempt_log, collapse_frames
 from db.read.profiles import step_categories
 from db.read.sweeps import LOST_ATTEMPT, sweeps_frame
 
+LOG_LINES = 200  # the log's last lines shown; the download has them all
 RESULT_FIGURES = ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "elapsed_s",
                   "output_tokens", "requested_output_tokens", "prompt_tokens", "num_seqs",
                   "start_s", "kv_blocks", "block_size", "kv_tokens", "peak_memory_bytes",
                   "device", "workload_fingerprint")
 
 db = store()
-follow(db)  # a running job's attempts, as they start and end
 raw = param("job")
 job_id = int(raw) if raw and raw.isdigit() else None
+follow(db, job_id)  # a running job's attempts as they start and end, its output as it comes
 
 
 def pick() -> None:
@@ -179,12 +182,27 @@ elif not attempts.empty:
                 f"since {when(last['started_at'])} UTC.", icon=":material/autorenew:")
 
 if not attempts.empty:
-    st.subheader("Log tail")
+    st.subheader("Log")
     numbers = attempts["number"].tolist()
     n = st.selectbox("attempt", numbers, index=len(numbers) - 1, key="log_attempt") \
         if len(numbers) > 1 else numbers[0]
-    tail = attempts[attempts["number"] == n]["log_tail"].iloc[0]
-    if tail:
-        st.code(tail, language=None, wrap_lines=True)
+    log = attempt_log(db, job_id, int(n))
+    text = collapse_frames(log.text)
+    lines = text.splitlines()
+    if not text:
+        st.caption(f"Attempt {n} has no output yet." if log.outcome == "running"
+                   else f"Attempt {n} left no log.")
     else:
-        st.caption(f"Attempt {n} left no log.")
+        if len(lines) > LOG_LINES:
+            st.caption(f"The last {LOG_LINES} of {len(lines):,} lines; the download has them "
+                       f"all.")
+        # st.code: the job's text as it is, never Markdown.
+        st.code("\n".join(lines[-LOG_LINES:]), language=None, wrap_lines=True)
+        st.download_button("Download the whole log", text, mime="text/plain",
+                           file_name=f"job-{job_id}-attempt-{n}.log", key="log_download",
+                           icon=":material/download:")
+    if log.outcome == "running":
+        st.caption("Running: its output shows here as it comes in.")
+    elif text and not log.streamed:
+        st.caption("Only the end of this attempt's output was kept (it ran before whole logs "
+                   "were).")

@@ -9,16 +9,20 @@ a sweep, newest heartbeat, newest finish), an attempt started (newest attempt id
 one under a new id), a host added, removed or checked. Each part is a max() of an indexed
 column, a count() over an index, or over the few rows of sweeps and hosts. A coordinator
 that dies writes nothing: `lost` counts the sweeps whose holder has been silent for
-STALE_AFTER, computed against the clock, so that the token moves when one goes quiet."""
+STALE_AFTER, computed against the clock, so that the token moves when one goes quiet.
+
+A running job's output comes in every second or two: only the page that shows it asks for
+it (`job`), so the rest do not redraw that often. Its part is the newest log chunk id of
+each of the job's attempts, an index's last entry each."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
 
-from db.models import Attempt, Host, Job, Result, Sweep, utcnow
+from db.models import Attempt, AttemptLogChunk, Host, Job, Result, Sweep, utcnow
 from db.store import STALE_AFTER, Store
 
 
@@ -35,9 +39,12 @@ class Change:
     result: int | None  # newest result id
     hosts: int
     checked: datetime | None  # newest host check
+    log: tuple[int | None, ...] = ()  # the newest log chunk id of each attempt of the job asked
 
 
-def change_token(store: Store) -> Change:
+def change_token(store: Store, job: int | None = None) -> Change:
+    """The token; with `job`, one that moves too as output of that job's attempts comes
+    in."""
     def one(column):
         return select(column).scalar_subquery()
 
@@ -52,4 +59,10 @@ def change_token(store: Store) -> Change:
         one(func.max(Result.id)), one(func.count(Host.id)), one(func.max(Host.last_check_at)),
     )
     with store.session() as s:
-        return Change(*s.execute(query).one())
+        change = Change(*s.execute(query).one())
+        if job is None:
+            return change
+        newest = (select(func.max(AttemptLogChunk.id))
+                  .where(AttemptLogChunk.attempt_id == Attempt.id).scalar_subquery())
+        log = s.scalars(select(newest).where(Attempt.job_id == job).order_by(Attempt.number))
+        return replace(change, log=tuple(log))

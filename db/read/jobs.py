@@ -1,5 +1,6 @@
 """Jobs: a sweep's jobs with their last attempt (a frame, and the failed ones for `orchestrate
-status`), the attempts running now, one job in full with its attempts and result.
+status`), the attempts running now, one job in full with its attempts and result, a job's
+id from its sweep and ordinal.
 
 Variants go by their names in the current sweep file and jobs only an earlier version of
 it had are left out unless asked for (db/read/plan.py; the frame's attrs["hidden"] counts
@@ -152,6 +153,14 @@ def running_attempts(store: Store, sweep: str | None = None) -> list[RunningAtte
                 started_at=as_utc(a.started_at),
                 lost_for=lost_for(sw.owner, as_utc(sw.heartbeat_at), now)))
         return out
+
+
+def job_by_ordinal(store: Store, sweep: str, ordinal: int) -> int | None:
+    """The id of the sweep's job at `ordinal` (its place in the sweep, as its progress lines
+    name it: `job 3`); None when there is none."""
+    with store.session() as s:
+        return s.scalar(select(Job.id).join(Sweep, Sweep.id == Job.sweep_id)
+                        .where(Sweep.name == sweep, Job.ordinal == ordinal))
 
 
 def job_detail(store: Store, job_id: int) -> dict | None:

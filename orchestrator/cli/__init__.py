@@ -1,5 +1,6 @@
 """`orchestrate`: the command line, one module per command group (sweeps.py: sweep, status,
-results, export, dashboard; hosts.py: the SSH inventory; engine.py: bench, model init).
+results, export, dashboard; logs.py: a job's output; hosts.py: the SSH inventory; engine.py:
+bench, model init).
 
 Errors end here, in one place (`_Commands.invoke`): a UserError (engine/errors.py) is one
 line on stderr, `error: <message>`, and its exit code (2 bad input, 1 a condition); any
@@ -24,7 +25,7 @@ from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from engine.errors import UserError
-from orchestrator.cli import engine, hosts, sweeps
+from orchestrator.cli import engine, hosts, logs, sweeps
 from orchestrator.cli.common import err, one_line
 
 
@@ -98,7 +99,7 @@ def _root(_version: Annotated[bool, typer.Option(
         help="Print the version and exit.")] = False) -> None:
     """Benchmark sweeps of LLM inference engines."""
 
-for command in (*sweeps.COMMANDS, *engine.COMMANDS):
+for command in (*sweeps.COMMANDS, *logs.COMMANDS, *engine.COMMANDS):
     app.command()(command)
 app.add_typer(engine.model_app, name="model")
 app.add_typer(hosts.hosts_app, name="hosts")

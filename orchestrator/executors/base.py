@@ -4,8 +4,10 @@ executor hands back; a plain dict on the wire), the Executor protocol, and RayEx
 the bookkeeping and waiting that the Ray-backed executors share.
 
 An executor task runs a list of jobs in one job process: one job, or the jobs of one
-configuration that share an engine start (a sweep's `reuse: repeats`). It answers a list of
-Outcomes, one per job in the same order; on the wire, a list of Outcome dicts.
+configuration that share an engine start (a sweep's `reuse: repeats`). While it runs, the
+process's output comes back in LogChunks (every LOG_EVERY_S); it ends with a list of
+Outcomes, one per job in the same order. On the wire (a Ray streaming generator's items,
+`stream`), each chunk is {"log": chunk} and the end {"outcomes": [outcome, ...]}.
 
 This module imports no executor implementation (they import it), and Ray only when a Ray
 executor runs: process.py imports it on worker hosts, where only the job runner starts."""
@@ -13,6 +15,7 @@ executor runs: process.py imports it on worker hosts, where only the job runner 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -64,6 +67,40 @@ class Outcome:
         return cls(**{**d, "result": BenchResult.from_dict(result) if result else None})
 
 
+@dataclass(frozen=True)
+class LogChunk:
+    """Output of a running job process, read from its log: `text` for the `job`-th of the
+    task's jobs (the one running when it was read), after `skipped` bytes the worker did not
+    send (a job that writes faster than READ_MAX_BYTES a read)."""
+
+    job: int
+    text: str
+    skipped: int = 0
+
+
+# How often a worker reads its job's log, and the most it sends of one read: what a job
+# writes beyond that in LOG_EVERY_S is skipped at the source, and said so (LogChunk.skipped).
+LOG_EVERY_S = 1.0
+READ_MAX_BYTES = 1 << 20
+
+JobRun = Generator[LogChunk, None, list[Outcome]]  # a job process: its chunks, its Outcomes
+
+
+def stream(run: JobRun, host: str | None = None) -> Iterator[dict]:
+    """A job process's run as the items of a Ray streaming generator (the module's
+    docstring), its Outcomes' host set to `host` where given."""
+    while True:
+        try:
+            chunk = next(run)
+        except StopIteration as end:
+            outs = end.value
+            for out in outs:
+                out.host = host or out.host
+            yield {"outcomes": [out.to_dict() for out in outs]}
+            return
+        yield {"log": asdict(chunk)}
+
+
 class Executor(Protocol):
     slots: list[Slot]
 
@@ -79,6 +116,13 @@ class Executor(Protocol):
     def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, list[Outcome]]]:
         """The Outcomes (one per job submitted, in order) of the handles that finished
         within timeout_s (possibly none)."""
+
+    def logs(self) -> list[tuple[Any, LogChunk]]:
+        """The output of running tasks that came in since the last call, each chunk with
+        its task's handle, in order. A task's last chunks come in with its Outcomes: the
+        caller takes them after wait() and before it records what wait handed back. By
+        default none."""
+        return []
 
     def cancel(self, handle: Any) -> None:
         """Stop a running job process now; its process group dies with it."""
@@ -98,17 +142,19 @@ class Task:
 
 
 class RayExecutor(Executor):
-    """An executor whose handles are Ray object refs, each resolving to a list of Outcome
-    dicts. It knows the Task each running ref is; a Ray error in place of the outcomes (the
-    worker, node or actor died under the job) makes every job's attempt lost, said with
-    `lost_error`. Subclasses start refs with `_started` and may act on each task's outcomes
-    in `_finished`. Every job runs at `nice`, the coordinator's own nice value (read where
-    the executor is made), which the subclass hands to the job runner with the jobs."""
+    """An executor whose handles are Ray streaming generators (ObjectRefGenerator), each
+    yielding a task's `stream`: its log chunks, then its Outcomes. It knows the Task each
+    running generator is; a Ray error in place of an item (the worker, node or actor died
+    under the job) makes every job's attempt lost, said with `lost_error`. Subclasses start
+    generators with `_started` and may act on each task's outcomes in `_finished`. Every job
+    runs at `nice`, the coordinator's own nice value (read where the executor is made),
+    which the subclass hands to the job runner with the jobs."""
 
     lost_error = "worker lost"  # the OOM killer, a crash in Ray
 
     def __init__(self) -> None:
         self._running: dict[Any, Task] = {}
+        self._logs: list[tuple[Any, LogChunk]] = []
         self.nice = os.getpriority(os.PRIO_PROCESS, 0)
 
     def _started(self, slot: Slot, jobs: list[str], ref: Any) -> Any:
@@ -118,6 +164,10 @@ class RayExecutor(Executor):
     def _finished(self, slot: Slot, outs: list[Outcome]) -> None:
         """Called for each task's outcomes that wait() hands back, before it does."""
 
+    def logs(self) -> list[tuple[Any, LogChunk]]:
+        taken, self._logs = self._logs, []
+        return taken
+
     def wait(self, handles: list[Any], timeout_s: float) -> list[tuple[Any, list[Outcome]]]:
         if not handles:
             return []
@@ -125,18 +175,34 @@ class RayExecutor(Executor):
 
         ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout_s)
         done = []
-        for ref in ready:
-            task = self._running.pop(ref)
-            try:
-                outs = [Outcome.from_dict(d) for d in ray.get(ref)]
-            except (ray.exceptions.RayError, OSError) as e:
-                outs = task.lost(f"{self.lost_error}: {type(e).__name__}")
+        for gen in handles:
+            outs = self._take(gen) if gen in ready or gen.is_finished() else None
+            if outs is None:
+                continue
+            task = self._running.pop(gen)
             if len(outs) != task.jobs:  # never from this version's runner
                 outs = task.lost(f"the worker answered {len(outs)} outcome(s) for "
                                  f"{task.jobs} job(s)")
             self._finished(task.slot, outs)
-            done.append((ref, outs))
+            done.append((gen, outs))
         return done
+
+    def _take(self, gen: Any) -> list[Outcome] | None:
+        """The items of `gen` ready now: its chunks into the log, its Outcomes if it ended
+        (a generator that ended without them answered none)."""
+        import ray
+
+        try:
+            while gen.next_ready():
+                item = ray.get(next(gen))
+                if "outcomes" in item:
+                    return [Outcome.from_dict(d) for d in item["outcomes"]]
+                self._logs.append((gen, LogChunk(**item["log"])))
+            return [] if gen.is_finished() else None
+        except (ray.exceptions.RayError, OSError) as e:
+            return self._running[gen].lost(f"{self.lost_error}: {type(e).__name__}")
+        except StopIteration:
+            return []
 
     def cancel(self, handle: Any) -> None:
         import ray

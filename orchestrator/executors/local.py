@@ -8,12 +8,13 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import ray
 
-from orchestrator.executors.base import RayExecutor, Slot
-from orchestrator.executors.process import run_job_process
+from orchestrator.executors.base import RayExecutor, Slot, stream
+from orchestrator.executors.process import job_process
 
 
 def visible_gpus() -> list[str]:
@@ -32,11 +33,11 @@ def visible_gpus() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-@ray.remote(num_cpus=0, max_retries=0)
-def _run_on_slot(slot: Slot, jobs: list[str], timeout_s: float, nice: int) -> list[dict]:
-    return [out.to_dict() for out in run_job_process(
-        jobs, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
-        timeout_s=timeout_s, threads=slot.threads, nice=nice)]
+@ray.remote(num_cpus=0, max_retries=0, num_returns="streaming")
+def _run_on_slot(slot: Slot, jobs: list[str], timeout_s: float, nice: int) -> Iterator[dict]:
+    yield from stream(job_process(jobs, gpu=slot.gpu,
+                                  cuda_visible_devices=slot.cuda_visible_devices,
+                                  timeout_s=timeout_s, threads=slot.threads, nice=nice))
 
 
 class LocalExecutor(RayExecutor):

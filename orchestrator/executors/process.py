@@ -5,6 +5,11 @@ the end of each job told as an Outcome (base.py; job_lines.py reads the process'
 lines). Executors call this wherever the GPU is, in place or as
 `python -m orchestrator.executors.process` on a worker host.
 
+While the job runs, its log is read every LOG_EVERY_S and handed on as LogChunks:
+`job_process` yields them and returns the Outcomes (what a Ray executor streams back),
+`run_job_process` hands them to a callback (what the SSH runner appends to a file the
+coordinator reads by offset).
+
 The job runs at the priority the coordinator asks for (`nice`: the coordinator's own nice
 value, which every executor carries to its runner), set explicitly in the child: a Ray
 worker runs at nice 15 and its children would inherit that. Around the job the runner
@@ -25,13 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 from engine import gpu_hygiene
 from engine.result import Conditions
-from orchestrator.executors.base import Outcome
+from orchestrator.executors.base import LOG_EVERY_S, JobRun, LogChunk, Outcome
 from orchestrator.executors.job_lines import ProcessEnd, ResultLines, load, outcomes
+from orchestrator.executors.log_reader import LogReader
 
 LOG_TAIL_BYTES = 8192
 KILL_GRACE_S = 5.0
@@ -59,14 +65,15 @@ def own_nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float,
-          poll: Callable[[], None]) -> tuple[int | None, float | None]:
-    """Popen.wait with a timeout, through wait4: the exit code (None: timed out) and the CPU
-    seconds the job and every child it reaped used. poll() runs between two looks."""
+def _wait(proc: subprocess.Popen, timeout_s: float, poll: Callable[[], Iterator[LogChunk]]
+          ) -> Generator[LogChunk, None, tuple[int | None, float | None]]:
+    """Popen.wait with a timeout, through wait4: yields what poll() yields between two
+    looks; returns the exit code (None: timed out) and the CPU seconds the job and every
+    child it reaped used."""
     deadline = time.monotonic() + timeout_s
     delay = 0.001
     while True:
-        poll()
+        yield from poll()
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -103,12 +110,26 @@ def _tail(path: Path) -> str:
         return f.read().decode(errors="replace")
 
 
-def run_job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str,
-                    timeout_s: float, threads: int | None = None, python: str = sys.executable,
-                    idle_wait_s: float | None = None, nice: int | None = None) -> list[Outcome]:
+def run_job_process(jobs: list[str], *, on_log: Callable[[LogChunk], None] | None = None,
+                    **kw) -> list[Outcome]:
+    """job_process, its log handed to on_log as it comes; the Outcomes."""
+    run = job_process(jobs, **kw)
+    while True:
+        try:
+            chunk = next(run)
+        except StopIteration as end:
+            return end.value
+        if on_log is not None:
+            on_log(chunk)
+
+
+def job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str, timeout_s: float,
+                threads: int | None = None, python: str = sys.executable,
+                idle_wait_s: float | None = None, nice: int | None = None) -> JobRun:
     """Run `python -m engine.bench` for `jobs` (job JSONs: one, or one configuration's that
     share an engine start) at nice value `nice` (None: this process's own), with timeout_s
-    for them all; an Outcome per job, in order. Never raises for a job's own failure.
+    for them all; yields its log in chunks while it runs, returns an Outcome per job, in
+    order. Never raises for a job's own failure.
 
     GPU hygiene around it (engine.gpu_hygiene): the process starts only on an idle GPU
     (waiting up to idle_wait_s, by default gpu_hygiene's, which counts against timeout_s,
@@ -126,8 +147,8 @@ def run_job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str,
     seen = Conditions(nice_asked=own_nice() if nice is None else nice,
                       cpu_count=os.cpu_count(), load_before=load(),
                       gpu_processes_before=gpu_hygiene.processes(cuda_visible_devices))
-    outcomes, lines = _run(jobs, host, gpu, cuda_visible_devices, timeout_s - before.waited_s,
-                           threads, python, seen)
+    outcomes, lines = yield from _run(jobs, host, gpu, cuda_visible_devices,
+                                      timeout_s - before.waited_s, threads, python, seen)
     seen.load_after = load()
     after = gpu_hygiene.after_job(cuda_visible_devices)
     seen.gpu_processes_after = gpu_hygiene.processes(cuda_visible_devices)
@@ -143,13 +164,15 @@ def run_job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str,
                 seen, nice=own.nice, cpu_affinity=own.cpu_affinity, load_before=loads[i],
                 load_after=loads[i + 1])
         if notes:
-            out.log_tail += "".join(f"\n[benchsweep worker] {n}" for n in notes)
+            told = "".join(f"\n[benchsweep worker] {n}" for n in notes)
+            out.log_tail += told
+            yield LogChunk(i, told + "\n")
     return outcomes
 
 
 def _run(jobs: list[str], host: str, gpu: str, cuda_visible_devices: str, timeout_s: float,
          threads: int | None, python: str, seen: Conditions
-         ) -> tuple[list[Outcome], ResultLines]:
+         ) -> Generator[LogChunk, None, tuple[list[Outcome], ResultLines]]:
     # PCI bus order, so CUDA and NVML (envinfo) mean the same GPU by the same index.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_visible_devices, PYTHONUNBUFFERED="1",
                CUDA_DEVICE_ORDER="PCI_BUS_ID")
@@ -159,6 +182,18 @@ def _run(jobs: list[str], host: str, gpu: str, cuda_visible_devices: str, timeou
         job_path, out_path, log_path = (Path(tmp) / n for n in ("job.json", "out.json", "log"))
         job_path.write_text("[" + ", ".join(jobs) + "]")
         lines = ResultLines(out_path)
+        log_reader = LogReader(log_path)
+        read_at = [time.monotonic()]
+
+        def read(final: bool = False) -> Iterator[LogChunk]:
+            # The chunk is the job's that ran when the read began: the number of result
+            # lines seen before it (a job's last output and its line may fall either side).
+            if final or time.monotonic() - read_at[0] >= LOG_EVERY_S:
+                read_at[0] = time.monotonic()
+                job = min(len(lines.records), len(jobs) - 1)
+                yield from log_reader.chunks(job)
+            lines.poll(final)
+
         started = time.monotonic()
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
@@ -167,12 +202,12 @@ def _run(jobs: list[str], host: str, gpu: str, cuda_visible_devices: str, timeou
                 start_new_session=True, preexec_fn=_start_child(seen.nice_asked),
             )
             try:
-                code, seen.cpu_s = _wait(proc, timeout_s, lines.poll)
+                code, seen.cpu_s = yield from _wait(proc, timeout_s, read)
                 seen.wall_s = time.monotonic() - started
             finally:
                 _kill_group(proc)  # stragglers of the job (engine subprocesses) too
                 proc.wait()
-        lines.poll(final=True)
+        yield from read(final=True)
         end = ProcessEnd(code, timeout_s, started, time.monotonic())
         return outcomes(len(jobs), lines, end, host, gpu, _tail(log_path)), lines
 
@@ -194,11 +229,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--nice", type=int, default=None,
                    help="the job's nice value (the coordinator's); default: this process's")
+    p.add_argument("--log-out", type=Path,
+                   help="where the job's log goes as it runs: a LogChunk a line (JSON, ASCII), "
+                        "appended, each line written whole")
     a = p.parse_args(argv)
     jobs = json.loads(a.job.read_text())
-    outs = run_job_process([json.dumps(j) for j in (jobs if isinstance(jobs, list) else [jobs])],
-                           gpu=a.gpu, cuda_visible_devices=a.cuda_visible_devices,
-                           timeout_s=a.timeout, threads=a.threads, nice=a.nice)
+    with contextlib.ExitStack() as stack:
+        on_log = None
+        if a.log_out is not None:
+            log_out = stack.enter_context(a.log_out.open("a", encoding="ascii"))
+
+            def on_log(chunk: LogChunk) -> None:
+                log_out.write(json.dumps(dataclasses.asdict(chunk)) + "\n")
+                log_out.flush()
+
+        outs = run_job_process(
+            [json.dumps(j) for j in (jobs if isinstance(jobs, list) else [jobs])], on_log=on_log,
+            gpu=a.gpu, cuda_visible_devices=a.cuda_visible_devices, timeout_s=a.timeout,
+            threads=a.threads, nice=a.nice)
+    # The log is whole before the outcome appears: a reader that sees the outcome has
+    # every chunk to read.
     tmp = a.out.with_suffix(".tmp")
     tmp.write_text(json.dumps([o.to_dict() for o in outs]))
     tmp.replace(a.out)  # the reader never sees half a file

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import ray
 
-from orchestrator.executors.base import ExecutorUnavailable, Outcome, RayExecutor, Slot
-from orchestrator.executors.process import run_job_process
+from orchestrator.executors.base import ExecutorUnavailable, Outcome, RayExecutor, Slot, stream
+from orchestrator.executors.process import job_process
 from orchestrator.ray_resources import SLOT_PREFIX, parse_slot_resource, slot_resource
 
 HOLD_AFTER_LOSS_S = 15.0
@@ -33,13 +34,12 @@ def resource_of(slot: Slot) -> str:
     return slot_resource(slot.host, slot.name.rpartition("/")[2])
 
 
-@ray.remote(num_cpus=0, max_retries=0)
-def _run_on_slot(slot: Slot, jobs: list[str], timeout_s: float, nice: int) -> list[dict]:
-    outs = run_job_process(jobs, gpu=slot.gpu, cuda_visible_devices=slot.cuda_visible_devices,
-                           timeout_s=timeout_s, threads=slot.threads, nice=nice)
-    for out in outs:
-        out.host = slot.host
-    return [out.to_dict() for out in outs]
+@ray.remote(num_cpus=0, max_retries=0, num_returns="streaming")
+def _run_on_slot(slot: Slot, jobs: list[str], timeout_s: float, nice: int) -> Iterator[dict]:
+    yield from stream(job_process(jobs, gpu=slot.gpu,
+                                  cuda_visible_devices=slot.cuda_visible_devices,
+                                  timeout_s=timeout_s, threads=slot.threads, nice=nice),
+                      host=slot.host)
 
 
 def _reachable(address: str, timeout_s: float = 5.0) -> None:

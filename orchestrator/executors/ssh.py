@@ -3,16 +3,20 @@ Ray actor per remote GPU slot holds a paramiko connection and runs each job ther
 same runner as everywhere else, `python -m orchestrator.executors.process`, started in its
 own session in a per-attempt directory:
 
-    <workdir>/attempts/<slot>-<token>/  job.json  pid  runner.log  outcome.json
+    <workdir>/attempts/<slot>-<token>/  job.json  pid  runner.log  log.jsonl  outcome.json
 
-job.json holds the task's jobs (a list) and outcome.json their Outcomes (a list).
+job.json holds the task's jobs (a list), log.jsonl the job process's output as the runner
+reads it (a LogChunk a line, ASCII JSON) and outcome.json their Outcomes (a list).
 
-The actor polls that directory. A host that does not answer for ssh_liveness_s seconds loses
-the attempt ("lost", so the sweep retries it elsewhere); whatever that attempt left
-running is killed, unread, the next time the slot's host answers, so a job never counts
-twice. A watchdog beside each runner kills its job when no poll came for twice that
-long (the coordinator died or lost the host), and a coordinator that starts kills every
-attempt a dead predecessor left on its hosts: no orphan keeps a GPU.
+The actor polls that directory, each poll reading what log.jsonl gained since the last (by
+its offset, whole lines, at most LOG_READ_BYTES a poll), and streams it back as the Ray
+executors do: the chunks, then the Outcomes (base.stream). A host that does not answer for
+ssh_liveness_s seconds loses the attempt ("lost", so the sweep retries it elsewhere);
+whatever that attempt left running is killed, unread, the next time the slot's host
+answers, so a job never counts twice. A watchdog beside each runner kills its job when no
+poll came for twice that long (the coordinator died or lost the host), and a coordinator
+that starts kills every attempt a dead predecessor left on its hosts: no orphan keeps a
+GPU.
 
 After a lost attempt a host gets no job until a probe reaches it again; a host whose probe
 fails, or that loses QUARANTINE_AFTER attempts in a row, is quarantined: no jobs for
@@ -26,6 +30,7 @@ import shlex
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,10 @@ from orchestrator.ssh import Connection, SSHError
 # The liveness window, the watchdog and the quarantine come from engine.settings
 # ($BENCHSWEEP_SSH_LIVENESS_S, _WATCHDOG_S, _QUARANTINE_S).
 POLL_S = 1.0
+# The most of log.jsonl one poll reads: more than its longest line (a chunk of at most
+# base.READ_MAX_BYTES, each byte at most 6 in JSON's ASCII escapes), so a poll always ends
+# in a whole line.
+LOG_READ_BYTES = 8 << 20
 QUARANTINE_AFTER = 3
 PROBE_TIMEOUT_S = 10.0
 
@@ -57,12 +66,19 @@ done
 true
 """
 
-# Liveness first, then the outcome: a runner that ends between the two still shows OUTCOME.
+# Liveness first, then the outcome, then the log: a runner that ends between the two still
+# shows OUTCOME, and a runner writes the whole log before its outcome. The log section is
+# `LOG N` and the N bytes of log.jsonl from offset $2 (at most $3).
 _STATUS = r"""
-cd "$1" || { echo GONE; exit 0; }
+cd "$1" || { echo "LOG 0"; echo GONE; exit 0; }
 touch alive
 kill -0 "$(cat pid 2>/dev/null)" 2>/dev/null && running=yes || running=no
-if [ -s outcome.json ]; then echo OUTCOME; cat outcome.json
+[ -s outcome.json ] && ended=yes || ended=no
+size=$(stat -c %s log.jsonl 2>/dev/null || echo 0)
+n=$(( size - $2 )); [ "$n" -gt "$3" ] && n=$3; [ "$n" -lt 0 ] && n=0
+echo "LOG $n"
+[ "$n" -gt 0 ] && tail -c +$(( $2 + 1 )) log.jsonl | head -c "$n"
+if [ $ended = yes ]; then echo OUTCOME; cat outcome.json
 elif [ "$running" = yes ]; then echo RUNNING
 else echo DEAD; tail -c 4000 runner.log 2>/dev/null; fi
 """
@@ -97,8 +113,20 @@ def slot_key(slot: Slot) -> str:
     return slot.name.replace("/", "_")
 
 
-def _wire(outs: list[Outcome]) -> list[dict]:
-    return [out.to_dict() for out in outs]
+def _wire(outs: list[Outcome]) -> dict:
+    return {"outcomes": [out.to_dict() for out in outs]}
+
+
+def _log_section(text: str) -> tuple[list[dict], int, bool, str]:
+    """A status answer's log section: the chunks of its whole lines, the bytes they took
+    (the offset moves by that), whether the read was cut at LOG_READ_BYTES (more is left),
+    and the rest of the answer. The log is ASCII: a byte is a character."""
+    head, _, rest = text.partition("\n")
+    n = int(head.removeprefix("LOG "))
+    data, rest = rest[:n], rest[n:]
+    whole = data[:data.rfind("\n") + 1]
+    return ([{"log": json.loads(line)} for line in whole.splitlines()], len(whole),
+            n >= LOG_READ_BYTES, rest)
 
 
 @ray.remote(num_cpus=0, max_concurrency=2, max_restarts=0)
@@ -138,7 +166,8 @@ class SlotWorker:
                     raise
                 time.sleep(2)
 
-    def run(self, jobs: list[str], timeout_s: float, nice: int) -> list[dict]:
+    def run(self, jobs: list[str], timeout_s: float, nice: int) -> Iterator[dict]:
+        """The task's stream (base.stream): the job process's log chunks, its Outcomes."""
         self.cancelled.clear()
         task = Task(self.slot, len(jobs))
         started = time.monotonic()
@@ -146,10 +175,11 @@ class SlotWorker:
             conn = self._connect(started + self.liveness_s)
             d = self._start(conn, jobs, timeout_s, nice)
         except SSHError as e:
-            return _wire(task.lost(f"could not start the job: {e}"))
+            yield _wire(task.lost(f"could not start the job: {e}"))
+            return
         self.current = d
         try:
-            return self._follow(d, task, started)
+            yield from self._follow(d, task, started)
         finally:
             self.current = None
 
@@ -163,7 +193,7 @@ class SlotWorker:
             conn.abspath(h.python), "-m", "orchestrator.executors.process",
             "--job", f"{d}/job.json", "--out", f"{d}/outcome.json", "--gpu", s.gpu,
             "--cuda-visible-devices", s.cuda_visible_devices, "--timeout", f"{timeout_s:g}",
-            "--nice", str(nice),
+            "--nice", str(nice), "--log-out", f"{d}/log.jsonl",
             *(["--threads", str(s.threads)] if s.threads else [])])
         q = shlex.quote(d)
         # setsid: the runner leads its own session, so it outlives this SSH session and its
@@ -179,17 +209,21 @@ class SlotWorker:
             f" > /dev/null 2>&1 < /dev/null &"))
         return d
 
-    def _follow(self, d: str, task: Task, started: float) -> list[dict]:
+    def _follow(self, d: str, task: Task, started: float) -> Iterator[dict]:
         last_contact = time.monotonic()
+        offset = 0  # of log.jsonl, read up to here
         while True:
             if self.cancelled.is_set():
-                return _wire([Outcome("cancelled", self.host.name, self.slot.gpu,
-                                      error="cancelled", error_kind="cancelled")] * task.jobs)
+                yield _wire([Outcome("cancelled", self.host.name, self.slot.gpu,
+                                     error="cancelled", error_kind="cancelled")] * task.jobs)
+                return
             try:
                 conn = self._connect(last_contact + self.liveness_s)
-                text = conn.check(_script(_STATUS, d), timeout_s=max(
-                    1.0, min(10.0, last_contact + self.liveness_s - time.monotonic())))
+                text = conn.check(_script(_STATUS, d, str(offset), str(LOG_READ_BYTES)),
+                                  timeout_s=max(1.0, min(10.0, last_contact + self.liveness_s
+                                                         - time.monotonic())))
                 last_contact = time.monotonic()
+                chunks, took, cut, text = _log_section(text)
             except SSHError as e:
                 if self.conn is not None:
                     self.conn.close()
@@ -198,21 +232,27 @@ class SlotWorker:
                     return _wire(task.lost(f"host stopped answering: {e}"))
                 time.sleep(POLL_S)
                 continue
+            offset += took
+            for chunk in chunks:  # noqa: UP028 - Ray send()s to its generators; a list takes none
+                yield chunk
             state, _, rest = text.partition("\n")
-            if state == "OUTCOME":
+            if state == "OUTCOME" and not cut:  # else more of the log is left to read
                 outs = json.loads(rest)
                 for out in outs:
                     out["host"] = self.host.name
                 self._remove(d)
-                return outs
+                yield {"outcomes": outs}
+                return
             if state in ("DEAD", "GONE"):
                 # The runner died without an outcome: killed with the host's processes,
                 # or the box rebooted. Not the job's fault: lost, and retried.
                 self._remove(d)
-                return _wire(task.lost("the job's runner died on the host without an outcome",
-                                       log_tail=rest[-4000:],
-                                       elapsed_s=time.monotonic() - started))
-            time.sleep(POLL_S)
+                yield _wire(task.lost("the job's runner died on the host without an outcome",
+                                      log_tail=rest[-4000:],
+                                      elapsed_s=time.monotonic() - started))
+                return
+            if state != "OUTCOME":
+                time.sleep(POLL_S)
 
     def _remove(self, d: str) -> None:
         with contextlib.suppress(SSHError, AttributeError):  # else reaped on next connect
@@ -329,8 +369,8 @@ class SSHExecutor(RayExecutor):
         self._record(host, "quarantined", None)
 
     def submit(self, slot: Slot, jobs: list[str], timeout_s: float) -> Any:
-        return self._started(slot, jobs, self.actors[slot.name].run.remote(jobs, timeout_s,
-                                                                            self.nice))
+        run = self.actors[slot.name].run.options(num_returns="streaming")
+        return self._started(slot, jobs, run.remote(jobs, timeout_s, self.nice))
 
     def _finished(self, slot: Slot, outs: list[Outcome]) -> None:
         host = slot.host

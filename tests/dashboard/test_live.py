@@ -90,10 +90,30 @@ def test_the_job_page_follows_its_running_job(empty_db, monkeypatch):
     assert not _redrawn(poll(at))
     store.finish_attempt(attempt, "failed", job_state="pending", error="the GPU fell off",
                          error_kind="crash")
-    store.start_attempt(job, "h", "1")
+    second = store.start_attempt(job, "h", "1")
     poll(at)
     assert at.dataframe[0].value["outcome"].tolist() == ["failed", "running"]
     assert "Attempt 2 is running on h / 1" in at.info[0].value
+    assert "Attempt 2 has no output yet." in texts(at.caption)
+    # Its output as it comes: drawn as text (never Markdown), progress bars collapsed.
+    store.append_logs([(second, "loading **weights**\n\r 10%\r100%\n", 0)])
+    assert poll(at).code[0].value == "loading **weights**\n100%"
+    store.append_logs([(second, "step 2\n", 0)])
+    assert poll(at).code[0].value.endswith("100%\nstep 2")
+    assert not _redrawn(poll(at))
+
+
+def test_the_job_page_shows_a_long_logs_end_and_offers_all_of_it(empty_db, monkeypatch):
+    store, _, (job, _) = _sweep(empty_db)
+    attempt = store.start_attempt(job, "h", "0")
+    store.append_logs([(attempt, "".join(f"line {i}\n" for i in range(500)), 0)])
+    store.finish_attempt(attempt, "failed", job_state="failed", error="x", error_kind="crash")
+    at = open_page(monkeypatch, empty_db, "job", job=job)
+    shown = at.code[0].value.splitlines()
+    assert shown[0] == "line 300" and shown[-1] == "line 499"
+    assert "The last 200 of 500 lines; the download has them all." in texts(at.caption)
+    (download,) = at.get("download_button")
+    assert download.proto.label == "Download the whole log"
 
 
 def test_a_coordinator_that_goes_quiet_is_shown_lost_without_a_write(empty_db, monkeypatch):

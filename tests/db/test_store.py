@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from db.models import RESULT_FIGURES, Host, Result
+from db.models import RESULT_FIGURES, AttemptLogChunk, Host, Result
 from db.store import (
     DatabaseUnusable,
     NoDatabase,
@@ -233,3 +233,33 @@ def test_a_host_setup_line_is_stored_masked(tmp_path):
     with store.session() as s:
         assert s.scalar(select(Host.setup)) == ("export PROXY_PASSWORD=*** && "
                                                 "source /etc/network_turbo")
+
+
+def _chunks(store: Store, attempt_id: int) -> list[tuple[int, str]]:
+    with store.session() as s:
+        return list(s.execute(select(AttemptLogChunk.position, AttemptLogChunk.text)
+                              .where(AttemptLogChunk.attempt_id == attempt_id)
+                              .order_by(AttemptLogChunk.id)).all())
+
+
+def test_an_attempts_log_keeps_its_head_and_a_rolling_tail(db_url, monkeypatch):
+    monkeypatch.setattr("db.store.LOG_HEAD_CHARS", 10)
+    monkeypatch.setattr("db.store.LOG_TAIL_CHARS", 8)
+    store = Store(db_url)
+    sid = store.upsert_sweep("s", "name: s", None)
+    store.add_jobs(sid, [_job("a"), _job("b", 1)])
+    a, b = store.pending_jobs(sid, ["a", "b"])
+    at, other = store.start_attempt(a.id, "h", "0"), store.start_attempt(b.id, "h", "1")
+    store.append_logs([(at, "0123456", 0), (other, "b\x00", 0), (at, "", 0)])
+    assert _chunks(store, other) == [(0, "b\ufffd")]  # PostgreSQL's text holds no NUL
+    # Split where the head ends; the rest is the tail's.
+    store.append_logs([(at, "789abc", 0)])
+    assert _chunks(store, at) == [(0, "0123456"), (7, "789"), (10, "abc")]
+    # The tail rolls: whole chunks that end before its last 8 characters go.
+    store.append_logs([(at, "defg", 0), (at, "hijk", 0)])
+    assert _chunks(store, at) == [(0, "0123456"), (7, "789"), (13, "defg"), (17, "hijk")]
+    # One chunk longer than the tail keeps its end; what the worker skipped counts.
+    store.append_logs([(at, "0123456789XY", 3)])
+    assert _chunks(store, at) == [(0, "0123456"), (7, "789"), (28, "456789XY")]
+    store.append_logs([(at, "", 2)])  # only a drop: an empty chunk says where output goes on
+    assert _chunks(store, at)[-1] == (38, "")

@@ -175,6 +175,15 @@ def test_restarted_coordinator_kills_what_the_dead_one_left(tmp_path, cache_dir,
         assert (cond["nice"], cond["nice_asked"]) == (3, 3)
     assert ("lost",) in query(db, "SELECT outcome FROM attempts")
     assert not list(attempts_dir.iterdir())
+    # Each job's output came back over SSH as it ran, into its attempt's log.
+    logs: dict[int, str] = {}
+    for attempt, text in query(db, "SELECT c.attempt_id, c.text FROM attempt_log_chunks c JOIN "
+                                   "attempts a ON a.id = c.attempt_id WHERE a.outcome = "
+                                   "'succeeded' ORDER BY c.id"):
+        logs[attempt] = logs.get(attempt, "") + text
+    assert len(logs) == 2
+    for text in logs.values():
+        assert "[benchsweep] job 1 of 1: nano" in text and '"output_tok_s"' in text
 
 
 @pytest.mark.timeout(200)

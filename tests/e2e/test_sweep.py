@@ -11,6 +11,7 @@ import pytest
 from tests.e2e.conftest import (
     ROOT,
     bench_processes,
+    kill_group,
     orchestrate,
     orchestrate_env,
     query,
@@ -18,6 +19,7 @@ from tests.e2e.conftest import (
     sweep_file,
     wait_for,
 )
+from tests.orchestrator.test_cli_logs import Reader
 
 pytestmark = pytest.mark.e2e
 
@@ -158,6 +160,40 @@ def test_stop_signal_cancels_cleanly_and_resumes(tmp_path, cache_dir, sig):
     rerun = orchestrate(env, "sweep", str(spec))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert query(db, "SELECT count(*) FROM results") == [(4,)]
+
+
+def test_a_running_jobs_log_is_followed_before_it_ends(tmp_path, cache_dir):
+    """`orchestrate logs --follow` beside the coordinator: the job's first line shows while
+    it runs (a job of a minute or more); when the sweep is stopped, the follower ends with
+    the attempt, exit 1 (cancelled)."""
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    env = orchestrate_env(cache_dir, db)
+    spec = sweep_file(tmp_path, "follow", matrix="max_num_seqs: [2]")
+    spec.write_text(spec.read_text().replace("num_seqs: 4,", "num_seqs: 64,")
+                    .replace("output_len: [2, 6]", "output_len: [400, 400]"))
+    proc = start(env, "sweep", str(spec))
+    follower = None
+    try:
+        running = "SELECT job_id FROM attempts WHERE outcome = 'running'"
+        wait_for(lambda: query(db, running), 180, "a running attempt")
+        ((job,),) = query(db, running)
+        follower = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "logs", str(job),
+                                     "--follow"], env=env, cwd=ROOT, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        shown = Reader(follower)
+        while "[benchsweep] job 1 of 1: nano, max_num_seqs 2, repeat 0" not in shown.next():
+            pass
+        assert query(db, running) == [(job,)]  # seen before the job ended
+        os.kill(proc.pid, signal.SIGINT)
+        assert follower.wait(60) == 1
+        assert follower.stderr.read() == f"attempt 1 of job {job}: cancelled\n"
+        proc.communicate(timeout=60)
+        assert proc.returncode == 130
+    finally:
+        kill_group(proc)
+        if follower is not None:
+            follower.kill()
+            follower.wait()
 
 
 def test_leftover_check_sees_only_this_tests_jobs(tmp_path, cache_dir):

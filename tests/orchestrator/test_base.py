@@ -1,5 +1,6 @@
-"""The executor seam: Outcome's wire form and lost constructor, the protocol's default
-ready(), and RayExecutor's shared waiting on a real (embedded) Ray."""
+"""The executor seam: Outcome's wire form and lost constructor, the protocol's defaults
+(ready, logs), and RayExecutor's shared waiting on a real (embedded) Ray: log chunks, then
+outcomes, from streaming tasks."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import os
 import pytest
 import ray
 
-from orchestrator.executors.base import Executor, Outcome, RayExecutor, Slot
+from orchestrator.executors.base import Executor, LogChunk, Outcome, RayExecutor, Slot, stream
 from tests.engine.test_result import make
 
 SLOT = Slot("gpu0", "box", "0", "0")
@@ -34,16 +35,23 @@ def test_every_slot_is_ready_by_default() -> None:
     class Bare(Executor):
         slots = [SLOT]
 
-    assert Bare().ready(SLOT)
+    assert Bare().ready(SLOT) and Bare().logs() == []
 
 
-@ray.remote(num_cpus=0, max_retries=0)
-def _answer(jobs: list[str]) -> list[dict]:
+def _run(jobs: list[str]):
+    """A job process as the runner gives it: a chunk of output per job, then Outcomes."""
+    for i, _ in enumerate(jobs):
+        yield LogChunk(i, f"job {i}\n", skipped=i)
     if "crash" in jobs:
         os._exit(1)  # the worker dies under the job
     if "short" in jobs:  # fewer outcomes than jobs
         return []
-    return [Outcome("succeeded", "box", "0", make(), elapsed_s=1.0).to_dict() for _ in jobs]
+    return [Outcome("succeeded", "here", "0", make(), elapsed_s=1.0) for _ in jobs]
+
+
+@ray.remote(num_cpus=0, max_retries=0, num_returns="streaming")
+def _answer(jobs: list[str]):
+    yield from stream(_run(jobs), host="box")
 
 
 class _Fake(RayExecutor):
@@ -84,9 +92,14 @@ def test_ray_executor_waits_and_turns_a_dead_worker_into_lost(embedded_ray) -> N
     # The worker died under the task: every job of it is lost.
     assert [(o.outcome, o.host, o.gpu) for o in done[crash]] == [("lost", "box", "1")] * 3
     assert all(o.error.startswith("fake worker lost: ") for o in done[crash])
-    (short,) = done[short]
+    shorted, (short,) = short, done[short]
     assert (short.outcome, short.error) == ("lost", "the worker answered 0 outcome(s) for 1 "
                                                      "job(s)")
     assert sorted(ex.seen) == [("gpu0", ["succeeded"] * 2), ("gpu1", ["lost"]),
                                ("gpu1", ["lost"] * 3)]
     assert not ex._running
+    chunks = ex.logs()
+    assert [c for h, c in chunks if h is ok] == [LogChunk(0, "job 0\n"),
+                                                  LogChunk(1, "job 1\n", 1)]
+    assert [c.text for h, c in chunks if h is shorted] == ["job 0\n"]
+    assert ex.logs() == []  # taken

@@ -19,6 +19,7 @@ import pytest
 from engine import gpu_hygiene
 from engine.result import Conditions
 from orchestrator.executors import process
+from orchestrator.executors.base import LogChunk
 from orchestrator.executors.job_lines import ResultLines
 from orchestrator.executors.process import run_job_process
 from tests.engine.test_gpu_hygiene import FakeGpu, fake_pynvml
@@ -109,10 +110,13 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     monkeypatch.setattr(gpu_hygiene, "POLL_S", 0.2)
     monkeypatch.setattr(gpu_hygiene, "AFTER_WAIT_S", 0.3)
     py = fake_python(tmp_path, f"echo '{make(output_tokens=1).to_json()}' > \"$6\"")
-    (out,) = run_job_process(["{}"], gpu="0", cuda_visible_devices="0", timeout_s=60, python=py)
+    logged: list[LogChunk] = []
+    (out,) = run_job_process(["{}"], gpu="0", cuda_visible_devices="0", timeout_s=60, python=py,
+                             on_log=logged.append)
     assert out.outcome == "succeeded"
     assert re.search(r"\[benchsweep worker\] waited 0\.\d s for the GPU to become idle",
                      out.log_tail)
+    assert logged[-1].text.strip() == out.log_tail.strip()  # the log that streams says so too
     assert ("[benchsweep worker] warning: the GPU is not idle after the job: GPU 0 "
             "(NVIDIA H200, GPU-0): 9.0 of 140.0 GiB in use, 1 compute process(es): pid 888"
             in out.log_tail)
@@ -123,13 +127,14 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     assert "1 other GPU process(es) after (pid 888)" in out.result.disturbed
 
 
-def test_worker_cli_writes_the_outcome(tmp_path: Path) -> None:
+def test_worker_cli_writes_the_outcome_and_its_log(tmp_path: Path) -> None:
     job = {"engine": "nope", "variant": "x", "model": {"arch": "tiny"},
            "workload": {"name": "standard"}, "max_num_seqs": 1}
     (tmp_path / "job.json").write_text(json.dumps(job))
     r = subprocess.run(
         [sys.executable, "-m", "orchestrator.executors.process", "--job",
-         str(tmp_path / "job.json"), "--out", str(tmp_path / "outcome.json"), "--timeout", "60"],
+         str(tmp_path / "job.json"), "--out", str(tmp_path / "outcome.json"), "--timeout", "60",
+         "--log-out", str(tmp_path / "log.jsonl")],
         cwd=ROOT, env=dict(os.environ, BENCHSWEEP_CACHE=str(tmp_path / "cache")),
         capture_output=True, text=True, timeout=60,
     )
@@ -137,6 +142,10 @@ def test_worker_cli_writes_the_outcome(tmp_path: Path) -> None:
     (out,) = json.loads((tmp_path / "outcome.json").read_text())
     assert out["outcome"] == "failed" and out["error_kind"] == "bad_input"
     assert out["error"].startswith("BadInput: unknown engine kind 'nope'")
+    # The job's output, a chunk a line: here its traceback.
+    chunks = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {c["job"] for c in chunks} == {0} and not any(c["skipped"] for c in chunks)
+    assert "BadInput: unknown engine kind 'nope'" in "".join(c["text"] for c in chunks)
 
 
 def stat_nice(path: Path) -> int:
@@ -255,3 +264,19 @@ def test_result_lines_count_a_line_once_it_ends(tmp_path: Path) -> None:
     assert len(lines.records) == 3
     lines.poll(final=True)  # the writer has ended: its last line stands without a newline
     assert lines.records[3] == {"c": 3} and len(lines.seen_at) == len(lines.loads) == 4
+
+
+def test_the_log_comes_in_chunks_while_the_job_runs(tmp_path: Path) -> None:
+    """Read every LOG_EVERY_S: each chunk is the job's that ran when the read began, and the
+    first comes long before the process ends."""
+    py = fake_bench(tmp_path, "echo first; sleep 1.5; put \"$R\"; echo second; sleep 1.5; "
+                              "put \"$R\" \"$R\"; printf 'bye'")
+    got: list[tuple[float, LogChunk]] = []
+    outs = run_job_process(["{}"] * 2, gpu="cpu", cuda_visible_devices="", timeout_s=60,
+                           python=py, on_log=lambda c: got.append((time.monotonic(), c)))
+    ended = time.monotonic()
+    assert [o.outcome for o in outs] == ["succeeded"] * 2
+    assert "".join(c.text for _, c in got) == "first\nsecond\nbye"
+    (first_at, first), *_ = got
+    assert first == LogChunk(0, "first\n") and ended - first_at > 1.0
+    assert [c.job for _, c in got if "second" in c.text or "bye" in c.text] == [1] * 2

@@ -15,8 +15,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from db.models import Attempt, Job
+from db.read.logs import attempt_log, dropped_note
 from db.store import Store, as_utc
-from orchestrator.executors.base import Outcome, Slot
+from orchestrator.executors.base import Executor, LogChunk, Outcome, Slot
 from orchestrator.job_queue import JobQueue
 from orchestrator.run import placed, run_sweep
 from orchestrator.spec import parse
@@ -41,13 +42,16 @@ def ok(elapsed_s: float = 1.0) -> Outcome:
     return Outcome("succeeded", "box", "cpu", make(output_tokens=1), elapsed_s=elapsed_s)
 
 
-class Scripted:
-    """Tasks that end at once: answer(jobs, task number) gives their outcomes."""
+class Scripted(Executor):
+    """Tasks that end at once: answer(jobs, task number) gives their outcomes, after the
+    output output(jobs, task number) gives."""
 
-    def __init__(self, answer: Callable[[list[dict], int], list[Outcome]]):
-        self.slots, self.answer = [SLOT], answer
+    def __init__(self, answer: Callable[[list[dict], int], list[Outcome]],
+                 output: Callable[[list[dict], int], list[LogChunk]] = lambda *_: []):
+        self.slots, self.answer, self.output = [SLOT], answer, output
         self.tasks: list[tuple[list[tuple[str, int]], float]] = []  # (variant, repeat)s
         self._outcomes: dict[int, list[Outcome]] = {}
+        self._logs: list[tuple[int, LogChunk]] = []
 
     def ready(self, slot: Slot) -> bool:
         return True
@@ -57,10 +61,15 @@ class Scripted:
         handle = len(self.tasks)
         self.tasks.append(([(s["variant"], s["repeat"]) for s in specs], timeout_s))
         self._outcomes[handle] = self.answer(specs, handle)
+        self._logs += [(handle, c) for c in self.output(specs, handle)]
         return handle
 
     def wait(self, handles: list[int], timeout_s: float) -> list[tuple[int, list[Outcome]]]:
         return [(h, self._outcomes.pop(h)) for h in handles]
+
+    def logs(self) -> list[tuple[int, LogChunk]]:
+        taken, self._logs = self._logs, []
+        return taken
 
     def cancel(self, handle: int) -> None: ...
 
@@ -118,6 +127,26 @@ def test_jobs_a_group_did_not_finish_rerun_alone(tmp_path: Path) -> None:
         (0, "succeeded"), (1, "failed"), (2, "lost"), (1, "succeeded"), (2, "succeeded")]
     lost = next(r for r in rows if r.outcome == "lost")
     assert as_utc(lost.started_at) == as_utc(lost.finished_at)  # it held no time
+    store.close()
+
+
+def test_output_goes_to_the_attempt_of_the_job_it_names(tmp_path: Path) -> None:
+    """A shared process's output, each chunk to its job's attempt, in before the attempts
+    end; a chunk naming no job of its task is dropped."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+
+    def output(specs: list[dict], _: int) -> list[LogChunk]:
+        return [LogChunk(i, f"{s['variant']} {s['repeat']}\n") for i, s in enumerate(specs)] \
+            + [LogChunk(len(specs), "nobody's\n"), LogChunk(0, "more\n", skipped=2)]
+
+    ex = Scripted(lambda specs, _: [ok() for _ in specs], output)
+    assert run_sweep(parse(SWEEP), store, ex).ok
+    with store.session() as s:
+        jobs = s.execute(select(Job.id, Job.variant, Job.repeat)).all()
+    logs = {(v, r): attempt_log(store, j).text for j, v, r in jobs}
+    more = dropped_note(2) + "more\n"
+    assert logs[("shared", 0)] == "shared 0\n" + more and logs[("shared", 2)] == "shared 2\n"
+    assert logs[("fresh", 2)] == "fresh 2\n" + more
     store.close()
 
 

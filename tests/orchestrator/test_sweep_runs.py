@@ -11,14 +11,14 @@ from sqlalchemy import select
 
 from db.models import SweepRun
 from db.store import Store
-from orchestrator.executors.base import Outcome, Slot
+from orchestrator.executors.base import Executor, Outcome, Slot
 from orchestrator.run import owner_id, run_sweep
 from orchestrator.spec import parse
 from tests.db.read.recorded import sweep_text
 from tests.engine.test_result import make
 
 
-class Instant:
+class Instant(Executor):
     """Every job succeeds as soon as it is waited for; `on_submit` runs as one is placed."""
 
     def __init__(self, on_submit=lambda: None) -> None:

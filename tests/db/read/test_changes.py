@@ -62,3 +62,19 @@ def test_a_coordinator_that_goes_quiet_moves_the_token_by_itself(db_url, monkeyp
     monkeypatch.setattr("db.read.changes.utcnow", lambda: later)
     quiet = change_token(store)
     assert (quiet.held, quiet.lost) == (1, 1) and quiet != alive
+
+
+def test_output_of_a_job_moves_only_the_token_that_asks_for_it(db_url):
+    store = Store(db_url)
+    sid = store.upsert_sweep("s", "name: s", None)
+    store.add_jobs(sid, [_job("a"), _job("b", 1)])
+    a, b = store.pending_jobs(sid, ["a", "b"])
+    on_a, on_b = store.start_attempt(a.id, "h", "0"), store.start_attempt(b.id, "h", "1")
+    before, before_a = change_token(store), change_token(store, job=a.id)
+    assert before_a.log == (None,)
+    store.append_logs([(on_a, "line\n", 0)])
+    assert change_token(store) == before  # the pages that show no log do not redraw
+    assert change_token(store, job=a.id) != before_a
+    seen_a = change_token(store, job=a.id)
+    store.append_logs([(on_b, "other\n", 0)])
+    assert change_token(store, job=a.id) == seen_a
