@@ -60,9 +60,24 @@ class Netns:
                 return
 
 
+def remove_stale() -> list[str]:
+    """Remove the namespaces (their processes, their veths) that a run killed before its
+    cleanup left behind: they hold the test range's addresses, so a new namespace's sshd
+    would not be the one that answers. Two runs cannot share the range anyway."""
+    names = [line.split()[0] for line in sh("ip", "netns", "list", check=False).stdout
+             .splitlines() if line.startswith("bs5-")]
+    for name in names:
+        tag, _, i = name.removeprefix("bs5-").partition("-")
+        Netns(name, f"bs5v{tag}x{i}", "", "").kill_all()
+        sh("ip", "link", "del", f"bs5v{tag}x{i}", check=False)
+        sh("ip", "netns", "del", name, check=False)
+    return names
+
+
 @contextlib.contextmanager
 def namespaces(count: int, *, subnet_base: int = 10):
     """`count` namespaces, removed (with their processes) however the test ends."""
+    remove_stale()
     tag = os.getpid() % 1000
     made: list[Netns] = []
     route = sh("ip", "route", "add", "unreachable", TEST_RANGE, check=False).returncode == 0

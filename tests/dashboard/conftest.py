@@ -33,6 +33,7 @@ SWEEPS = {
         matrix: {variant: [nano, nano-sync], max_num_seqs: [2, 4],
                  gpu_memory_utilization: [0.8, 0.9]}
         repeats: 2
+        reuse: repeats  # a configuration's repeats on one engine start: half the processes
         timeout_s: 120
         baseline: nano
         """,

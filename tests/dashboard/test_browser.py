@@ -129,7 +129,7 @@ def test_every_page_renders_in_chromium(server, demo_db, tmp_path):
                                        "est configuration", 'data-testid="stDataFrame"',
                                        "nano-sync", "Speedup against nano"]),
         "job": (f"job?job={job}", ['data-testid="stDataFrame"', "BenchResult",
-                                   'data-testid="stVegaLiteChart"', "Log tail"]),
+                                   'data-testid="stVegaLiteChart"', "Download the whole log"]),
         "compare": ("compare?a=dash&b=dash-other", ['data-testid="stVegaLiteChart"',
                                                      "different workload",
                                                      'data-testid="stDataFrame"']),

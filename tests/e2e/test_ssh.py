@@ -65,8 +65,8 @@ def test_three_hosts_survive_a_crash_and_a_partition(tmp_path, cache_dir, client
                    for i, ns in enumerate(nss)}
         try:
             inv = inventory(tmp_path / "hosts.yaml", client_key, servers)
-            env = ssh_env(cache_dir, db, inv, BENCHSWEEP_SSH_LIVENESS_S="12",
-                          BENCHSWEEP_SSH_QUARANTINE_S="20")
+            env = ssh_env(cache_dir, db, inv, BENCHSWEEP_SSH_LIVENESS_S="8",
+                          BENCHSWEEP_SSH_QUARANTINE_S="12")
             prov = orchestrate(env, "hosts", "provision", "--accept-new", timeout=240)
             assert prov.returncode == 0, prov.stdout + prov.stderr
             assert prov.stdout.count("provisioned (") == 3

@@ -26,12 +26,12 @@ pytestmark = pytest.mark.e2e
 
 def test_sweep_resume_results_export(tmp_path, cache_dir, db_url):
     env = orchestrate_env(cache_dir, db_url)
-    spec = sweep_file(tmp_path, repeats=2, variants="  nano-sync: {kind: nano, options: "
-                                                    "{async_scheduling: false}}")
+    spec = sweep_file(tmp_path, repeats=2, matrix="max_num_seqs: [2]",
+                      variants="  nano-sync: {kind: nano, options: {async_scheduling: false}}")
     first = orchestrate(env, "sweep", str(spec))
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "8 jobs, 0 already done" in first.stdout
-    assert query(db_url, "SELECT state, count(*) FROM jobs GROUP BY state") == [("succeeded", 8)]
+    assert "4 jobs, 0 already done" in first.stdout
+    assert query(db_url, "SELECT state, count(*) FROM jobs GROUP BY state") == [("succeeded", 4)]
     rows = query(db_url, "SELECT output_tokens, record FROM results")
     for tokens, record in rows:
         record = json.loads(record) if isinstance(record, str) else record
@@ -39,8 +39,8 @@ def test_sweep_resume_results_export(tmp_path, cache_dir, db_url):
         assert record["elapsed_s"] > 0 and record["workload_fingerprint"]
 
     again = orchestrate(env, "sweep", str(spec))
-    assert again.returncode == 0 and "8 already done, attempts this run: none" in again.stdout
-    assert query(db_url, "SELECT count(*) FROM attempts") == [(8,)]
+    assert again.returncode == 0 and "4 already done, attempts this run: none" in again.stdout
+    assert query(db_url, "SELECT count(*) FROM attempts") == [(4,)]
 
     table = orchestrate(env, "results", "e2e")
     assert table.returncode == 0, table.stderr
@@ -55,7 +55,7 @@ def test_sweep_resume_results_export(tmp_path, cache_dir, db_url):
         done = orchestrate(env, "export", "e2e", "--format", fmt, "-o", str(out))
         assert done.returncode == 0, done.stderr
         df = read(out)
-        assert len(df) == 8 and set(df["variant"]) == {"nano", "nano-sync"}
+        assert len(df) == 4 and set(df["variant"]) == {"nano", "nano-sync"}
 
 
 def test_repeats_share_one_engine_start(tmp_path, cache_dir):

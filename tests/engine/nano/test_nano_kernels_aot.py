@@ -25,7 +25,7 @@ pytestmark = [needs_triton, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[3]
 KERNELS = {"_add_rmsnorm_kernel", "_rotary_kernel", "_store_kv_kernel", "_prefill_kernel",
            "_decode_split_kernel", "_decode_combine_kernel", "_silu_mul_kernel",
-           "_sample_kernel"}
+           "_sample_chunk_kernel", "_sample_pick_kernel"}
 
 
 @pytest.fixture(scope="module")
