@@ -6,7 +6,7 @@ page).
 A bar runs from the attempt's started_at to its finished_at (the GPU time it held; jobs
 that shared one engine process, `reuse: repeats`, hold consecutive parts of its time, the
 first with the engine's start). An attempt still running ends now; one left running by a
-lost coordinator ends at the last heartbeat. The phases come from the stored BenchResult,
+lost coordinator ends at the last heartbeat. The phases come from the stored result's figures,
 which keeps durations, not timestamps, so they are placed: the timed generate (elapsed_s)
 ends at the attempt's finished_at, the engine start (start_s: load, profile, compile,
 capture, warm-up) just before it. Teardown and the runner's checks after the generate, and
@@ -30,7 +30,6 @@ from db.models import Attempt, Job, Result, Sweep
 from db.read.plan import Plan, sweep_plan
 from db.read.sweeps import LOST_ATTEMPT, lost_for
 from db.store import Store, as_utc
-from engine.result import BenchResult
 
 ALL = "all"  # the overall row of efficiency()
 EFFICIENCY = "efficiency (timed generate ÷ GPU time held)"  # its name where it is shown
@@ -100,7 +99,7 @@ def attempt_bars(store: Store, sweep: str, *, every: bool = False) -> list[Bar]:
         rows = s.execute(
             select(Job.id, Job.key, Job.variant, Job.max_num_seqs, Job.repeat, Attempt.number,
                    Attempt.host, Attempt.gpu, Attempt.outcome, Attempt.started_at,
-                   Attempt.finished_at, Result.record)
+                   Attempt.finished_at, Result.start_s, Result.elapsed_s)
             .join(Sweep, Sweep.id == Job.sweep_id).join(Attempt, Attempt.job_id == Job.id)
             .outerjoin(Result, Result.attempt_id == Attempt.id)
             .where(Sweep.name == sweep).order_by(Attempt.started_at, Attempt.id)).all()
@@ -113,11 +112,9 @@ def attempt_bars(store: Store, sweep: str, *, every: bool = False) -> list[Bar]:
         if end is None:
             outcome = LOST_ATTEMPT if lost and outcome == "running" else outcome
             end = as_utc(sw.heartbeat_at) if lost and sw.heartbeat_at else now
-        rec = BenchResult.from_dict(r.record) if r.record else None
         start = as_utc(r.started_at)
         out.append(Bar(r.id, r.number, plan.name(r.key, r.variant), r.max_num_seqs, r.repeat,
-                       r.host, r.gpu, outcome, start, max(start, end),
-                       rec.start_s if rec else None, rec.elapsed_s if rec else None))
+                       r.host, r.gpu, outcome, start, max(start, end), r.start_s, r.elapsed_s))
     return out
 
 
