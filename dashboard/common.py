@@ -11,10 +11,10 @@ from pathlib import Path
 import streamlit as st
 
 from db.read.changes import Change, change_token
-from db.read.metrics import GIB
 from db.read.sweeps import LOST_ATTEMPT
 from db.store import DatabaseUnusable, SchemaError, Store, resolve_url
 from engine.errors import UserError
+from engine.memory_budget import GIB
 
 HERE = Path(__file__).parent
 # One file a page. Not `pages/`: a directory of that name next to app.py switches Streamlit

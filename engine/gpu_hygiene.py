@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.memory_budget import GIB
 from engine.settings import settings
 
-GIB = 1 << 30
 # An idle GPU shows a few hundred MiB in use (driver reservations); a leftover engine
 # holds gigabytes. settings().gpu_idle_max_used_mib ($BENCHSWEEP_GPU_IDLE_MAX_USED_MIB)
 # overrides; settings().gpu_hygiene ($BENCHSWEEP_GPU_HYGIENE=0) switches the checks off.

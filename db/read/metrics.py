@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from db.read import stats
-
-GIB = 2**30  # bytes are shown in GiB
+from engine.memory_budget import GIB  # bytes are shown in GiB
 
 
 @dataclass(frozen=True)

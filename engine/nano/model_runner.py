@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import torch
 
 from engine.errors import BadInput
-from engine.memory_budget import card_bytes
+from engine.memory_budget import GIB, card_bytes
 from engine.nano.config import EngineConfig, ModelConfig
 from engine.nano.kv_layout import block_shape, blocks_view
 from engine.nano.layers.attention import AttentionMetadata
@@ -247,9 +247,9 @@ class ModelRunner:
         n = available // self.block_bytes
         if n < 1:
             raise RuntimeError(
-                f"no memory left for the KV cache: {used / 2**30:.2f} GiB in use, "
-                f"{activations / 2**30:.2f} GiB activation peak, {self._budget_words()} "
-                f"({total / 2**30:.2f} GiB)"
+                f"no memory left for the KV cache: {used / GIB:.2f} GiB in use, "
+                f"{activations / GIB:.2f} GiB activation peak, {self._budget_words()} "
+                f"({total / GIB:.2f} GiB)"
             )
         return n
 

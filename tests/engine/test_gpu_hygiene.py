@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from engine import gpu_hygiene
-from engine.gpu_hygiene import GIB
+from engine.memory_budget import GIB
 
 
 def test_devices() -> None:
