@@ -7,16 +7,17 @@ and its speedup over the first variant (Fieller, db/read/stats.py).
     python bench/nano_ab.py --out $OUT/ab --max-num-seqs 64,256 \
         --variant nano='{}' --variant fused='{"fuse_norm_linear": true}'
 
-Writes one results file a process (NAME-SEQS-ROUND.jsonl, engine.bench's lines) and
-table.txt.
+Each process is started by run_job_process, exactly as a sweep's `reuse: repeats` job is
+(GPU idle checks, nice, timeout). Writes one results file a process (NAME-SEQS-ROUND.jsonl:
+each job's result, or its outcome where it failed) and table.txt.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,24 +27,22 @@ sys.path.insert(0, str(ROOT))
 from db.read.stats import Sample, mean_halfwidth, speedup  # noqa: E402
 from engine.job import BenchJob, ModelRef  # noqa: E402
 from engine.workload import WorkloadSpec  # noqa: E402
+from orchestrator.executors.process import run_job_process  # noqa: E402
 
 
 def run_group(out: Path, name: str, options: dict, seqs: int, rnd: int, a) -> list[float]:
     jobs = [BenchJob(engine="nano", variant=name, model=ModelRef(arch=a.arch),
                      workload=WorkloadSpec(num_seqs=a.num_seqs), max_num_seqs=seqs,
                      options=options, repeat=r) for r in range(a.repeats)]
-    stem = out / f"{name}-{seqs}-{rnd}"
-    job_file = stem.with_suffix(".json")
-    job_file.write_text("[" + ",".join(j.to_json() for j in jobs) + "]")
-    result = stem.with_suffix(".jsonl")
-    subprocess.run([sys.executable, "-m", "engine.bench", "--job", str(job_file),
-                    "--out", str(result)], cwd=ROOT, timeout=a.timeout,
-                   stdout=subprocess.DEVNULL)
-    lines = [json.loads(x) for x in result.read_text().splitlines()] if result.exists() else []
-    errors = [x["error"] for x in lines if "error" in x]
-    if errors:
-        print(f"{name} at {seqs}: {errors[0]}", flush=True)
-    return [x["output_tok_s"] for x in lines if "error" not in x]
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
+    outs = [o.to_dict() for o in run_job_process([j.to_json() for j in jobs], gpu=gpu,
+                                                 cuda_visible_devices=gpu, timeout_s=a.timeout)]
+    (out / f"{name}-{seqs}-{rnd}.jsonl").write_text(
+        "".join(json.dumps(o.get("result") or o, sort_keys=True) + "\n" for o in outs))
+    failed = [o for o in outs if o["outcome"] != "succeeded"]
+    if failed:
+        print(f"{name} at {seqs}: {failed[0]['outcome']}: {failed[0].get('error')}", flush=True)
+    return [o["result"]["output_tok_s"] for o in outs if o["outcome"] == "succeeded"]
 
 
 def sample(xs: list[float]) -> Sample:
@@ -61,9 +60,12 @@ def main() -> int:
                    help="NAME=JSON options; the first is the baseline")
     p.add_argument("--repeats", type=int, default=3, help="timed runs an engine start")
     p.add_argument("--rounds", type=int, default=2, help="engine starts a variant")
-    p.add_argument("--timeout", type=float, default=240)
+    p.add_argument("--timeout", type=float, default=240, help="seconds a process may take")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
+    os.chdir(ROOT)  # run_job_process starts `python -m engine.bench` in the current directory
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     variants = [(v.split("=", 1)[0], json.loads(v.split("=", 1)[1])) for v in a.variant]
     table = []
     for seqs in [int(s) for s in a.max_num_seqs.split(",")]:
