@@ -3,14 +3,14 @@ check the kernel categories against real CUDA kernel names and the roofline's fi
 
     python bench/profile_job.py --out $OUT [--arch qwen2-1.5b] [--max-num-seqs 256]
 
-Writes into --out: job.json, result.jsonl (engine.bench's line) and profile.txt (printed).
+Writes into --out: job.json, result.jsonl (the job's result, or its outcome) and profile.txt (printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from engine.job import BenchJob, ModelRef  # noqa: E402
 from engine.result import BenchResult  # noqa: E402
 from engine.workload import WorkloadSpec  # noqa: E402
+from orchestrator.executors.process import run_job_process  # noqa: E402
 
 
 def summary(r: BenchResult) -> str:
@@ -59,22 +60,28 @@ def main() -> int:
     p.add_argument("--arch", default="qwen2-1.5b")
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--num-seqs", type=int, default=256)
+    p.add_argument("--timeout", type=float, default=600, help="seconds the job may take")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     job = BenchJob(engine="nano", variant=f"nano-{a.max_num_seqs}", model=ModelRef(arch=a.arch),
                    workload=WorkloadSpec(num_seqs=a.num_seqs), max_num_seqs=a.max_num_seqs,
                    profile="kernels")
     (a.out / "job.json").write_text(job.to_json())
-    run = subprocess.run([sys.executable, "-m", "engine.bench", "--job", str(a.out / "job.json"),
-                          "--out", str(a.out / "result.jsonl")], cwd=ROOT)
-    line = json.loads((a.out / "result.jsonl").read_text().strip().splitlines()[-1])
-    if "error" in line:
-        print(f"job failed: {line['error']}", flush=True)
+    os.chdir(ROOT)  # run_job_process starts `python -m engine.bench` in the current directory
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
+    (outcome,) = run_job_process([job.to_json()], gpu=gpu, cuda_visible_devices=gpu,
+                                 timeout_s=a.timeout)
+    d = outcome.to_dict()
+    (a.out / "result.jsonl").write_text(json.dumps(d.get("result") or d, sort_keys=True) + "\n")
+    if outcome.result is None:
+        print(f"job {outcome.outcome}: {outcome.error}\n{outcome.log_tail or ''}", flush=True)
         return 1
-    text = summary(BenchResult.from_dict(line))
+    text = summary(outcome.result)
     (a.out / "profile.txt").write_text(text + "\n")
     print(text, flush=True)
-    return run.returncode
+    return 0
 
 
 if __name__ == "__main__":
