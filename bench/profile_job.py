@@ -3,7 +3,8 @@ check the kernel categories against real CUDA kernel names and the roofline's fi
 
     python bench/profile_job.py --out $OUT [--arch qwen2-1.5b] [--max-num-seqs 256]
 
-Writes into --out: job.json, result.jsonl (the job's result, or its outcome) and profile.txt (printed).
+Writes into --out: job.json, result.jsonl (the job's result, or its outcome) and profile.txt
+(printed).
 """
 
 from __future__ import annotations
