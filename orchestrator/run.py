@@ -12,9 +12,7 @@ ended in that loop are settled: a reader that sees an attempt ended has all its 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from engine.job import BenchJob
 from orchestrator.executors.base import Executor, LogChunk, Outcome, Slot
 from orchestrator.job_queue import JobQueue
 from orchestrator.spec import PlannedJob, SweepSpec
+from orchestrator.stop_request import StopRequest
 
 # Beyond a job's own timeout (enforced beside the job), how long the coordinator waits for
 # its executor to answer before it gives the attempt up.
@@ -56,34 +55,6 @@ class _Running:
     slot: Slot
     started: datetime
     deadline: float
-
-
-class StopRequest:
-    """Ctrl-C, SIGTERM (kill, systemd, a container's stop) and SIGHUP (the SSH session that
-    started the sweep closed) stop a sweep the same way. The handler only notes the signal;
-    the loop sees it between two steps, so no attempt is left half-recorded, then cancels the
-    running jobs' process groups, marks their attempts cancelled and releases the lease. A
-    second signal while that runs raises KeyboardInterrupt at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self.name: str | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._note) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def _note(self, signum: int, _frame) -> None:
-        if self.name:
-            raise KeyboardInterrupt
-        self.name = signal.Signals(signum).name
 
 
 def owner_id() -> str:

@@ -12,6 +12,7 @@ import typer
 
 from engine.errors import UserError
 from orchestrator.cli.common import DbOpt, err, one_line, open_store
+from orchestrator.stop_request import StopRequest
 
 FOLLOW_POLL_S = 0.5
 
@@ -84,21 +85,21 @@ def logs(
     if not follow:
         lines.end()
         return
-    try:
-        outcome = _follow(store, log, lines)
-    except KeyboardInterrupt:
-        lines.end()
-        raise typer.Exit(130) from None
+    with StopRequest() as stop:
+        outcome = _follow(store, log, lines, stop)
     lines.end()
+    if outcome is None:
+        raise typer.Exit(stop.exit_code)
     if outcome != "succeeded":
         err.print(f"attempt {log.number} of job {job_id}: {one_line(outcome)}", markup=False,
                   highlight=False)
         raise typer.Exit(1)
 
 
-def _follow(store, log, lines: Lines) -> str:
-    """Print what comes in until the attempt ends; its outcome. Its outcome is read before
-    each look at its output: once it reads ended, the look after it has all there is."""
+def _follow(store, log, lines: Lines, stop: StopRequest) -> str | None:
+    """Print what comes in until the attempt ends; its outcome, or None once a signal asked
+    to stop. Its outcome is read before each look at its output: once it reads ended, the
+    look after it has all there is."""
     from db.read.logs import attempt_outcome, log_after
 
     outcome, end = log.outcome, log.end
@@ -107,7 +108,9 @@ def _follow(store, log, lines: Lines) -> str:
         lines.feed(text)
         if outcome != "running":
             return outcome
-        time.sleep(FOLLOW_POLL_S)
+        time.sleep(FOLLOW_POLL_S)  # a signal's handler only notes it: the sleep goes on
+        if stop.name:
+            return None
         outcome = attempt_outcome(store, log.attempt_id)
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,28 @@ def test_follow_ends_130_on_ctrl_c(tmp_path: Path) -> None:
     finally:
         follower.kill()
         follower.wait()
+
+
+
+def test_ctrl_c_is_never_lost_where_it_lands(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C landing inside code that swallows what it raises (a finaliser, a library's
+    cleanup: what CI hit once, the follower then ran on until the attempt read lost) still
+    stops the follower with 130."""
+    from db.read import logs as logs_read
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    _store, job, _at = running_attempt(url)
+    looks = iter(range(100))
+
+    def outcome(_store, _attempt_id: int) -> str:
+        if next(looks) == 0:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # the handler runs here
+            except BaseException:  # what code that swallows it does
+                pass
+        return "running" if next(looks) < 10 else "failed"
+
+    monkeypatch.setattr(logs_read, "attempt_outcome", outcome)
+    code, _out, err = ran(url, str(job), "--follow")
+    assert code == 130, err
