@@ -66,7 +66,7 @@ def bench_run(url: str, jobs: int, slots: int) -> None:
     t0 = time.perf_counter()
     executor = LocalExecutor(cpu_slots=slots)
     t1 = time.perf_counter()
-    summary = run_sweep(spec, store, executor)
+    summary = run_sweep(spec, store, lambda: executor)
     t2 = time.perf_counter()
     executor.shutdown()
     with store.session() as s:

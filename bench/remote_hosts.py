@@ -48,7 +48,7 @@ def sweep(store: Store, inv: Inventory, names: list[str], name: str, jobs: int,
         if on_start:
             on_start()
         t = time.monotonic()
-        summary = run_sweep(parse(SWEEP.format(name=name, jobs=jobs), name), store, ex)
+        summary = run_sweep(parse(SWEEP.format(name=name, jobs=jobs), name), store, lambda: ex)
         return time.monotonic() - t, summary
     finally:
         ex.shutdown()

@@ -89,11 +89,13 @@ def record_jobs(spec: SweepSpec, store: Store) -> tuple[int, dict[str, PlannedJo
     return sweep_id, {p.key: p for p in planned}
 
 
-def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed: bool = False,
-              force: bool = False, on_change: Callable[[RunSummary, int], None] | None = None,
+def run_sweep(spec: SweepSpec, store: Store, start_executor: Callable[[], Executor], *,
+              rerun_failed: bool = False, force: bool = False,
+              on_change: Callable[[RunSummary, int], None] | None = None,
               on_attempt: Callable[[Job, Outcome], None] | None = None) -> RunSummary:
-    """Run every job of the sweep not yet succeeded. on_change(summary, running) is called
-    whenever the counts change; on_attempt(job, outcome) as each attempt ends."""
+    """Run every job of the sweep not yet succeeded, on the executor start_executor starts
+    (only if a job is left to run; shut down at the end). on_change(summary, running) is
+    called whenever the counts change; on_attempt(job, outcome) as each attempt ends."""
     sweep_id, plan = record_jobs(spec, store)
     keys = list(plan)
     owner = owner_id()
@@ -108,8 +110,15 @@ def run_sweep(spec: SweepSpec, store: Store, executor: Executor, *, rerun_failed
                 store.reset_jobs(sweep_id, keys, states=("failed",))
             queue = JobQueue(store.pending_jobs(sweep_id, keys), lambda j: _group(plan, j))
             summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
-            _drive(spec, store, executor, queue, plan, summary, owner, on_change, on_attempt,
-                   stop)
+            if queue:
+                executor = start_executor()
+                try:
+                    _drive(spec, store, executor, queue, plan, summary, owner, on_change,
+                           on_attempt, stop)
+                finally:
+                    executor.shutdown()
+            elif on_change:
+                on_change(summary, 0)
             ended, by = ("stopped", summary.stopped_by) if summary.stopped_by else \
                 ("finished", None)
             return summary

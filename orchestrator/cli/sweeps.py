@@ -44,7 +44,7 @@ def sweep(
                                   "coordinator ~0.23 ms before any job runs)")] = MAX_JOBS,
 ) -> None:
     """Run a sweep: every job not yet succeeded, resuming where the last run stopped."""
-    from orchestrator.executors.choose import executor_kind, make_executor
+    from orchestrator.executors.choose import executor_kind, executor_starter
     from orchestrator.spec import load
 
     spec = load(file, max_jobs=max_jobs)
@@ -55,12 +55,10 @@ def sweep(
     section = spec.file.executor
     kind = executor_kind(executor_flag, section)
     store = open_store(db)
-    executor = make_executor(kind, section, file, store, slots=slots, hosts=hosts,
-                             address=address, log=lambda m: err.print(m, highlight=False))
-    try:
-        summary = _run(spec, store, executor, rerun_failed, force)
-    finally:
-        executor.shutdown()
+    start_executor = executor_starter(kind, section, file, store, slots=slots, hosts=hosts,
+                                      address=address,
+                                      log=lambda m: err.print(m, highlight=False))
+    summary = _run(spec, store, start_executor, rerun_failed, force)
     outcomes = ", ".join(f"{n} {o}" for o, n in sorted(summary.outcomes.items())) or "none"
     out.print(f"sweep [bold]{escape(spec.name)}[/]: {summary.total} jobs, {summary.skipped} "
               f"already done, attempts this run: {outcomes}"
@@ -75,13 +73,13 @@ def sweep(
                    f"shows them, --rerun-failed runs them again")
 
 
-def _run(spec, store, executor, rerun_failed: bool, force: bool):
+def _run(spec, store, start_executor, rerun_failed: bool, force: bool):
     """Run the sweep with live progress: a Rich bar on a terminal; without one (a log, a
     pipe: where Rich would print nothing) one line per finished attempt."""
     from orchestrator.run import run_sweep
 
     if not out.is_terminal:
-        return run_sweep(spec, store, executor, rerun_failed=rerun_failed, force=force,
+        return run_sweep(spec, store, start_executor, rerun_failed=rerun_failed, force=force,
                          on_attempt=_print_attempt)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[state]}"), TimeRemainingColumn())
@@ -93,7 +91,7 @@ def _run(spec, store, executor, rerun_failed: bool, force: bool):
             progress.update(task, total=s.total - s.skipped, completed=done,
                             state=f"running {running}, failed {s.failed_jobs}")
 
-        return run_sweep(spec, store, executor, rerun_failed=rerun_failed, force=force,
+        return run_sweep(spec, store, start_executor, rerun_failed=rerun_failed, force=force,
                          on_change=on_change)
 
 

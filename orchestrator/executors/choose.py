@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 from engine.settings import settings
-from orchestrator.executors.base import ExecutorUnavailable
+from orchestrator.executors.base import Executor, ExecutorUnavailable
 
 EXECUTOR_KINDS = ("local", "ssh", "ray")
 DEFAULT_INVENTORY = Path("hosts.yaml")
@@ -35,32 +35,47 @@ def executor_kind(flag: str | None, section) -> str:
     return flag or section.kind
 
 
-def make_executor(kind: str, section, sweep_file: Path, store, *, slots: int | None,
-                  hosts: Path | None, address: str | None, log: Callable[[str], None]):
-    """Start the executor a sweep runs on (kind from executor_kind). UserError: the user's
-    choice is wrong (exit 2: no address, a bad inventory); ExecutorUnavailable: it cannot
-    start (exit 1)."""
+def executor_starter(kind: str, section, sweep_file: Path, store, *, slots: int | None,
+                     hosts: Path | None, address: str | None, log: Callable[[str], None]
+                     ) -> Callable[[], Executor]:
+    """What starts the executor a sweep runs on (kind from executor_kind), checked now and
+    started only when called: a sweep with nothing left to run starts no Ray and reaches no
+    host. UserError now: the user's choice is wrong (exit 2: no address, a bad inventory);
+    ExecutorUnavailable when started: it cannot start (exit 1)."""
     if kind == "ssh":
-        from orchestrator.executors.ssh import SSHExecutor
         from orchestrator.hosts import Inventory
 
         path = inventory_path(hosts, section.hosts, sweep_file)
         inv = Inventory.load(path)
-        try:
-            return SSHExecutor(inv, store=store, log=log)
-        except ExecutorUnavailable as e:
-            raise ExecutorUnavailable(f"{path}: {e}") from None
-    if kind == "ray":
-        from orchestrator.executors.ray_cluster import RayClusterExecutor
 
+        def start_ssh() -> Executor:
+            from orchestrator.executors.ssh import SSHExecutor
+
+            try:
+                return SSHExecutor(inv, store=store, log=log)
+            except ExecutorUnavailable as e:
+                raise ExecutorUnavailable(f"{path}: {e}") from None
+
+        return start_ssh
+    if kind == "ray":
         address = address or section.address
         if not address:
             raise UserError("the ray executor needs --address (or executor.address in the "
                             "sweep file)", 2)
-        try:
-            return RayClusterExecutor(address)
-        except (ExecutorUnavailable, ConnectionError) as e:
-            raise ExecutorUnavailable(f"ray cluster {address}: {e}") from None
-    from orchestrator.executors.local import LocalExecutor
 
-    return LocalExecutor(cpu_slots=slots or section.slots)
+        def start_ray() -> Executor:
+            from orchestrator.executors.ray_cluster import RayClusterExecutor
+
+            try:
+                return RayClusterExecutor(address)
+            except (ExecutorUnavailable, ConnectionError) as e:
+                raise ExecutorUnavailable(f"ray cluster {address}: {e}") from None
+
+        return start_ray
+
+    def start_local() -> Executor:
+        from orchestrator.executors.local import LocalExecutor
+
+        return LocalExecutor(cpu_slots=slots or section.slots)
+
+    return start_local

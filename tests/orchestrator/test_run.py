@@ -86,7 +86,7 @@ def attempts(store: Store) -> list[tuple]:
 def test_the_repeats_of_a_configuration_run_as_one_task(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     ex = Scripted(lambda specs, _: [ok(1.0 + i) for i in range(len(specs))])
-    summary = run_sweep(parse(SWEEP), store, ex)
+    summary = run_sweep(parse(SWEEP), store, lambda: ex)
     assert summary.ok and summary.outcomes == {"succeeded": 6}
     assert ex.tasks == [([("shared", 0), ("shared", 1), ("shared", 2)], 300.0),
                         ([("fresh", 0)], 100.0), ([("fresh", 1)], 100.0),
@@ -97,9 +97,11 @@ def test_the_repeats_of_a_configuration_run_as_one_task(tmp_path: Path) -> None:
     # One after another in the time the task held the slot (placed(), below).
     for a, b in zip(shared, shared[1:], strict=False):
         assert as_utc(a.started_at) <= as_utc(a.finished_at) == as_utc(b.started_at)
-    # Done: a rerun finds nothing to do.
-    again = Scripted(lambda specs, _: [ok() for _ in specs])
-    assert run_sweep(parse(SWEEP), store, again).skipped == 6 and again.tasks == []
+    # Done: a rerun finds nothing to do, and starts no executor (no Ray, no host reached).
+    def no_executor() -> Scripted:
+        raise AssertionError("an executor was started for a sweep with nothing to run")
+
+    assert run_sweep(parse(SWEEP), store, no_executor).skipped == 6
     store.close()
 
 
@@ -115,7 +117,7 @@ def test_jobs_a_group_did_not_finish_rerun_alone(tmp_path: Path) -> None:
 
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     ex = Scripted(answer)
-    summary = run_sweep(parse(SWEEP + "reuse: repeats\n"), store, ex)
+    summary = run_sweep(parse(SWEEP + "reuse: repeats\n"), store, lambda: ex)
     assert summary.ok
     assert summary.outcomes == {"succeeded": 6, "failed": 1, "lost": 1}
     groups = [jobs for jobs, _ in ex.tasks]
@@ -140,7 +142,7 @@ def test_output_goes_to_the_attempt_of_the_job_it_names(tmp_path: Path) -> None:
             + [LogChunk(len(specs), "nobody's\n"), LogChunk(0, "more\n", skipped=2)]
 
     ex = Scripted(lambda specs, _: [ok() for _ in specs], output)
-    assert run_sweep(parse(SWEEP), store, ex).ok
+    assert run_sweep(parse(SWEEP), store, lambda: ex).ok
     with store.session() as s:
         jobs = s.execute(select(Job.id, Job.variant, Job.repeat)).all()
     logs = {(v, r): attempt_log(store, j).text for j, v, r in jobs}
@@ -156,10 +158,10 @@ def test_a_group_is_of_jobs_recorded_alike(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     renamed = SWEEP.replace("shared:", "shared2:")
     run_sweep(parse(SWEEP.replace("repeats: 3", "repeats: 2")), store,
-              Scripted(lambda specs, _: [Outcome("failed", "box", "cpu", error="x",
+              lambda: Scripted(lambda specs, _: [Outcome("failed", "box", "cpu", error="x",
                                                  error_kind="bad_input")] * len(specs)))
     ex = Scripted(lambda specs, _: [ok() for _ in specs])
-    assert run_sweep(parse(renamed), store, ex, rerun_failed=True).ok
+    assert run_sweep(parse(renamed), store, lambda: ex, rerun_failed=True).ok
     assert sorted(jobs for jobs, _ in ex.tasks if jobs[0][0] != "fresh") == [
         [("shared", 0), ("shared", 1)], [("shared2", 2)]]
     store.close()
@@ -175,12 +177,12 @@ def test_profile_is_the_sweep_files_at_each_submit(tmp_path: Path) -> None:
         seen.extend(s["profile"] for s in specs)
         return [ok() for _ in specs]
 
-    run_sweep(parse(SWEEP.replace("repeats: 3", "repeats: 1")), store, Scripted(answer))
+    run_sweep(parse(SWEEP.replace("repeats: 3", "repeats: 1")), store, lambda: Scripted(answer))
     assert seen == ["none", "none"]
     seen.clear()
     profiled = parse(SWEEP.replace("repeats: 3", "repeats: 1") + "profile: kernels\n")
-    assert run_sweep(profiled, store, Scripted(answer)).skipped == 2 and seen == []
-    run_sweep(profiled, store, Scripted(answer), force=True)
+    assert run_sweep(profiled, store, lambda: Scripted(answer)).skipped == 2 and seen == []
+    run_sweep(profiled, store, lambda: Scripted(answer), force=True)
     assert seen == ["kernels", "kernels"]
     store.close()
 

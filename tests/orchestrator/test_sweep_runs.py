@@ -61,7 +61,7 @@ def test_each_run_ends_as_it_ended(tmp_path):
     def stop() -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would: the handler notes it
 
-    summary = run_sweep(spec, store, Instant(on_submit=stop))
+    summary = run_sweep(spec, store, lambda: Instant(on_submit=stop))
     assert summary.stopped_by == "SIGTERM"
 
     class Broken(Instant):
@@ -69,8 +69,8 @@ def test_each_run_ends_as_it_ended(tmp_path):
             raise RuntimeError("the executor broke")
 
     with pytest.raises(RuntimeError, match="broke"):
-        run_sweep(spec, store, Broken())
-    summary = run_sweep(spec, store, Instant())
+        run_sweep(spec, store, Broken)
+    summary = run_sweep(spec, store, Instant)
     assert summary.ok and summary.skipped + summary.outcomes["succeeded"] == 4
     assert summary.recovered == 1  # the attempt the broken run left running
     me = owner_id()
