@@ -12,18 +12,9 @@ import pandas as pd
 
 from dashboard.pareto import pareto_front
 from db.read import stats
+from db.read.job_columns import DEFAULT, OPTION_PREFIX, option_columns, plain
 from db.read.metrics import OUTPUT_TOK_S, Metric
-from db.read.results import (
-    BASELINE,
-    DEFAULT,
-    MISSING,
-    OPTION_PREFIX,
-    option_columns,
-    plain,
-    sample,
-    speedup_text,
-    spread_text,
-)
+from db.read.results import BASELINE, MISSING, sample, speedup_text, spread_text
 from db.read.sweeps import LOST_ATTEMPT, duration_text
 from db.read.timeline import Bar, Efficiency
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Select, func, select
 
 from db.models import Attempt, Job, Result, Sweep
+from db.read.job_columns import max_model_len, option_columns
 from db.read.plan import Plan, plan_of, sweep_plan
-from db.read.results import max_model_len, option_columns
 from db.read.sweeps import LOST_ATTEMPT, lost_for
 from db.store import Store, as_utc
 from engine.result import BenchResult

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from db.models import Attempt, Job, Result, Sweep
 from db.read import stats
+from db.read.job_columns import OPTION_PREFIX, max_model_len, option_columns
 from db.read.metrics import METRICS, OUTPUT_TOK_S, Metric
 from db.read.plan import Plan, sweep_plan
 from db.store import Store
@@ -38,10 +39,6 @@ CONFIG = ["variant", "engine", "options", "model", "workload", "workload_fingerp
 # What must match for two configurations' throughputs to be compared.
 COMPARABLE = ["model", "workload_fingerprint", "max_num_seqs", "gpu_memory_utilization",
               "max_model_len", "gpu_name"]
-# An engine option spread into a column of its own (the sweep's option axes, and on the
-# dashboard every option, to filter by); a job that leaves it at its default says so.
-OPTION_PREFIX = "option: "
-DEFAULT = "default"
 CV_FLAG = 0.05
 BASELINE = "baseline"  # the verdict of the baseline's own rows
 MISSING = "—"  # a figure no result has, as a cell shows it
@@ -102,30 +99,6 @@ def _ms(seconds: float | None) -> float:
 
 def _nan(v: float | None) -> float:
     return math.nan if v is None else float(v)
-
-
-def max_model_len(job_spec: str) -> int | None:
-    """A job's max_model_len, from the BenchJob JSON it ran (the jobs table has no column)."""
-    try:
-        return json.loads(job_spec).get("max_model_len")
-    except (ValueError, AttributeError):
-        return None
-
-
-def option_columns(df: pd.DataFrame, names) -> pd.DataFrame:
-    """Spread the `options` JSON column into one OPTION_PREFIX + name column per name."""
-    if df.empty or "options" not in df or not names:
-        return df
-    parsed = [json.loads(o) if isinstance(o, str) else (o or {}) for o in df["options"]]
-    out = df.copy()
-    for name in names:
-        out[OPTION_PREFIX + name] = [plain(p.get(name, DEFAULT)) for p in parsed]
-    return out
-
-
-def plain(v):
-    """An option's value as a table cell holds it: a scalar as it is, anything else JSON."""
-    return v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)
 
 
 def summarize(df: pd.DataFrame, baseline: str | None,

@@ -41,14 +41,14 @@ def _opts(v: str | dict) -> str:
 
 
 def _axis_columns(axes) -> list[Column]:
-    from db.read.results import OPTION_PREFIX
+    from db.read.job_columns import OPTION_PREFIX
 
     return [Column(a, lambda r, a=a: str(r.get(OPTION_PREFIX + a, ""))) for a in axes]
 
 
 def plan_report(spec, planned) -> Report:
     """The dry run: every job of the sweep file with its key."""
-    from db.read.results import OPTION_PREFIX
+    from db.read.job_columns import OPTION_PREFIX
     from orchestrator.spec import CORE_AXES
 
     axes = [a for a in spec.file.matrix if a not in CORE_AXES]
@@ -74,7 +74,8 @@ def plan_report(spec, planned) -> Report:
 
 def results_report(sweep: str, summary, baseline: str | None, hidden: int) -> Report:
     """One row per configuration: mean, spread, 95% interval, speedup with its interval."""
-    from db.read.results import OPTION_PREFIX, SPEEDUP_FIELDS, speedup_text, spread_text
+    from db.read.job_columns import OPTION_PREFIX
+    from db.read.results import SPEEDUP_FIELDS, speedup_text, spread_text
 
     axes = [c.removeprefix(OPTION_PREFIX) for c in summary.columns
             if c.startswith(OPTION_PREFIX)]

@@ -208,3 +208,24 @@ def test_a_password_in_the_url_is_never_printed(tmp_path, monkeypatch):
                                       str(tmp_path / "h.yaml")])
     assert result.exit_code == 1 and "bench:***@" in result.output
     assert "hunter2" not in result.output and not (tmp_path / "h.yaml").exists()
+
+
+def test_status_and_dry_run_start_without_pandas_or_ray(tmp_path):
+    """The commands a user runs most often start in about a second: they import neither
+    pandas (half a second) nor Ray (with torch, engine-side, never)."""
+    import subprocess
+    import sys
+
+    Store(f"sqlite:///{tmp_path / 'b.db'}").close()
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nmodel: {arch: tiny}\nworkload: {num_seqs: 2}\n"
+                    "variants: {nano: {kind: nano}}\nmatrix: {max_num_seqs: [2]}\n")
+    probe = ("import sys\nfrom typer.testing import CliRunner\nfrom orchestrator.cli import app\n"
+             "for args in sys.argv[1:]:\n"
+             "    r = CliRunner().invoke(app, args.split())\n"
+             "    assert r.exit_code == 0, r.output\n"
+             "print(sorted({'pandas', 'ray', 'torch', 'scipy'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe, f"status --db {tmp_path / 'b.db'}",
+                           f"sweep {spec} --dry-run"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
