@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Phase 1 on the lent GPU: `orchestrate sweep sweeps/phase1.yaml` (hf, nano and vllm on a
-# random-weight Qwen2-1.5B, standard workload, max_num_seqs 256, gpu_memory_utilization 0.9,
-# 3 repeats, the local executor: Ray on this machine, one slot per GPU), then the results
-# table. Everything lands in $OUT: phase1.db (SQLite), phase1_results.txt, phase1.csv, logs.
+# A sweep file on the lent GPU: `orchestrate sweep $SWEEP` (default sweeps/phase1.yaml) with
+# the local executor (Ray on this machine, one slot per GPU), then its status, results and
+# export. Everything lands in $OUT: $NAME.db (SQLite), ${NAME}_results.txt, $NAME.csv, logs.
 #
 # Run from anywhere once the carried packages are on PYTHONPATH (vLLM 0.26.0 from the
 # vllm-on-device kit; ray, sqlalchemy, alembic from device-carry), e.g.
-#     export PYTHONPATH=/tmp/site:/tmp/site2 && bash bench/device_phase1.sh
+#     export PYTHONPATH=/tmp/site:/tmp/site2 && bash bench/device_sweep.sh
+#     SWEEP=sweeps/phase2.yaml NAME=phase2 bash bench/device_sweep.sh
 # The project itself is not pip-installed: `python3 -m orchestrator` is `orchestrate`.
-# Resumable: run it again with the same $OUT/phase1.db and only the jobs not yet
+# Resumable across calls and sessions: the database starts from bench/results/$NAME/$NAME.db
+# when $OUT has none (commit the one that comes back there), and only the jobs not yet
 # succeeded run. The sweep gets SIGINT after $BUDGET_S seconds (default 540, so the table
 # still comes back inside one 10-minute call); it records what finished.
 set -uo pipefail
@@ -24,6 +25,9 @@ export HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=${VLLM_USE_FLASHINFER_SAMPLE
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 export COLUMNS=${COLUMNS:-220}  # rich tables are 80 wide where stdout is not a terminal
 DB="sqlite:///$OUT/$NAME.db"
+if [ ! -e "$OUT/$NAME.db" ] && [ -e "bench/results/$NAME/$NAME.db" ]; then
+    cp "bench/results/$NAME/$NAME.db" "$OUT/$NAME.db"
+fi
 T0=$SECONDS
 
 VLLM=$(grep -q "kind: vllm" "$SWEEP" && echo vllm)
@@ -39,7 +43,7 @@ nvidia-smi --query-gpu=index,name,uuid,memory.used,memory.total,driver_version,c
     --format=csv | tee "$OUT/gpu_before.csv"
 
 timeout --signal=INT --kill-after=30 "$BUDGET_S" \
-    python3 -m orchestrator sweep "$SWEEP" --db "$DB" 2>&1 | tee "$OUT/${NAME}_sweep.log"
+    python3 -m orchestrator sweep "$SWEEP" --db "$DB" 2>&1 | tee -a "$OUT/${NAME}_sweep.log"
 echo "sweep exit ${PIPESTATUS[0]} after $((SECONDS - T0)) s"
 
 python3 -m orchestrator status "$NAME" --db "$DB" 2>&1 | tee "$OUT/${NAME}_status.txt"
