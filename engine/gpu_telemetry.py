@@ -189,9 +189,9 @@ class Sampler:
     """Reads its GPU every period_s on a daemon thread, from start() to stop(). A read that
     raises ends the sampling (the GPU or NVML went away); what was taken stays."""
 
-    def __init__(self, read: Read, period_s: float = PERIOD_S):
-        self.read, self.period_s = read, period_s
-        self.telemetry = Telemetry(period_s)
+    def __init__(self, read: Read, period_s: float | None = None):
+        self.read, self.period_s = read, period_s or PERIOD_S
+        self.telemetry = Telemetry(self.period_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from engine import gpu_telemetry
+from engine import gpu_hygiene, gpu_telemetry
 from engine.gpu_telemetry import Reading, Sampler, Telemetry, summarize, throttle_reasons
 
 
@@ -161,8 +161,11 @@ def test_nothing_is_sampled_on_a_cpu_slot_or_without_nvml(monkeypatch) -> None:
             assert read is None
     assert reader.calls == 0
     # This machine: pynvml may import, but NVML does not start without a driver.
-    with gpu_telemetry.sampling("0") as sampler:
-        assert sampler is None
+    with gpu_hygiene.nvml() as pynvml:
+        works = pynvml is not None
+    if not works:
+        with gpu_telemetry.sampling("0") as sampler:
+            assert sampler is None
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed at all
     with gpu_telemetry.sampling("0") as sampler:
         assert sampler is None
