@@ -208,3 +208,23 @@ def test_a_password_in_the_url_is_never_printed(tmp_path, monkeypatch):
                                       str(tmp_path / "h.yaml")])
     assert result.exit_code == 1 and "bench:***@" in result.output
     assert "hunter2" not in result.output and not (tmp_path / "h.yaml").exists()
+
+
+def test_an_attempt_line_carries_the_gpu_mark():
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from engine.gpu_telemetry import Reading, Telemetry
+    from orchestrator.executors.base import Outcome
+
+    job = SimpleNamespace(ordinal=3, variant="v", max_num_seqs=8, gpu_memory_utilization=0.9,
+                          repeat=0)
+    tel = Telemetry(1.0, done_s=2.0)
+    tel.add(1.0, Reading(gpu_pct=99, throttle=0x40), others=0)
+    now = datetime(2026, 12, 3, 12, 0, 0)
+    out = Outcome("succeeded", "h", "0", result=make(output_tokens=10, elapsed_s=2.0),
+                  telemetry=tel)
+    assert sweeps.attempt_line(job, out, now).endswith(
+        "succeeded 5.0 tok/s (GPU mark: throttled (hw_thermal))")
+    out.telemetry = None
+    assert sweeps.attempt_line(job, out, now).endswith("succeeded 5.0 tok/s")
