@@ -202,6 +202,10 @@ def telemetry(number: int) -> None:
         st.caption(f"Attempt {number} has no GPU telemetry (a CPU slot, no NVML on its host, "
                    f"or recorded before telemetry was).")
         return
+    if not len(gpu.telemetry):
+        st.caption(f"Attempt {number} took no GPU sample: its time was shorter than a "
+                   f"sample period ({gpu.telemetry.period_s:g} s).")
+        return
     st.altair_chart(charts.telemetry_chart(charts.telemetry_frame(gpu.telemetry),
                                            charts.phase_frame(gpu.phases)), width="stretch")
     caption = f"Attempt {number}: {len(gpu.telemetry)} sample(s), one every " \
