@@ -194,7 +194,6 @@ elif not attempts.empty:
                 f"since {when(last['started_at'])} UTC.", icon=":material/autorenew:")
 
 
-
 def telemetry(number: int) -> None:
     """The GPU of attempt `number` over its time; its result's timed generate summarised."""
     gpu = attempt_gpu(db, job_id, number)

@@ -23,6 +23,7 @@ from db.read.metrics import METRICS, OUTPUT_TOK_S, Metric
 from db.read.plan import Plan, sweep_plan
 from db.read.telemetry import MARK_COLUMN, gpu_mark, telemetry_of
 from db.store import Store
+from engine.gpu_telemetry import Telemetry
 from engine.result import BenchResult
 
 # The figures of a BenchResult that a results row carries besides the Result's columns.
@@ -76,7 +77,8 @@ def results_frame(store: Store, sweep: str, *, every: bool = False) -> pd.DataFr
     return df
 
 
-def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt, tel) -> dict:
+def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt,
+         tel: Telemetry | None) -> dict:
     rec = BenchResult.from_dict(r.record)
     return {
         "sweep": sweep, "job_key": j.key, "variant": plan.name(j.key, j.variant),
