@@ -16,7 +16,9 @@ from db.read.job_columns import DEFAULT, OPTION_PREFIX, option_columns, plain
 from db.read.metrics import OUTPUT_TOK_S, Metric
 from db.read.results import BASELINE, MISSING, sample, speedup_text, spread_text
 from db.read.sweeps import LOST_ATTEMPT, duration_text
+from db.read.telemetry import ENGINE_START, GENERATE, MARK_COLUMN, MARK_TITLE
 from db.read.timeline import Bar, Efficiency
+from engine.gpu_telemetry import Telemetry, throttle_reasons
 
 # The matrix axes every sweep has; engine options that vary become axes too.
 BASE_AXES = ["variant", "max_num_seqs", "gpu_memory_utilization", "max_model_len"]
@@ -117,7 +119,7 @@ def speedup_table(summary: pd.DataFrame, metric: Metric = OUTPUT_TOK_S) -> pd.Da
     axes = option_axes(summary)
     cols = ["variant", "options", *axes, "max_num_seqs", "gpu_mem", "max_model_len", "GPU",
             "n", metric.title, "± 95% CI", "CV", "noisy", "speedup", "speedup (95% interval)",
-            "verdict", "note"]
+            "verdict", "note", MARK_TITLE]
     if summary.empty:
         return pd.DataFrame(columns=cols)
     s = summary.sort_values(["max_num_seqs", "gpu_memory_utilization", "variant"],
@@ -134,7 +136,7 @@ def speedup_table(summary: pd.DataFrame, metric: Metric = OUTPUT_TOK_S) -> pd.Da
         "CV": [spread_text(r) for r in rows], "noisy": s["noisy"],
         "speedup": s["speedup"].round(3),
         "speedup (95% interval)": [speedup_text(r) for r in rows],
-        "verdict": s["verdict"], "note": s["speedup_note"],
+        "verdict": s["verdict"], "note": s["speedup_note"], MARK_TITLE: s[MARK_COLUMN],
     }, columns=cols).reset_index(drop=True)
 
 
@@ -507,7 +509,7 @@ def _n(df: pd.DataFrame, col: str) -> int:
 OUTCOME_STROKES = {"succeeded": "#2e7d32", "failed": "#d62728", "lost": "#ff7f0e",
                    "timeout": "#9467bd", "cancelled": GREY, "running": "#1f77b4",
                    LOST_ATTEMPT: "#ff7f0e"}
-PHASE_FILLS = {"engine start": GREY, "generate": "#202020"}
+PHASE_FILLS = {ENGINE_START: GREY, GENERATE: "#202020"}
 TIMELINE_COLUMNS = ["part", "lane", "variant", "outcome", "job_id", "attempt",
                     "max_num_seqs", "repeat", "start", "end", "seconds", "held_s", "start_s",
                     "generate_s"]
@@ -598,3 +600,55 @@ def category_change_chart(changes: pd.DataFrame) -> alt.Chart:
         color=alt.condition("datum.delta_ms > 0", alt.value("#d62728"), alt.value("#2ca02c")),
         tooltip=["step:N", "category:N", alt.Tooltip("delta_ms:Q", format=".3f")],
     ).properties(height=140)
+
+
+# --- an attempt's GPU telemetry --------------------------------------------------------------
+
+# The sample columns drawn, each in a panel of its own, with its title.
+TELEMETRY_PANELS = (("gpu_pct", "GPU busy %"), ("power_w", "power W"),
+                    ("sm_mhz", "SM clock MHz"), ("temp_c", "temperature °C"),
+                    ("mem_used_mib", "memory in use MiB"))
+THROTTLED_COLOR = "#d62728"
+TELEMETRY_COLUMNS = ["t", "panel", "value", "throttle"]
+
+
+def telemetry_frame(tel: Telemetry) -> pd.DataFrame:
+    """Long form: a row a sample and panel (t in seconds since the attempt's start, the
+    value, None where not read) with the throttle reasons of the sample ("" if none)."""
+    reasons = [", ".join(throttle_reasons(m)) for m in tel.throttle]
+    rows = [{"t": t, "panel": title, "value": getattr(tel, col)[i], "throttle": reasons[i]}
+            for col, title in TELEMETRY_PANELS for i, t in enumerate(tel.t)]
+    return pd.DataFrame(rows, columns=TELEMETRY_COLUMNS)
+
+
+def phase_frame(phases: list[tuple[str, float, float]]) -> pd.DataFrame:
+    """The phases of a result in its telemetry's time (db/read/telemetry.phases)."""
+    return pd.DataFrame([{"phase": p, "start": a, "end": b, "seconds": b - a}
+                         for p, a, b in phases], columns=["phase", "start", "end", "seconds"])
+
+
+def telemetry_chart(frame: pd.DataFrame, phases: pd.DataFrame) -> alt.VConcatChart:
+    """A panel per TELEMETRY_PANELS series over the attempt's time, the engine start and the
+    timed generate shaded behind, samples taken while the GPU throttled in red."""
+    x = alt.X("t:Q", title="seconds since the attempt started")
+    panels = []
+    for _, title in TELEMETRY_PANELS:
+        df = frame[(frame["panel"] == title) & frame["value"].notna()]
+        if df.empty:
+            continue
+        line = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+            x=x, y=alt.Y("value:Q", title=title),
+            tooltip=[alt.Tooltip("t:Q", format=",.1f", title="s"),
+                     alt.Tooltip("value:Q", title=title), "throttle:N"])
+        throttled = alt.Chart(df[df["throttle"] != ""]).mark_point(
+            color=THROTTLED_COLOR, filled=True, size=40).encode(
+            x=x, y="value:Q", tooltip=["t:Q", "throttle:N"])
+        layers = [line, throttled]
+        if not phases.empty:
+            layers.insert(0, alt.Chart(phases).mark_rect(opacity=0.15).encode(
+                x="start:Q", x2="end:Q",
+                color=alt.Color("phase:N", title="phase", scale=alt.Scale(
+                    domain=list(PHASE_FILLS), range=list(PHASE_FILLS.values()))),
+                tooltip=["phase:N", alt.Tooltip("seconds:Q", format=",.2f")]))
+        panels.append(alt.layer(*layers).properties(height=110))
+    return alt.vconcat(*panels)

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 typed ORM: Sweep, SweepRun, Job, Attempt, AttemptLogChunk, Result, Host.
+"""SQLAlchemy 2.0 typed ORM: Sweep, SweepRun, Job, Attempt, AttemptLogChunk,
+AttemptTelemetry, Result, Host.
 
 Job states: pending -> running -> succeeded | failed (failed jobs may be rerun).
 Attempt outcomes: running, succeeded, failed, timeout, lost (the worker or coordinator
@@ -133,6 +134,23 @@ class AttemptLogChunk(Base):
     position: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int]  # characters of text
     text: Mapped[str] = mapped_column(Text)
+
+
+class AttemptTelemetry(Base):
+    """An attempt's GPU samples (engine.gpu_telemetry.Telemetry), one row an attempt, the
+    samples as columns in one JSON document: some 45 bytes a sample, 150 KB for an hour's
+    job at one a second. Written as the attempt ends, whatever its outcome; the
+    summary of a result's timed generate is derived where it is read (db/read/telemetry.py)."""
+
+    __tablename__ = "attempt_telemetry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"),
+                                            unique=True)
+    period_s: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int]  # how many
+    done_s: Mapped[float | None] = mapped_column(Float)  # Telemetry.done_s
+    series: Mapped[dict]  # Telemetry's columns: t, gpu_pct, ... (engine.gpu_telemetry.SERIES)
 
 
 class Result(Base):

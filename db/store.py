@@ -40,6 +40,7 @@ from db.models import (
     RESULT_FIGURES,
     Attempt,
     AttemptLogChunk,
+    AttemptTelemetry,
     Host,
     Job,
     Result,
@@ -52,6 +53,7 @@ from engine.errors import UserError
 from engine.settings import settings
 
 if TYPE_CHECKING:
+    from engine.gpu_telemetry import Telemetry
     from engine.result import BenchResult
 
 DEFAULT_URL = "sqlite:///benchsweep.db"
@@ -460,9 +462,11 @@ class Store:
                        log_tail: str | None = None, result: BenchResult | None = None,
                        elapsed_s: float | None = None, host: str | None = None,
                        started_at: datetime | None = None,
-                       finished_at: datetime | None = None) -> None:
+                       finished_at: datetime | None = None,
+                       telemetry: Telemetry | None = None) -> None:
         """started_at, finished_at: where a job that shared its process with others goes
-        in the time the process held the slot (default: as started, and now)."""
+        in the time the process held the slot (default: as started, and now). telemetry:
+        the attempt's GPU samples (AttemptTelemetry), whatever its outcome."""
         with self.session() as s:
             attempt = s.get(Attempt, attempt_id)
             attempt.outcome, attempt.finished_at = outcome, finished_at or utcnow()
@@ -473,6 +477,13 @@ class Store:
             if host:
                 attempt.host = host
             s.execute(update(Job).where(Job.id == attempt.job_id).values(state=job_state))
+            if telemetry is not None:
+                s.execute(delete(AttemptTelemetry)
+                          .where(AttemptTelemetry.attempt_id == attempt_id))
+                cols = telemetry.to_dict()
+                s.add(AttemptTelemetry(
+                    attempt_id=attempt_id, period_s=cols.pop("period_s"), samples=len(telemetry),
+                    done_s=cols.pop("done_s"), series=cols))
             if result is not None:
                 s.execute(delete(Result).where(Result.job_id == attempt.job_id))
                 s.add(Result(

@@ -174,6 +174,7 @@ def _drive(spec: SweepSpec, store: Store, executor: Executor, queue: JobQueue,
             attempt_id, out.outcome, job_state=job_state, error=out.error,
             error_kind=out.error_kind, log_tail=out.log_tail, result=out.result,
             elapsed_s=out.elapsed_s or None, started_at=started_at, finished_at=finished_at,
+            telemetry=out.telemetry,
         )
         if on_attempt:
             on_attempt(job, out)

@@ -1,7 +1,8 @@
-"""Job: one job with its attempts, its BenchResult, its start-time breakdown, the environment
-it ran in, and an attempt's log (its last lines, progress bars collapsed, and the whole of it
-to download); follows the job while it runs, its log as output comes in. The URL (?job=ID)
-is shareable."""
+"""Job: one job with its attempts, its BenchResult (marked where its GPU throttled or was
+shared), its start-time breakdown, the environment it ran in, its GPU's telemetry over an
+attempt's time (phases shaded, throttling marked), and an attempt's log (its last lines,
+progress bars collapsed, and the whole of it to download); follows the job while it runs,
+its log as output comes in. The URL (?job=ID) is shareable."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ from db.read.jobs import job_detail, sweep_jobs
 from db.read.logs import attempt_log, collapse_frames
 from db.read.profiles import step_categories
 from db.read.sweeps import LOST_ATTEMPT, sweeps_frame
+from db.read.telemetry import (
+    MARK_HELP,
+    MARK_TITLE,
+    attempt_gpu,
+    gpu_mark,
+    summary_text,
+    telemetry_of,
+)
 
 LOG_LINES = 200  # the log's last lines shown; the download has them all
 RESULT_FIGURES = ("output_tok_s", "total_tok_s", "prefill_tok_s", "decode_tok_s", "elapsed_s",
@@ -110,6 +119,9 @@ if result:
     m[3].metric("output tokens", f"{bench.output_tokens:,}")
     m[4].metric("start-up", f"{bench.start_s:,.2f} s")
     st.caption(f"measured on {md(result['host'])}, {md(result['gpu_name'])}")
+    mark = gpu_mark(bench, telemetry_of(db, [result["attempt_id"]]).get(result["attempt_id"]))
+    if mark:
+        st.warning(md(f"{MARK_TITLE}: {mark}. {MARK_HELP}."), icon=":material/warning:")
     st.subheader("Start-up time")
     breakdown = charts.start_breakdown(rec)
     st.altair_chart(charts.start_chart(breakdown), width="stretch")
@@ -180,6 +192,35 @@ elif not attempts.empty:
     else:
         st.info(f"Attempt {last['number']} is running on {md(last['host'])} / {md(last['gpu'])} "
                 f"since {when(last['started_at'])} UTC.", icon=":material/autorenew:")
+
+
+def telemetry(number: int) -> None:
+    """The GPU of attempt `number` over its time; its result's timed generate summarised."""
+    gpu = attempt_gpu(db, job_id, number)
+    if gpu is None:
+        st.caption(f"Attempt {number} has no GPU telemetry (a CPU slot, no NVML on its host, "
+                   f"or recorded before telemetry was).")
+        return
+    if not len(gpu.telemetry):
+        st.caption(f"Attempt {number} took no GPU sample: its time was shorter than a "
+                   f"sample period ({gpu.telemetry.period_s:g} s).")
+        return
+    st.altair_chart(charts.telemetry_chart(charts.telemetry_frame(gpu.telemetry),
+                                           charts.phase_frame(gpu.phases)), width="stretch")
+    caption = f"Attempt {number}: {len(gpu.telemetry)} sample(s), one every " \
+              f"{gpu.telemetry.period_s:g} s; red points: the GPU throttled."
+    if gpu.result is not None:
+        caption += " Shaded: the engine start and the timed generate. " + \
+            summary_text(gpu.summary)
+    st.caption(md(caption))
+
+
+if not attempts.empty:
+    st.subheader("GPU telemetry")
+    _numbers = attempts["number"].tolist()
+    _n = st.selectbox("attempt", _numbers, index=len(_numbers) - 1, key="gpu_attempt") \
+        if len(_numbers) > 1 else _numbers[0]
+    telemetry(int(_n))
 
 if not attempts.empty:
     st.subheader("Log")

@@ -10,6 +10,8 @@ results, export, hosts list) and the dashboard:
 - stats:   95% intervals of means and of speedups (Fieller), and the verdicts
 - timeline: every attempt as a bar on its host and GPU, with its engine start and timed
            generate placed inside; the sweep's efficiency (timed generate ÷ GPU time held)
+- telemetry: an attempt's GPU samples with its result's phases placed in them, the summary
+           of its timed generate, and the GPU mark (throttled, shared GPU) of a result
 - changes: a cheap token that moves whenever anything above would read differently (the
            dashboard's pages poll it to follow a running sweep)
 

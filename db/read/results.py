@@ -22,7 +22,9 @@ from db.read import stats
 from db.read.job_columns import OPTION_PREFIX, max_model_len, option_columns
 from db.read.metrics import METRICS, OUTPUT_TOK_S, Metric
 from db.read.plan import Plan, sweep_plan
+from db.read.telemetry import MARK_COLUMN, gpu_mark, telemetry_of
 from db.store import Store
+from engine.gpu_telemetry import Telemetry
 from engine.result import BenchResult
 
 # The figures of a BenchResult that a results row carries besides the Result's columns.
@@ -63,15 +65,17 @@ def results_frame(store: Store, sweep: str, *, every: bool = False) -> pd.DataFr
             .order_by(Job.ordinal)
         ).all()
     kept = [(j, r, a) for j, r, a in rows if every or plan.current(j.key)]
-    df = option_columns(pd.DataFrame([_row(sweep, plan, j, r, a) for j, r, a in kept]),
-                        plan.option_axes)
+    tel = telemetry_of(store, [a.id for _j, _r, a in kept])
+    df = option_columns(pd.DataFrame([_row(sweep, plan, j, r, a, tel.get(a.id))
+                                      for j, r, a in kept]), plan.option_axes)
     if not df.empty:
         df["config"] = [json.dumps(c, default=str) for c in df[CONFIG].values.tolist()]
     df.attrs["hidden"] = len(rows) - len(kept)
     return df
 
 
-def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt) -> dict:
+def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt,
+         tel: Telemetry | None) -> dict:
     rec = BenchResult.from_dict(r.record)
     return {
         "sweep": sweep, "job_key": j.key, "variant": plan.name(j.key, j.variant),
@@ -89,6 +93,7 @@ def _row(sweep: str, plan: Plan, j: Job, r: Result, a: Attempt) -> dict:
         **{k: _ms(getattr(rec, s)) for k, s in LATENCY_MS.items()},
         **{k: _nan(getattr(rec, k)) for k in PHASE_TOK_S},
         "disturbed": "; ".join(rec.disturbed),  # empty: nothing seen that could bend it
+        MARK_COLUMN: gpu_mark(rec, tel),  # empty: the GPU was the engine's alone, unthrottled
         "finished_at": a.finished_at,
     }
 
@@ -124,6 +129,7 @@ def summarize(df: pd.DataFrame, baseline: str | None,
     # How many of the configuration's results were taken while something could bend them,
     # and the first such reason.
     out["disturbed"] = g["disturbed"].agg(_disturbed).values
+    out[MARK_COLUMN] = g[MARK_COLUMN].agg(_disturbed).values  # and of the GPU's marks
     for col in (c for c in df.columns if c.startswith(OPTION_PREFIX) or c == "config"):
         out[col] = g[col].first().values  # a function of `options`, so one value a group
     out["cv"] = out["std"] / out["mean"]

@@ -71,7 +71,9 @@ def bench(
     = False,
 ) -> None:
     """Run one job on this machine, without a sweep, and print its BenchResult."""
+    from db.read.telemetry import MARK_TITLE, gpu_mark, summary_text
     from engine import variants
+    from engine.gpu_telemetry import summarize
     from engine.job import BenchJob, ModelRef
     from engine.workload import RECIPES, WorkloadSpec
     from orchestrator.executors.local import visible_gpus
@@ -132,6 +134,11 @@ def bench(
         table.add_row(k, "" if v is None else escape(str(v)))
     table.add_row("disturbed", "[yellow]" + escape("; ".join(r.disturbed)) + "[/]"
                   if r.disturbed else "no")
+    tel = outcome.telemetry
+    table.add_row("GPU telemetry", "not sampled (CPU, or no NVML)" if tel is None
+                  else escape(summary_text(summarize(tel, r.elapsed_s))))
+    mark = gpu_mark(r, tel)
+    table.add_row(MARK_TITLE, f"[yellow]{escape(mark)}[/]" if mark else "none")
     out.print(table)
 
 

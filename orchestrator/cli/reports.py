@@ -15,7 +15,8 @@ from orchestrator.cli.output import Column, Report
 SUMMARY_FIELDS = ["variant", "engine", "options", "model", "workload", "workload_fingerprint",
                   "max_num_seqs", "gpu_memory_utilization", "max_model_len", "gpu_name", "n",
                   "tok_s_mean", "tok_s_std", "ci95", "cv", "noisy", "elapsed_s_mean",
-                  "ttft_p50_ms_mean", "tpot_p50_ms_mean", "percent_of_floor_mean", "disturbed"]
+                  "ttft_p50_ms_mean", "tpot_p50_ms_mean", "percent_of_floor_mean", "disturbed",
+                  "gpu_mark"]
 # The report is of output tok/s (summarize's default metric): its fields keep the names they
 # had before the summary could be of any metric.
 _SUMMARY_COLUMNS = {"tok_s_mean": "mean", "tok_s_std": "std"}
@@ -76,6 +77,7 @@ def results_report(sweep: str, summary, baseline: str | None, hidden: int) -> Re
     """One row per configuration: mean, spread, 95% interval, speedup with its interval."""
     from db.read.job_columns import OPTION_PREFIX
     from db.read.results import SPEEDUP_FIELDS, speedup_text, spread_text
+    from db.read.telemetry import MARK_COLUMN, MARK_TITLE
 
     axes = [c.removeprefix(OPTION_PREFIX) for c in summary.columns
             if c.startswith(OPTION_PREFIX)]
@@ -98,6 +100,8 @@ def results_report(sweep: str, summary, baseline: str | None, hidden: int) -> Re
             Column("% of floor", lambda r: _percent(r["percent_of_floor_mean"]), True),
             Column("disturbed", lambda r: r["disturbed"], False,
                    lambda r: "yellow" if r["disturbed"] else ""),
+            Column(MARK_TITLE, lambda r: r[MARK_COLUMN], False,
+                   lambda r: "yellow" if r[MARK_COLUMN] else ""),
             Column("speedup (95% interval)", lambda r: speedup_text(r), True,
                    lambda r: {"faster": "green", "slower": "red"}.get(r["verdict"], ""))]
     return Report("results", f"{sweep}: output tokens/s, speedup vs {baseline}", cols, rows,

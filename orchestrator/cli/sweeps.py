@@ -97,7 +97,9 @@ def _run(spec, store, start_executor, rerun_failed: bool, force: bool):
 
 def attempt_line(job, outcome, now: datetime) -> str:
     """One finished attempt as a log line: time, job, outcome, tok/s (or why it failed),
-    and what may have disturbed the figure."""
+    what may have disturbed the figure, and its GPU's mark (db/read/telemetry.py)."""
+    from db.read.telemetry import MARK_TITLE, gpu_mark
+
     what = (f"{job.variant} max_num_seqs={job.max_num_seqs} "
             f"gpu_mem={job.gpu_memory_utilization:g} repeat={job.repeat}")
     r = outcome.result
@@ -105,6 +107,8 @@ def attempt_line(job, outcome, now: datetime) -> str:
         told = f"{outcome.outcome} {r.output_tok_s:,.1f} tok/s"
         if r.disturbed:
             told += f" (disturbed: {'; '.join(r.disturbed)})"
+        if mark := gpu_mark(r, outcome.telemetry):
+            told += f" ({MARK_TITLE}: {mark})"
     else:
         told = f"{outcome.outcome} {outcome.error_kind}: {outcome.error}"
     return f"{now:%Y-%m-%d %H:%M:%S} job {job.ordinal} {what}: {told}"

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from engine.errors import UserError
+from engine.gpu_telemetry import Telemetry
 from engine.result import BenchResult
 
 
@@ -47,6 +48,9 @@ class Outcome:
     error_kind: str | None = None  # oom | bad_input | engine | timeout | crash | lost | gpu_busy
     log_tail: str = ""
     elapsed_s: float = 0.0
+    # The job's GPU sampled while it ran (its share of the process's time); None where
+    # nothing was sampled (a CPU slot, no NVML, a job that never started, a lost worker).
+    telemetry: Telemetry | None = None
 
     @classmethod
     def lost(cls, slot: Slot, error: str, **kw: Any) -> Outcome:
@@ -56,15 +60,18 @@ class Outcome:
 
     def to_dict(self) -> dict:
         """The wire form (JSON-ready) in which an outcome crosses Ray and SSH: the result
-        as its record (BenchResult.to_dict, derived figures included)."""
+        as its record (BenchResult.to_dict, derived figures included), the telemetry as
+        its columns."""
         d = asdict(self)
         d["result"] = self.result.to_dict() if self.result is not None else None
+        d["telemetry"] = self.telemetry.to_dict() if self.telemetry is not None else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Outcome:
-        result = d.get("result")
-        return cls(**{**d, "result": BenchResult.from_dict(result) if result else None})
+        result, tel = d.get("result"), d.get("telemetry")
+        return cls(**{**d, "result": BenchResult.from_dict(result) if result else None,
+                      "telemetry": Telemetry.from_dict(tel) if tel else None})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ value, which every executor carries to its runner), set explicitly in the child:
 worker runs at nice 15 and its children would inherit that. Around the job the runner
 records what could have disturbed its figures (BenchResult.conditions): the host's load
 average when the job started and ended, the compute processes on its GPU before and after
-the process, and the CPU time the process and the children it reaped used over its life."""
+the process, and the CPU time the process and the children it reaped used over its life.
+Beside the job its GPU is sampled (engine.gpu_telemetry) from the process's start to its
+end; each job's Outcome carries its share of the samples, a failed or timed-out job's too."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
-from engine import gpu_hygiene
+from engine import gpu_hygiene, gpu_telemetry
+from engine.gpu_telemetry import Telemetry
 from engine.result import Conditions
 from orchestrator.executors.base import LOG_EVERY_S, JobRun, LogChunk, Outcome
 from orchestrator.executors.job_lines import ProcessEnd, ResultLines, load, outcomes
@@ -125,7 +128,8 @@ def run_job_process(jobs: list[str], *, on_log: Callable[[LogChunk], None] | Non
 
 def job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str, timeout_s: float,
                 threads: int | None = None, python: str = sys.executable,
-                idle_wait_s: float | None = None, nice: int | None = None) -> JobRun:
+                idle_wait_s: float | None = None, nice: int | None = None,
+                gpu_read: gpu_telemetry.Read | None = None) -> JobRun:
     """Run `python -m engine.bench` for `jobs` (job JSONs: one, or one configuration's that
     share an engine start) at nice value `nice` (None: this process's own), with timeout_s
     for them all; yields its log in chunks while it runs, returns an Outcome per job, in
@@ -135,7 +139,8 @@ def job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str, timeout
     (waiting up to idle_wait_s, by default gpu_hygiene's, which counts against timeout_s,
     else every job fails as gpu_busy), and after it the worker waits a while for the GPU to
     be idle again; if it is not, the log tail says so. A result's conditions are filled in
-    around the job (module docstring)."""
+    around the job (module docstring). The GPU is sampled through `gpu_read` where given
+    (tests), else NVML."""
     host = socket.gethostname()
     before = gpu_hygiene.before_job(cuda_visible_devices, timeout_s, idle_wait_s)
     if not before.ok:
@@ -148,7 +153,8 @@ def job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str, timeout
                       cpu_count=os.cpu_count(), load_before=load(),
                       gpu_processes_before=gpu_hygiene.processes(cuda_visible_devices))
     outcomes, lines = yield from _run(jobs, host, gpu, cuda_visible_devices,
-                                      timeout_s - before.waited_s, threads, python, seen)
+                                      timeout_s - before.waited_s, threads, python, seen,
+                                      gpu_read)
     seen.load_after = load()
     after = gpu_hygiene.after_job(cuda_visible_devices)
     seen.gpu_processes_after = gpu_hygiene.processes(cuda_visible_devices)
@@ -171,7 +177,7 @@ def job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str, timeout
 
 
 def _run(jobs: list[str], host: str, gpu: str, cuda_visible_devices: str, timeout_s: float,
-         threads: int | None, python: str, seen: Conditions
+         threads: int | None, python: str, seen: Conditions, gpu_read: gpu_telemetry.Read | None
          ) -> Generator[LogChunk, None, tuple[list[Outcome], ResultLines]]:
     # PCI bus order, so CUDA and NVML (envinfo) mean the same GPU by the same index.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=cuda_visible_devices, PYTHONUNBUFFERED="1",
@@ -194,22 +200,41 @@ def _run(jobs: list[str], host: str, gpu: str, cuda_visible_devices: str, timeou
                 yield from log_reader.chunks(job)
             lines.poll(final)
 
-        started = time.monotonic()
-        with log_path.open("wb") as log:
+        with gpu_telemetry.sampling(cuda_visible_devices, gpu_read) as sampler, \
+                log_path.open("wb") as log:
+            started = time.monotonic()
             proc = subprocess.Popen(
                 [python, "-m", "engine.bench", "--job", str(job_path), "--out", str(out_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True, preexec_fn=_start_child(seen.nice_asked),
             )
+            if sampler is not None:
+                sampler.start(started, session=proc.pid)
             try:
                 code, seen.cpu_s = yield from _wait(proc, timeout_s, read)
                 seen.wall_s = time.monotonic() - started
             finally:
                 _kill_group(proc)  # stragglers of the job (engine subprocesses) too
                 proc.wait()
+                tel = sampler.stop() if sampler is not None else None
         yield from read(final=True)
         end = ProcessEnd(code, timeout_s, started, time.monotonic())
-        return outcomes(len(jobs), lines, end, host, gpu, _tail(log_path)), lines
+        outs = outcomes(len(jobs), lines, end, host, gpu, _tail(log_path))
+        if tel is not None:
+            _share_telemetry(outs, tel, [t - started for t in lines.seen_at])
+        return outs, lines
+
+
+def _share_telemetry(outs: list[Outcome], tel: Telemetry, lines_s: list[float]) -> None:
+    """Each job that ran its share of the process's samples, as its elapsed_s shares the
+    process's time (job_lines.outcomes): from the previous job's result line (the first:
+    from the process's start) to its own; the last job that ran to the process's end.
+    lines_s: when each result line came, in seconds since the process started."""
+    ran = max((i for i, o in enumerate(outs) if o.elapsed_s > 0), default=0)
+    for i, out in enumerate(outs[:ran + 1]):
+        start = lines_s[i - 1] if i else 0.0
+        end = lines_s[i] if i < ran else float("inf")
+        out.telemetry = tel.window(start, end, lines_s[i] if i < len(lines_s) else None)
 
 
 def main(argv: list[str] | None = None) -> int:

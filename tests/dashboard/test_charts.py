@@ -19,7 +19,7 @@ def summary_rows(rows: list[dict]) -> pd.DataFrame:
             "gpu_name": "H100", "n": 3, "std": 1.0, "ci95": 2.0, "cv": 0.01,
             "noisy": False, "speedup": 1.0, "speedup_low": math.nan, "speedup_high": math.nan,
             "verdict": "baseline", "speedup_note": "", "elapsed_s_mean": 1.0,
-            "output_tokens": 100, "start_s_mean": 1.0}
+            "output_tokens": 100, "start_s_mean": 1.0, "gpu_mark": ""}
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
@@ -55,7 +55,8 @@ def test_best_config_and_speedup_table():
                       {"variant": "fast", "max_num_seqs": 4, "mean": 90.0, "n": 1,
                        "std": math.nan, "cv": math.nan, "ci95": math.nan,
                        "speedup": math.nan, "verdict": "",
-                       "speedup_note": "baseline has no result at these settings"}])
+                       "speedup_note": "baseline has no result at these settings",
+                       "gpu_mark": "1 of 1: throttled (sw_thermal)"}])
     best = charts.best_config(s)
     assert best["variant"] == "fast"
     # base is distinguishably slower; one measurement cannot be told apart from anything.
@@ -69,6 +70,7 @@ def test_best_config_and_speedup_table():
     assert "settings" in t.loc[0, "note"]
     assert t.loc[0, "CV"] == t.loc[0, "± 95% CI"] == "n=1, no spread"  # never 0.0% or None
     assert t.loc[0, "max_model_len"] == "default"
+    assert t["GPU mark"].tolist() == ["1 of 1: throttled (sw_thermal)", "", ""]
     assert charts.speedup_table(pd.DataFrame()).empty
 
 
@@ -307,3 +309,37 @@ def test_latency_throughput_points_and_their_front():
     assert spec["layer"][3]["encoding"]["text"]["field"] == "max_num_seqs"
     assert charts.latency_throughput(s.assign(ttft_p50_ms_mean=math.nan),
                                      METRICS["ttft_p50_ms"]).empty  # none has it
+
+
+def test_telemetry_chart_draws_each_series_with_the_phases_and_the_throttled_samples():
+    from engine.gpu_telemetry import Reading, Telemetry
+
+    tel = Telemetry(1.0, done_s=6.0)
+    for t in range(8):
+        tel.add(float(t), Reading(gpu_pct=10 * t, power_w=None if t == 3 else 100.0 + t,
+                                  sm_mhz=1980, temp_c=50, throttle=0x20 if t == 5 else 0x1,
+                                  mem_used_bytes=None), others=0)
+    frame = charts.telemetry_frame(tel)
+    assert len(frame) == 8 * len(charts.TELEMETRY_PANELS)
+    busy = frame[frame["panel"] == "GPU busy %"]
+    assert busy["value"].tolist() == [10 * t for t in range(8)]
+    assert busy["throttle"].tolist() == ["", "", "", "", "", "sw_thermal", "", ""]
+    phases = charts.phase_frame([("engine start", 1.0, 4.0), ("generate", 4.0, 6.0)])
+    spec = charts.telemetry_chart(frame, phases).to_dict()
+    # A panel per series that has a value (memory was never read), each: the phases shaded,
+    # the line, the throttled samples.
+    panels = spec["vconcat"]
+    assert len(panels) == len(charts.TELEMETRY_PANELS) - 1
+    titles = [p["layer"][1]["encoding"]["y"]["title"] for p in panels]
+    assert titles == ["GPU busy %", "power W", "SM clock MHz", "temperature °C"]
+    datasets = spec["datasets"]
+    rects = datasets[panels[0]["layer"][0]["data"]["name"]]
+    assert [(r["phase"], r["start"], r["end"]) for r in rects] == [
+        ("engine start", 1.0, 4.0), ("generate", 4.0, 6.0)]
+    power = datasets[panels[1]["layer"][1]["data"]["name"]]
+    assert [r["t"] for r in power] == [0, 1, 2, 4, 5, 6, 7]  # the unread sample left out
+    red = datasets[panels[0]["layer"][2]["data"]["name"]]
+    assert [(r["t"], r["throttle"]) for r in red] == [(5.0, "sw_thermal")]
+    # Without phases (an attempt without a result): the line and the red points only.
+    bare = charts.telemetry_chart(frame, charts.phase_frame([])).to_dict()
+    assert [len(p["layer"]) for p in bare["vconcat"]] == [2] * 4

@@ -1,7 +1,8 @@
 """The Sweep, Sweeps, Compare and Job pages on databases whose figures the test chooses
 (recorded through the coordinator's own path, tests/db/read/recorded.py): a winner is
 crowned only where it is distinguishable, renamed variants show their new names, jobs of an
-earlier sweep file are left out, a lost coordinator is named."""
+earlier sweep file are left out, a lost coordinator is named, a result whose GPU throttled
+is marked and its telemetry drawn."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import select, update
 
 from db.models import Job, Sweep, utcnow
 from db.store import STALE_AFTER, Store
-from tests.dashboard.pages import open_page, texts
+from tests.dashboard.pages import charts, open_page, texts
 from tests.db.read.recorded import record, run_all, sweep_text
 
 CLEAR = {("base", 0): 100.0, ("base", 1): 110.0, ("base", 2): 90.0,
@@ -100,3 +101,40 @@ def test_a_lost_coordinator_is_named_on_every_page(tmp_path, monkeypatch):
     assert attempts["outcome"].tolist() == ["unknown (coordinator lost)"]
     assert attempts["duration_s"].isna().all()
     assert "its coordinator is lost" in at.warning[0].value
+
+
+def test_the_job_page_draws_the_gpu_telemetry_and_marks_a_throttled_result(
+        tmp_path, monkeypatch):
+    from engine.gpu_telemetry import Reading, Telemetry
+    from tests.engine.test_result import make
+
+    url, store, planned = recorded(tmp_path, CLEAR)
+    with store.session() as s:
+        job_id = s.scalar(select(Job.id).where(Job.key == planned[0].key))
+    tel = Telemetry(1.0, done_s=9.5)
+    for t in range(11):
+        tel.add(float(t), Reading(gpu_pct=95 if t > 6 else 3, power_w=300.0, sm_mhz=1700,
+                                  temp_c=60 + t, throttle=0x4 if t == 8 else 0x1), others=0)
+    attempt = store.start_attempt(job_id, "h", "0")
+    store.finish_attempt(attempt, "succeeded", job_state="succeeded", telemetry=tel,
+                         result=make(output_tokens=100, elapsed_s=3.0, load_s=4.0,
+                                     env={"gpu": {"name": "H100"}}))
+    at = open_page(monkeypatch, url, "job", job=job_id)
+    # As rendered: the escapes that keep it literal text gone.
+    assert "GPU mark: throttled (sw_power_cap)" in texts(at.warning).replace("\\", "")
+    spec = next(c for c in charts(at) if "vconcat" in c)
+    titles = [p["layer"][1]["encoding"]["y"]["title"] for p in spec["vconcat"]]
+    assert titles[:2] == ["GPU busy %", "power W"]
+    rows = {r["phase"]: (r["start"], r["end"]) for rs in spec["datasets_rows"] for r in rs
+            if "phase" in r}
+    assert rows == {"engine start": (2.5, 6.5), "generate": (6.5, 9.5)}
+    caption = texts(at.caption).replace("\\", "")
+    assert "timed generate: 3 sample(s)" in caption and "throttled (sw_power_cap)" in caption
+    # The first attempt (no telemetry) says why there is none.
+    at.selectbox(key="gpu_attempt").select(1).run()
+    assert "Attempt 1 has no GPU telemetry" in texts(at.caption)
+    # The Sweep page's table marks the configuration.
+    at = open_page(monkeypatch, url, "sweep", sweep="s")
+    table = at.dataframe[0].value.set_index("variant")
+    assert table.loc["base", "GPU mark"] == "1 of 3: throttled (sw_power_cap)"
+    assert table.loc["fast", "GPU mark"] == ""

@@ -8,10 +8,18 @@ import os
 import pytest
 import ray
 
+from engine.gpu_telemetry import Reading, Telemetry
 from orchestrator.executors.base import Executor, LogChunk, Outcome, RayExecutor, Slot, stream
 from tests.engine.test_result import make
 
 SLOT = Slot("gpu0", "box", "0", "0")
+
+
+def sampled() -> Telemetry:
+    tel = Telemetry(1.0, done_s=1.5)
+    tel.add(0.01, Reading(gpu_pct=3, mem_used_bytes=1 << 30, throttle=0x1, pids=[]), 0)
+    tel.add(1.01, Reading(gpu_pct=99, power_w=650.2, sm_mhz=1980, temp_c=55), None)
+    return tel
 
 
 def test_lost_outcome_names_the_slot() -> None:
@@ -23,12 +31,22 @@ def test_lost_outcome_names_the_slot() -> None:
 @pytest.mark.parametrize("out", [
     Outcome("failed", "box", "0", error="boom", error_kind="engine", log_tail="x"),
     Outcome("succeeded", "box", "0", result=make(env={"gpu": {"name": "H200"}})),
+    Outcome("timeout", "box", "0", error="timed out", error_kind="timeout",
+            telemetry=sampled()),
 ])
 def test_outcome_round_trips_its_wire_form(out: Outcome) -> None:
     wire = json.loads(json.dumps(out.to_dict()))
     if out.result:  # the record, derived figures included
         assert wire["result"] == out.result.to_dict()
+    if out.telemetry:  # as columns
+        assert wire["telemetry"]["gpu_pct"] == [3, 99] and wire["telemetry"]["done_s"] == 1.5
     assert Outcome.from_dict(wire) == out
+
+
+def test_an_outcome_from_a_runner_without_telemetry_reads_as_none() -> None:
+    wire = Outcome("failed", "box", "0", error="x").to_dict()
+    del wire["telemetry"]  # an older runner on a host not yet provisioned again
+    assert Outcome.from_dict(wire).telemetry is None
 
 
 def test_every_slot_is_ready_by_default() -> None:

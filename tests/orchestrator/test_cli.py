@@ -229,3 +229,52 @@ def test_status_and_dry_run_start_without_pandas_or_ray(tmp_path):
                            f"sweep {spec} --dry-run"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_an_attempt_line_carries_the_gpu_mark():
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from engine.gpu_telemetry import Reading, Telemetry
+    from orchestrator.executors.base import Outcome
+
+    job = SimpleNamespace(ordinal=3, variant="v", max_num_seqs=8, gpu_memory_utilization=0.9,
+                          repeat=0)
+    tel = Telemetry(1.0, done_s=2.0)
+    tel.add(1.0, Reading(gpu_pct=99, throttle=0x40), others=0)
+    now = datetime(2026, 12, 3, 12, 0, 0)
+    out = Outcome("succeeded", "h", "0", result=make(output_tokens=10, elapsed_s=2.0),
+                  telemetry=tel)
+    assert sweeps.attempt_line(job, out, now).endswith(
+        "succeeded 5.0 tok/s (GPU mark: throttled (hw_thermal))")
+    out.telemetry = None
+    assert sweeps.attempt_line(job, out, now).endswith("succeeded 5.0 tok/s")
+
+
+def test_bench_prints_the_gpu_summary_and_mark(tmp_path, monkeypatch):
+    from engine.gpu_telemetry import Reading, Telemetry
+    from orchestrator.executors import local, process
+    from orchestrator.executors.base import Outcome
+
+    tel = Telemetry(1.0, done_s=3.0)
+    for t in range(4):
+        tel.add(float(t), Reading(gpu_pct=90, power_w=500.0, temp_c=60 + t, throttle=0x8),
+                others=0)
+    ran = []
+
+    def fake_run(jobs, **kw):
+        ran.append(kw)
+        return [Outcome("succeeded", "h", "0", result=make(output_tokens=10, elapsed_s=2.0),
+                        telemetry=tel)]
+
+    monkeypatch.setattr(process, "run_job_process", fake_run)
+    monkeypatch.setattr(local, "visible_gpus", lambda: ["0"])
+    result = CliRunner().invoke(app, ["bench", "--engine", "nano", "--arch", "tiny"],
+                                env={"COLUMNS": "300"})
+    code, output = result.exit_code, result.output
+    assert code == 0, output
+    assert ran[0]["cuda_visible_devices"] == "0"
+    # The timed generate: the 2 s up to the result line at 3 s, its ends included.
+    assert "timed generate: 3 sample(s), GPU 90% busy, 500 W on average, peak 63 °C, " \
+           "throttled (hw_slowdown)" in output
+    assert "GPU mark" in output and "throttled (hw_slowdown)" in output.split("GPU mark")[1]

@@ -280,3 +280,42 @@ def test_the_log_comes_in_chunks_while_the_job_runs(tmp_path: Path) -> None:
     (first_at, first), *_ = got
     assert first == LogChunk(0, "first\n") and ended - first_at > 1.0
     assert [c.job for _, c in got if "second" in c.text or "bye" in c.text] == [1] * 2
+
+
+class Ticking:
+    """An injected GPU reader whose n-th read says n% busy (this machine has no NVML)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self):
+        from engine.gpu_telemetry import Reading
+
+        self.n += 1
+        return Reading(gpu_pct=self.n, pids=[])
+
+
+def test_each_job_of_a_process_gets_its_share_of_the_gpu_samples(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("engine.gpu_telemetry.PERIOD_S", 0.1)
+    py = fake_bench(tmp_path, "sleep 1; put \"$R\"; sleep 600")
+    first, second, third = run_job_process(["{}"] * 3, gpu="0", cuda_visible_devices="0",
+                                           timeout_s=2.5, python=py, gpu_read=Ticking())
+    assert (first.outcome, second.outcome, third.outcome) == ("succeeded", "timeout", "lost")
+    a, b = first.telemetry, second.telemetry
+    # The first job's share runs from the process's start to its line; the second's, which
+    # timed out, from there to the process's end, its times counted from its own start.
+    assert a.t[0] < 0.1 and 0.9 <= a.t[-1] < a.done_s <= first.elapsed_s + 1e-3
+    assert 8 <= len(a) <= 12 and b.done_s is None and third.telemetry is None
+    assert b.t[0] < 0.2 and 1.0 <= b.t[-1] <= second.elapsed_s
+    assert a.gpu_pct + b.gpu_pct == list(range(1, len(a) + len(b) + 1))  # none lost, none twice
+    assert set(a.others) == set(b.others) == {0}
+
+
+def test_no_samples_on_a_cpu_slot(tmp_path: Path) -> None:
+    read = Ticking()
+    py = fake_bench(tmp_path, "sleep 0.3; put \"$R\"")
+    (out,) = run_job_process(["{}"], gpu="cpu", cuda_visible_devices="", timeout_s=60,
+                             python=py, gpu_read=read)
+    assert out.outcome == "succeeded" and out.telemetry is None and read.n == 0
+    assert out.to_dict()["telemetry"] is None

@@ -6,6 +6,7 @@ put back after its group runs alone."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from collections.abc import Callable
@@ -216,3 +217,39 @@ def test_queue_takes_a_group_once_and_a_job_put_back_alone() -> None:
     assert q.take() == [b0]
     assert q.take() == [c0]  # a group of one; a1's old entry skipped
     assert q.take() == [a1] and len(q) == 0
+
+
+def test_each_attempt_keeps_the_telemetry_its_outcome_carried(tmp_path: Path) -> None:
+    """A failed attempt's samples are kept as a succeeded one's; an outcome without any
+    (a CPU slot) leaves none."""
+    from db.read.telemetry import telemetry_of
+    from engine.gpu_telemetry import Reading, Telemetry
+
+    def tel(pct: int) -> Telemetry:
+        t = Telemetry(1.0, done_s=0.5)
+        t.add(0.1, Reading(gpu_pct=pct), others=0)
+        return t
+
+    def answer(specs: list[dict], task: int) -> list[Outcome]:
+        if task == 0:
+            return [Outcome("failed", "box", "cpu", error="oom", error_kind="oom",
+                            elapsed_s=1.0, telemetry=tel(7))]
+        return [dataclasses.replace(ok(), telemetry=tel(task)) if task < 3 else ok()
+                for _ in specs]
+
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    one = textwrap.dedent("""\
+        name: t
+        model: {arch: tiny}
+        workload: {num_seqs: 4, input_len: [8, 24], output_len: [2, 6]}
+        variants: {a: {kind: nano}}
+        matrix: {max_num_seqs: [2, 4, 8]}
+        retries: 1
+        """)
+    assert run_sweep(parse(one), store, lambda: Scripted(answer)).ok
+    with store.session() as s:
+        rows = list(s.execute(select(Attempt.id, Attempt.outcome).order_by(Attempt.id)))
+    got = telemetry_of(store, [r.id for r in rows])
+    assert [(r.outcome, got[r.id].gpu_pct if r.id in got else None) for r in rows] == [
+        ("failed", [7]), ("succeeded", [1]), ("succeeded", [2]), ("succeeded", None)]
+    store.close()
