@@ -40,6 +40,11 @@ THROTTLE_BITS = {
     0x100: "display_clock_setting",
 }
 NOT_THROTTLING = 0x1 | 0x2
+# What marks a figure: the clock lowered by heat, a hardware slowdown or a power brake, which
+# come and go with the room and the card's state. Not the software power cap: a card at full
+# load runs at its power limit in steady state (an H200 under bf16 matmuls, always), the
+# same in every repeat; it is shown with the samples, not held against the figure.
+SLOWDOWNS = ("hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake")
 
 
 def throttle_reasons(mask: int | None) -> list[str]:
@@ -132,8 +137,9 @@ class Summary:
     others_max: int | None  # the most compute processes not the job's at one sample
 
     @property
-    def throttled(self) -> bool:
-        return bool(self.throttle)
+    def slowed(self) -> list[str]:
+        """The reasons seen that mark the figure (SLOWDOWNS)."""
+        return [r for r in self.throttle if r in SLOWDOWNS]
 
     @property
     def shared(self) -> bool:

@@ -30,11 +30,11 @@ MARK_HELP = ("throttled: the GPU's clocks were held down (power cap, thermal, ha
 
 def gpu_mark(result: BenchResult, tel: Telemetry | None) -> str:
     """Why a result's figure was not taken on a GPU that was the engine's alone, in a few
-    words: `throttled (sw_power_cap)`, `shared GPU`, both; empty: nothing seen."""
+    words: `throttled (sw_thermal)`, `shared GPU`, both; empty: nothing seen."""
     parts = []
     summary = summarize(tel, result.elapsed_s) if tel is not None else None
-    if summary is not None and summary.throttled:
-        parts.append(f"throttled ({', '.join(summary.throttle)})")
+    if summary is not None and summary.slowed:
+        parts.append(f"throttled ({', '.join(summary.slowed)})")
     cond = result.conditions
     sampled_others = tel is not None and any(o for o in tel.others if o)
     if cond.gpu_processes_before or cond.gpu_processes_after or sampled_others:
@@ -111,5 +111,5 @@ def summary_text(summary: Summary | None) -> str:
     return (f"timed generate: {summary.samples} sample(s), GPU {fig(summary.gpu_pct_mean, '.0f')}%"
             f" busy, {fig(summary.power_w_mean, '.0f')} W on average, peak "
             f"{fig(summary.temp_c_peak, 'd')} °C, "
-            + (f"throttled ({', '.join(summary.throttle)})" if summary.throttled
-               else "not throttled"))
+            + (f"clock reasons: {', '.join(summary.throttle)}" if summary.throttle
+               else "no clock reason"))

@@ -114,14 +114,14 @@ def test_the_job_page_draws_the_gpu_telemetry_and_marks_a_throttled_result(
     tel = Telemetry(1.0, done_s=9.5)
     for t in range(11):
         tel.add(float(t), Reading(gpu_pct=95 if t > 6 else 3, power_w=300.0, sm_mhz=1700,
-                                  temp_c=60 + t, throttle=0x4 if t == 8 else 0x1), others=0)
+                                  temp_c=60 + t, throttle=0x4 | 0x40 if t == 8 else 0x1), others=0)
     attempt = store.start_attempt(job_id, "h", "0")
     store.finish_attempt(attempt, "succeeded", job_state="succeeded", telemetry=tel,
                          result=make(output_tokens=100, elapsed_s=3.0, load_s=4.0,
                                      env={"gpu": {"name": "H100"}}))
     at = open_page(monkeypatch, url, "job", job=job_id)
     # As rendered: the escapes that keep it literal text gone.
-    assert "GPU mark: throttled (sw_power_cap)" in texts(at.warning).replace("\\", "")
+    assert "GPU mark: throttled (hw_thermal)" in texts(at.warning).replace("\\", "")
     spec = next(c for c in charts(at) if "vconcat" in c)
     titles = [p["layer"][1]["encoding"]["y"]["title"] for p in spec["vconcat"]]
     assert titles[:2] == ["GPU busy %", "power W"]
@@ -129,12 +129,13 @@ def test_the_job_page_draws_the_gpu_telemetry_and_marks_a_throttled_result(
             if "phase" in r}
     assert rows == {"engine start": (2.5, 6.5), "generate": (6.5, 9.5)}
     caption = texts(at.caption).replace("\\", "")
-    assert "timed generate: 3 sample(s)" in caption and "throttled (sw_power_cap)" in caption
+    assert "timed generate: 3 sample(s)" in caption
+    assert "clock reasons: sw_power_cap, hw_thermal" in caption
     # The first attempt (no telemetry) says why there is none.
     at.selectbox(key="gpu_attempt").select(1).run()
     assert "Attempt 1 has no GPU telemetry" in texts(at.caption)
     # The Sweep page's table marks the configuration.
     at = open_page(monkeypatch, url, "sweep", sweep="s")
     table = at.dataframe[0].value.set_index("variant")
-    assert table.loc["base", "GPU mark"] == "1 of 3: throttled (sw_power_cap)"
+    assert table.loc["base", "GPU mark"] == "1 of 3: throttled (hw_thermal)"
     assert table.loc["fast", "GPU mark"] == ""

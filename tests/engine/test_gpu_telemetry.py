@@ -93,7 +93,7 @@ def test_summary_of_the_timed_generate() -> None:
                 others=2 if t == 1 else 0)
     s = summarize(tel, elapsed_s=4.5)  # the window: 5.7 .. 10.2
     assert s.samples == 5 and s.gpu_pct_mean == 95 and s.power_w_mean == 500
-    assert s.temp_c_peak == 60 and s.throttle == ["sw_thermal"] and s.throttled
+    assert s.temp_c_peak == 60 and s.throttle == ["sw_thermal"] == s.slowed
     assert s.others_max == 0 and not s.shared  # the other process came before it
     assert summarize(Telemetry(1.0, t=[1.0], gpu_pct=[1], mem_used_mib=[None],
                                power_w=[None], sm_mhz=[None], temp_c=[None], throttle=[None],
