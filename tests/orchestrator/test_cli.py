@@ -276,5 +276,5 @@ def test_bench_prints_the_gpu_summary_and_mark(tmp_path, monkeypatch):
     assert ran[0]["cuda_visible_devices"] == "0"
     # The timed generate: the 2 s up to the result line at 3 s, its ends included.
     assert "timed generate: 3 sample(s), GPU 90% busy, 500 W on average, peak 63 °C, " \
-           "throttled (hw_slowdown)" in output
+           "clock reasons: hw_slowdown" in output
     assert "GPU mark" in output and "throttled (hw_slowdown)" in output.split("GPU mark")[1]
