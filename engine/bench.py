@@ -32,7 +32,7 @@ from typing import Any
 from engine import card_figures, checkpoints, envinfo, latency, roofline, variants
 from engine.card_figures import CardFigures
 from engine.errors import BadInput
-from engine.job import BenchJob, ModelRef
+from engine.job import BenchJob, ModelRef, job_start_line
 from engine.memory_budget import ITEMSIZE
 from engine.nano.config import ModelConfig
 from engine.result import BenchResult, Conditions, Roofline, StepProfile
@@ -366,9 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         for i, job in enumerate(jobs):
             # A line in the job's log as each job's timed part begins (stderr: stdout is
             # the result lines').
-            print(f"[benchsweep] job {i + 1} of {len(jobs)}: {job.variant}, max_num_seqs "
-                  f"{job.max_num_seqs}, repeat {job.repeat}: warm-up, then the timed run of "
-                  f"{len(group.workload.prompts)} prompts", file=sys.stderr, flush=True)
+            print(job_start_line(i, len(jobs), f"{job.variant}, max_num_seqs "
+                                 f"{job.max_num_seqs}, repeat {job.repeat}: warm-up, then the "
+                                 f"timed run of {len(group.workload.prompts)} prompts"),
+                  file=sys.stderr, flush=True)
             try:
                 result = group.measure(i)
             except Exception as e:

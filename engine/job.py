@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from engine.workload import WorkloadSpec
 
 # A job's gpu_memory_utilization where the sweep (or the command line) does not set one.
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+
+# The line a job process writes to its log as each of its jobs' timed part begins: where
+# one job's output ends and the next one's begins, for the runner that splits the log.
+_JOB_START = "[benchsweep] job "
+JOB_START_RE = re.compile(r"^\[benchsweep\] job (\d+) of \d+: ", re.MULTILINE)
+
+
+def job_start_line(index: int, total: int, what: str) -> str:
+    return f"{_JOB_START}{index + 1} of {total}: {what}"
+
+
+def may_start_a_job(partial_line: str) -> bool:
+    """Whether a line still being written may turn out to be a job's start line."""
+    return partial_line.startswith(_JOB_START[:len(partial_line)]) and \
+        not JOB_START_RE.match(partial_line)
 
 
 @dataclass(frozen=True)

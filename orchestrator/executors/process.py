@@ -188,16 +188,13 @@ def _run(jobs: list[str], host: str, gpu: str, cuda_visible_devices: str, timeou
         job_path, out_path, log_path = (Path(tmp) / n for n in ("job.json", "out.json", "log"))
         job_path.write_text("[" + ", ".join(jobs) + "]")
         lines = ResultLines(out_path)
-        log_reader = LogReader(log_path)
+        log_reader = LogReader(log_path, len(jobs))
         read_at = [time.monotonic()]
 
         def read(final: bool = False) -> Iterator[LogChunk]:
-            # The chunk is the job's that ran when the read began: the number of result
-            # lines seen before it (a job's last output and its line may fall either side).
             if final or time.monotonic() - read_at[0] >= LOG_EVERY_S:
                 read_at[0] = time.monotonic()
-                job = min(len(lines.records), len(jobs) - 1)
-                yield from log_reader.chunks(job)
+                yield from log_reader.chunks(final)
             lines.poll(final)
 
         with gpu_telemetry.sampling(cuda_visible_devices, gpu_read) as sampler, \

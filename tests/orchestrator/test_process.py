@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine import gpu_hygiene
+from engine.job import job_start_line
 from engine.result import Conditions
 from orchestrator.executors import process
 from orchestrator.executors.base import LogChunk
@@ -267,19 +268,25 @@ def test_result_lines_count_a_line_once_it_ends(tmp_path: Path) -> None:
 
 
 def test_the_log_comes_in_chunks_while_the_job_runs(tmp_path: Path) -> None:
-    """Read every LOG_EVERY_S: each chunk is the job's that ran when the read began, and the
-    first comes long before the process ends."""
-    py = fake_bench(tmp_path, "echo first; sleep 1.5; put \"$R\"; echo second; sleep 1.5; "
-                              "put \"$R\" \"$R\"; printf 'bye'")
+    """Read every LOG_EVERY_S, the first chunk long before the process ends; each job's
+    output is its own, from its start line to the next job's, however the reads fall:
+    the first job's last line written just before its result line (which the runner's
+    polls see before the next read of the log) is still the first job's."""
+    py = fake_bench(tmp_path, f"echo '{START[0]}'; echo first; sleep 1.5; echo last; "
+                              f"put \"$R\"; sleep 1.5; echo '{START[1]}'; echo second; "
+                              "sleep 1.5; put \"$R\" \"$R\"; printf 'bye'")
     got: list[tuple[float, LogChunk]] = []
     outs = run_job_process(["{}"] * 2, gpu="cpu", cuda_visible_devices="", timeout_s=60,
                            python=py, on_log=lambda c: got.append((time.monotonic(), c)))
     ended = time.monotonic()
     assert [o.outcome for o in outs] == ["succeeded"] * 2
-    assert "".join(c.text for _, c in got) == "first\nsecond\nbye"
     (first_at, first), *_ = got
-    assert first == LogChunk(0, "first\n") and ended - first_at > 1.0
-    assert [c.job for _, c in got if "second" in c.text or "bye" in c.text] == [1] * 2
+    assert first == LogChunk(0, f"{START[0]}\nfirst\n") and ended - first_at > 1.0
+    by_job = ["".join(c.text for _, c in got if c.job == j) for j in range(2)]
+    assert by_job == [f"{START[0]}\nfirst\nlast\n", f"{START[1]}\nsecond\nbye"]
+
+
+START = [job_start_line(i, 2, f"repeat {i}") for i in range(2)]
 
 
 class Ticking:
