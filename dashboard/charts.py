@@ -18,7 +18,7 @@ from db.read.results import BASELINE, MISSING, sample, speedup_text, spread_text
 from db.read.sweeps import LOST_ATTEMPT, duration_text
 from db.read.telemetry import ENGINE_START, GENERATE, MARK_COLUMN, MARK_TITLE
 from db.read.timeline import Bar, Efficiency
-from engine.gpu_telemetry import Telemetry, throttle_reasons
+from engine.gpu_telemetry import SLOWDOWNS, Telemetry, throttle_reasons
 
 # The matrix axes every sweep has; engine options that vary become axes too.
 BASE_AXES = ["variant", "max_num_seqs", "gpu_memory_utilization", "max_model_len"]
@@ -238,6 +238,10 @@ def quote(text: str) -> str:
 
 # --- charts ---------------------------------------------------------------------------------
 
+# What the heatmap's panels may take of the page's width, its colour legend aside.
+HEATMAP_WIDTH_PX = 720
+
+
 def heatmap(summary: pd.DataFrame, metric: Metric = OUTPUT_TOK_S
             ) -> alt.FacetChart | alt.LayerChart:
     """The mean of `metric` over max_num_seqs × gpu_memory_utilization, one panel per engine
@@ -263,13 +267,17 @@ def heatmap(summary: pd.DataFrame, metric: Metric = OUTPUT_TOK_S
         text="text:N",
         color=alt.condition("datum.bright", alt.value("black"), alt.value("white")),
     )
+    width = max(160, 70 * _n(df, "max_num_seqs"))
     layered = alt.layer(rect, text).properties(
-        width=max(160, 70 * _n(df, "max_num_seqs")),
-        height=max(90, 45 * _n(df, "gpu_memory_utilization")))
-    facet = {"column": alt.Column("label:N", title=None, header=alt.Header(labelFontSize=13))}
-    if _n(df, "gpu_name") > 1:
-        facet["row"] = alt.Row("gpu_name:N", title=None)
-    return layered.facet(**facet).resolve_scale(color="shared")
+        width=width, height=max(90, 45 * _n(df, "gpu_memory_utilization")))
+    header = alt.Header(labelFontSize=13)
+    if _n(df, "gpu_name") > 1:  # a row per card: the panels of a card side by side
+        return layered.facet(column=alt.Column("label:N", title=None, header=header),
+                             row=alt.Row("gpu_name:N", title=None)).resolve_scale(color="shared")
+    # One card: the panels wrap, so a sweep of many variants fits the page's width.
+    return layered.facet(alt.Facet("label:N", title=None, header=header),
+                         columns=max(1, HEATMAP_WIDTH_PX // (width + 25))
+                         ).resolve_scale(color="shared")
 
 
 def metric_lines(summary: pd.DataFrame, repeats: pd.DataFrame | None = None,
@@ -609,14 +617,17 @@ TELEMETRY_PANELS = (("gpu_pct", "GPU busy %"), ("power_w", "power W"),
                     ("sm_mhz", "SM clock MHz"), ("temp_c", "temperature °C"),
                     ("mem_used_mib", "memory in use MiB"))
 THROTTLED_COLOR = "#d62728"
-TELEMETRY_COLUMNS = ["t", "panel", "value", "throttle"]
+TELEMETRY_COLUMNS = ["t", "panel", "value", "throttle", "slowed"]
 
 
 def telemetry_frame(tel: Telemetry) -> pd.DataFrame:
     """Long form: a row a sample and panel (t in seconds since the attempt's start, the
-    value, None where not read) with the throttle reasons of the sample ("" if none)."""
+    value, None where not read) with the clock reasons of the sample ("" if none) and
+    whether one of them marks a figure (`slowed`: engine/gpu_telemetry.SLOWDOWNS)."""
     reasons = [", ".join(throttle_reasons(m)) for m in tel.throttle]
-    rows = [{"t": t, "panel": title, "value": getattr(tel, col)[i], "throttle": reasons[i]}
+    slowed = [any(r in SLOWDOWNS for r in throttle_reasons(m)) for m in tel.throttle]
+    rows = [{"t": t, "panel": title, "value": getattr(tel, col)[i], "throttle": reasons[i],
+             "slowed": slowed[i]}
             for col, title in TELEMETRY_PANELS for i, t in enumerate(tel.t)]
     return pd.DataFrame(rows, columns=TELEMETRY_COLUMNS)
 
@@ -629,7 +640,7 @@ def phase_frame(phases: list[tuple[str, float, float]]) -> pd.DataFrame:
 
 def telemetry_chart(frame: pd.DataFrame, phases: pd.DataFrame) -> alt.VConcatChart:
     """A panel per TELEMETRY_PANELS series over the attempt's time, the engine start and the
-    timed generate shaded behind, samples taken while the GPU throttled in red."""
+    timed generate shaded behind, samples taken while the GPU was slowed in red."""
     x = alt.X("t:Q", title="seconds since the attempt started")
     panels = []
     for _, title in TELEMETRY_PANELS:
@@ -640,7 +651,7 @@ def telemetry_chart(frame: pd.DataFrame, phases: pd.DataFrame) -> alt.VConcatCha
             x=x, y=alt.Y("value:Q", title=title),
             tooltip=[alt.Tooltip("t:Q", format=",.1f", title="s"),
                      alt.Tooltip("value:Q", title=title), "throttle:N"])
-        throttled = alt.Chart(df[df["throttle"] != ""]).mark_point(
+        throttled = alt.Chart(df[df["slowed"]]).mark_point(
             color=THROTTLED_COLOR, filled=True, size=40).encode(
             x=x, y="value:Q", tooltip=["t:Q", "throttle:N"])
         layers = [line, throttled]

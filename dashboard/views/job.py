@@ -208,7 +208,8 @@ def telemetry(number: int) -> None:
     st.altair_chart(charts.telemetry_chart(charts.telemetry_frame(gpu.telemetry),
                                            charts.phase_frame(gpu.phases)), width="stretch")
     caption = f"Attempt {number}: {len(gpu.telemetry)} sample(s), one every " \
-              f"{gpu.telemetry.period_s:g} s; red points: the GPU throttled."
+              f"{gpu.telemetry.period_s:g} s; red points: the GPU slowed by heat, a hardware " \
+              f"slowdown or a power brake (the power cap alone is not marked)."
     if gpu.result is not None:
         caption += " Shaded: the engine start and the timed generate. " + \
             summary_text(gpu.summary)

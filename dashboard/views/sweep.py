@@ -18,7 +18,7 @@ from dashboard.common import badge, follow, freshness, link, md, param, store, w
 from db.read.jobs import sweep_jobs
 from db.read.metrics import LATENCIES, METRICS, OUTPUT_TOK_S
 from db.read.results import results_frame, speedup_text, summarize, with_speedups
-from db.read.sweeps import duration_text, sweep_info, sweeps_frame
+from db.read.sweeps import format_duration, sweep_info, sweeps_frame
 from db.read.timeline import attempt_bars, efficiency
 
 AXIS_LABELS = {"variant": "variant", "max_num_seqs": "max_num_seqs",
@@ -124,7 +124,9 @@ def render() -> None:
         c[1].metric("running", int(row["running"]))
     c[2].metric("failed", int(row["failed"]))
     c[3].metric("pending", int(row["pending"]))
-    c[4].metric("duration", duration_text(row["duration_s"], row["runs"]) or "—",
+    # The runs in the label: a metric's value is cut where it outgrows its column.
+    c[4].metric("duration" + (f" ({row['runs']} runs)" if row["runs"] > 1 else ""),
+                format_duration(row["duration_s"]) or "—",
                 help="the sum of its coordinators' runs, each from its start to its end (or "
                      "now, or the last heartbeat of a lost one)")
     if row["total"]:

@@ -47,13 +47,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def chromium(url: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+def chromium(url: str, profile: Path, *args: str, height: int = 1000
+             ) -> subprocess.CompletedProcess:
     shutil.rmtree(profile, ignore_errors=True)
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
-         "--window-size=1400,1000", *args, url],
+         f"--window-size=1400,{height}", *args, url],
         capture_output=True, text=True, timeout=120)
 
 
@@ -95,14 +96,16 @@ def server(demo_db, tmp_path_factory):
         yield base, log
 
 
-def render(url: str, tmp: Path, name: str, markers: list[str], tries: int = 10) -> str:
+def render(url: str, tmp: Path, name: str, markers: list[str], tries: int = 10,
+           height: int = 1000) -> str:
     """Load the page once for its DOM and screenshot together, until every marker is in the
     DOM and the screenshot shows content. Virtual time runs ahead while the page waits on its
     websocket, so on a busy machine a load may end on the loading skeleton: load again."""
     out = tmp / f"{name}.png"
     dom, dark = "", 0
     for _ in range(tries):
-        dom = chromium(url, tmp / "profile", "--dump-dom", f"--screenshot={out}").stdout
+        dom = chromium(url, tmp / "profile", "--dump-dom", f"--screenshot={out}",
+                       height=height).stdout
         if out.exists():
             dark = sum(Image.open(out).convert("L").histogram()[:128])  # text, marks, lines
         if all(m in dom for m in markers) and dark > 4000:

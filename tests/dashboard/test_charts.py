@@ -137,7 +137,13 @@ def test_heatmap_facets_by_variant_and_card():
     marks = [layer["mark"]["type"] for layer in spec["spec"]["layer"]]
     assert marks == ["rect", "text"]
     one_card = charts.heatmap(s[s["gpu_name"] == "H100"]).to_dict()
-    assert "row" not in one_card["facet"]
+    assert one_card["facet"]["field"] == "label" and "row" not in one_card["facet"]
+    # Many variants on one card wrap into rows of panels that fit the page.
+    many = summary_rows([{"variant": f"v{i}", "max_num_seqs": m, "gpu_memory_utilization": 0.9,
+                          "mean": float(m), "gpu_name": "H200"}
+                         for i in range(7) for m in (64, 128, 256)])
+    spec = charts.heatmap(many).to_dict()
+    assert spec["columns"] == 3 and spec["columns"] * (spec["spec"]["width"] + 25) <= 720
 
 
 def _marks(spec: dict) -> list[str]:
@@ -317,13 +323,14 @@ def test_telemetry_chart_draws_each_series_with_the_phases_and_the_throttled_sam
     tel = Telemetry(1.0, done_s=6.0)
     for t in range(8):
         tel.add(float(t), Reading(gpu_pct=10 * t, power_w=None if t == 3 else 100.0 + t,
-                                  sm_mhz=1980, temp_c=50, throttle=0x20 if t == 5 else 0x1,
+                                  sm_mhz=1980, temp_c=50,
+                                  throttle=0x20 if t == 5 else 0x4 if t == 6 else 0x1,
                                   mem_used_bytes=None), others=0)
     frame = charts.telemetry_frame(tel)
     assert len(frame) == 8 * len(charts.TELEMETRY_PANELS)
     busy = frame[frame["panel"] == "GPU busy %"]
     assert busy["value"].tolist() == [10 * t for t in range(8)]
-    assert busy["throttle"].tolist() == ["", "", "", "", "", "sw_thermal", "", ""]
+    assert busy["throttle"].tolist() == ["", "", "", "", "", "sw_thermal", "sw_power_cap", ""]
     phases = charts.phase_frame([("engine start", 1.0, 4.0), ("generate", 4.0, 6.0)])
     spec = charts.telemetry_chart(frame, phases).to_dict()
     # A panel per series that has a value (memory was never read), each: the phases shaded,
@@ -339,6 +346,7 @@ def test_telemetry_chart_draws_each_series_with_the_phases_and_the_throttled_sam
     power = datasets[panels[1]["layer"][1]["data"]["name"]]
     assert [r["t"] for r in power] == [0, 1, 2, 4, 5, 6, 7]  # the unread sample left out
     red = datasets[panels[0]["layer"][2]["data"]["name"]]
+    # Red: the sample slowed by heat; not the one at the power cap, a loaded card's usual.
     assert [(r["t"], r["throttle"]) for r in red] == [(5.0, "sw_thermal")]
     # Without phases (an attempt without a result): the line and the red points only.
     bare = charts.telemetry_chart(frame, charts.phase_frame([])).to_dict()
