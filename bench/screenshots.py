@@ -24,6 +24,8 @@ MARKERS = {
     "job": ['data-testid="stDataFrame"', "BenchResult", 'data-testid="stVegaLiteChart"'],
     "compare": ['data-testid="stDataFrame"'],
 }
+# Each page's height in pixels, with a sweep of some 30 configurations on one card.
+HEIGHTS = {"sweeps": 900, "sweep": 3800, "job": 2700, "compare": 2200}
 
 
 def first_job(db: str, sweep: str, variant: str) -> int:
@@ -47,8 +49,8 @@ def main() -> None:
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=("vllm", "nano"),
                    help="the Compare page's two variants of the sweep")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--height", type=int, default=2600, help="the window's height in pixels: "
-                   "a screenshot holds what fits in it")
+    p.add_argument("--height", type=int, help="the window's height in pixels, every page: a "
+                   "screenshot holds what fits in it (default: each page's, HEIGHTS)")
     a = p.parse_args()
     if CHROMIUM is None:
         raise SystemExit("chromium is not installed (apt-get install chromium)")
@@ -60,7 +62,8 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, serve(db, Path(tmp) / "server.log") as base:
         for name, path in paths.items():
-            render(f"{base}/{path}", Path(tmp), name, MARKERS[name], height=a.height)
+            render(f"{base}/{path}", Path(tmp), name, MARKERS[name],
+                   height=a.height or HEIGHTS[name])
             shutil.copy(Path(tmp) / f"{name}.png", a.out / f"{name}.png")
             print(f"{a.out / name}.png: {base}/{path}")
 

@@ -469,6 +469,8 @@ def config_label(row: pd.Series, keys: list[str]) -> str:
         if k == "options":
             opts = json.loads(v) if isinstance(v, str) and v else {}
             v = " ".join(f"{n}={plain(x)}" for n, x in sorted(opts.items()))
+        elif v is None or (isinstance(v, float) and math.isnan(v)):
+            v = DEFAULT if k == "max_model_len" else ""  # the engine's own, as tables say
         elif isinstance(v, float):
             v = f"{v:g}"
         if v != "":

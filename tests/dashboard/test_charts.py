@@ -351,3 +351,10 @@ def test_telemetry_chart_draws_each_series_with_the_phases_and_the_throttled_sam
     # Without phases (an attempt without a result): the line and the red points only.
     bare = charts.telemetry_chart(frame, charts.phase_frame([])).to_dict()
     assert [len(p["layer"]) for p in bare["vconcat"]] == [2] * 4
+
+
+def test_config_label_names_the_engines_own_max_model_len():
+    row = pd.Series({"max_num_seqs": 128, "gpu_memory_utilization": 0.5, "max_model_len": None})
+    keys = ["max_num_seqs", "gpu_memory_utilization", "max_model_len"]
+    assert charts.config_label(row, keys) == "128 · 0.5 · default"
+    assert charts.config_label(row.replace({None: float("nan")}), keys) == "128 · 0.5 · default"
