@@ -3,7 +3,8 @@ loads every page, and the DOM and screenshots show the heatmap, charts and table
 A dashboard started before its database follows it in a page left open, as a coordinator
 creates and writes it.
 
-BENCHSWEEP_SCREENSHOTS=DIR copies the screenshots there (docs/screenshots is refreshed so)."""
+BENCHSWEEP_SCREENSHOTS=DIR copies the screenshots there (docs/screenshots/hosts.png is refreshed
+so; the other pages there are a GPU sweep's, from bench/screenshots.py)."""
 
 from __future__ import annotations
 
