@@ -66,9 +66,14 @@ def bench_run(url: str, jobs: int, slots: int) -> None:
     t0 = time.perf_counter()
     executor = LocalExecutor(cpu_slots=slots)
     t1 = time.perf_counter()
-    summary = run_sweep(spec, store, lambda: executor)
-    t2 = time.perf_counter()
-    executor.shutdown()
+    # run_sweep shuts the executor down: the time from its last outcome is not the sweep's.
+    ended = []
+
+    def last_outcome(_job, _outcome) -> None:
+        ended[:] = [time.perf_counter()]
+
+    summary = run_sweep(spec, store, lambda: executor, on_attempt=last_outcome)
+    t2 = ended[0] if ended else time.perf_counter()
     with store.session() as s:
         n, proc_s = s.execute(select(func.count(), func.sum(Attempt.elapsed_s))).one()
     wall = t2 - t1

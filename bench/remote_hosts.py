@@ -44,14 +44,11 @@ def sweep(store: Store, inv: Inventory, names: list[str], name: str, jobs: int,
     from orchestrator.executors.ssh import SSHExecutor
 
     ex = SSHExecutor(inv, names, store=store, log=lambda m: print("  " + m))
-    try:
-        if on_start:
-            on_start()
-        t = time.monotonic()
-        summary = run_sweep(parse(SWEEP.format(name=name, jobs=jobs), name), store, lambda: ex)
-        return time.monotonic() - t, summary
-    finally:
-        ex.shutdown()
+    if on_start:
+        on_start()
+    t = time.monotonic()
+    summary = run_sweep(parse(SWEEP.format(name=name, jobs=jobs), name), store, lambda: ex)
+    return time.monotonic() - t, summary  # run_sweep shut the executor down
 
 
 def main() -> None:

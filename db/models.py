@@ -139,7 +139,8 @@ class AttemptLogChunk(Base):
 class AttemptTelemetry(Base):
     """An attempt's GPU samples (engine.gpu_telemetry.Telemetry), one row an attempt, the
     samples as columns in one JSON document: some 45 bytes a sample, 150 KB for an hour's
-    job at one a second. Written as the attempt ends, whatever its outcome; the
+    job at one a second. Written as the attempt ends, whatever its outcome (none where its
+    worker's answer never came: a lost or cancelled attempt); the
     summary of a result's timed generate is derived where it is read (db/read/telemetry.py)."""
 
     __tablename__ = "attempt_telemetry"

@@ -353,6 +353,11 @@ class Store:
             s.execute(update(Job).where(Job.id.in_(ids)).values(state="pending"))
             return len(ids)
 
+    def count_jobs(self, sweep_id: int, keys: list[str], states: tuple[str, ...]) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(Job).where(
+                Job.sweep_id == sweep_id, Job.state.in_(states), Job.key.in_(keys)))
+
     def pending_jobs(self, sweep_id: int, keys: list[str]) -> list[Job]:
         with self.session() as s:
             return list(s.scalars(

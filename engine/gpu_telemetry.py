@@ -199,6 +199,7 @@ class Sampler:
         self.read, self.period_s = read, period_s or PERIOD_S
         self.telemetry = Telemetry(self.period_s)
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # a sample is added whole, or not once stopped
         self._thread: threading.Thread | None = None
 
     def start(self, t0: float, session: int) -> None:
@@ -220,12 +221,17 @@ class Sampler:
             if r.pids is not None:
                 # Not countable: pid 0 (a driver hiding it) and pids from another namespace.
                 others = sum(1 for p in r.pids if p and _own(p, session) is False)
-            self.telemetry.add(t, r, others)
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self.telemetry.add(t, r, others)
             next_at += self.period_s
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def stop(self) -> Telemetry:
-        self._stop.set()
+        """What was taken. A read stuck in NVML past the join's wait adds nothing after."""
+        with self._lock:
+            self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10 * self.period_s + 5)
         return self.telemetry
@@ -244,10 +250,15 @@ def read_device(pynvml, h) -> Reading:
     util = _field(pynvml, pynvml.nvmlDeviceGetUtilizationRates, h)
     mem = _field(pynvml, pynvml.nvmlDeviceGetMemoryInfo, h)
     power_mw = _field(pynvml, pynvml.nvmlDeviceGetPowerUsage, h)
-    # The clocks-event reasons took that name in driver 535's NVML; older pynvml has only
-    # the throttle-reasons call.
-    reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-        pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+    # The clocks-event reasons took that name in driver 535's NVML: an older pynvml has only
+    # the throttle-reasons call, an older driver only answers that one.
+    throttle = None
+    for name in ("nvmlDeviceGetCurrentClocksEventReasons",
+                 "nvmlDeviceGetCurrentClocksThrottleReasons"):
+        if hasattr(pynvml, name):
+            throttle = _field(pynvml, getattr(pynvml, name), h)
+            if throttle is not None:
+                break
     procs = _field(pynvml, pynvml.nvmlDeviceGetComputeRunningProcesses, h)
     return Reading(
         gpu_pct=None if util is None else int(util.gpu),
@@ -255,7 +266,7 @@ def read_device(pynvml, h) -> Reading:
         power_w=None if power_mw is None else power_mw / 1000,
         sm_mhz=_field(pynvml, pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM),
         temp_c=_field(pynvml, pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU),
-        throttle=_field(pynvml, reasons, h),
+        throttle=throttle,
         pids=None if procs is None else [int(p.pid) for p in procs],
     )
 

@@ -99,34 +99,41 @@ def run_sweep(spec: SweepSpec, store: Store, start_executor: Callable[[], Execut
     sweep_id, plan = record_jobs(spec, store)
     keys = list(plan)
     owner = owner_id()
-    with StopRequest() as stop:
-        recovered = store.acquire(sweep_id, owner, stale_after=STALE_AFTER,
-                                  owner_alive=owner_alive)
-        ended, by = "error", None  # unless the run gets to its end
-        try:
-            if force:
-                store.reset_jobs(sweep_id, keys, states=("succeeded", "failed"))
-            elif rerun_failed:
-                store.reset_jobs(sweep_id, keys, states=("failed",))
-            queue = JobQueue(store.pending_jobs(sweep_id, keys), lambda j: _group(plan, j))
-            summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
-            if queue:
-                executor = start_executor()
-                try:
+    # Started before the lease is taken, and only if a job may be left to run (a job still
+    # marked running may be a dead coordinator's, to run again): an executor can take
+    # minutes to start (hosts reached one by one), and the lease is heartbeated only while
+    # the sweep runs.
+    states = ("pending", "running", *(("failed",) if rerun_failed else ()))
+    executor = start_executor() if force or store.count_jobs(sweep_id, keys, states) else None
+    try:
+        with StopRequest() as stop:
+            recovered = store.acquire(sweep_id, owner, stale_after=STALE_AFTER,
+                                      owner_alive=owner_alive)
+            ended, by = "error", None  # unless the run gets to its end
+            try:
+                if force:
+                    store.reset_jobs(sweep_id, keys, states=("succeeded", "failed"))
+                elif rerun_failed:
+                    store.reset_jobs(sweep_id, keys, states=("failed",))
+                queue = JobQueue(store.pending_jobs(sweep_id, keys), lambda j: _group(plan, j))
+                summary = RunSummary(sweep_id, len(keys), len(keys) - len(queue), recovered)
+                if queue:
+                    executor = executor or start_executor()
                     _drive(spec, store, executor, queue, plan, summary, owner, on_change,
                            on_attempt, stop)
-                finally:
-                    executor.shutdown()
-            elif on_change:
-                on_change(summary, 0)
-            ended, by = ("stopped", summary.stopped_by) if summary.stopped_by else \
-                ("finished", None)
-            return summary
-        except KeyboardInterrupt:  # a second signal while the first one's cleanup ran
-            ended, by = "stopped", stop.name or "SIGINT"
-            raise
-        finally:
-            store.release(sweep_id, owner, ended=ended, signal=by)
+                elif on_change:
+                    on_change(summary, 0)
+                ended, by = ("stopped", summary.stopped_by) if summary.stopped_by else \
+                    ("finished", None)
+                return summary
+            except KeyboardInterrupt:  # a second signal while the first one's cleanup ran
+                ended, by = "stopped", stop.name or "SIGINT"
+                raise
+            finally:
+                store.release(sweep_id, owner, ended=ended, signal=by)
+    finally:
+        if executor is not None:
+            executor.shutdown()
 
 
 def _group(plan: dict[str, PlannedJob], job: Job) -> str | None:

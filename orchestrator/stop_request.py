@@ -38,5 +38,9 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
-        """The shell's code for a command ended by the noted signal (130 for Ctrl-C)."""
-        return 128 + signal.Signals[self.name].value
+        return exit_code(self.name)
+
+
+def exit_code(signal_name: str) -> int:
+    """The shell's code for a command a signal ended (130 for Ctrl-C): 128 + its number."""
+    return 128 + signal.Signals[signal_name].value

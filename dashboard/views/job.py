@@ -199,11 +199,12 @@ def telemetry(number: int) -> None:
     gpu = attempt_gpu(db, job_id, number)
     if gpu is None:
         st.caption(f"Attempt {number} has no GPU telemetry (a CPU slot, no NVML on its host, "
-                   f"or recorded before telemetry was).")
+                   f"an attempt still running, cancelled or lost, or one recorded before "
+                   f"telemetry was).")
         return
     if not len(gpu.telemetry):
-        st.caption(f"Attempt {number} took no GPU sample: its time was shorter than a "
-                   f"sample period ({gpu.telemetry.period_s:g} s).")
+        st.caption(f"Attempt {number} took no GPU sample: its first read of the GPU failed, "
+                   f"or its process ended at once.")
         return
     st.altair_chart(charts.telemetry_chart(charts.telemetry_frame(gpu.telemetry),
                                            charts.phase_frame(gpu.phases)), width="stretch")

@@ -23,9 +23,10 @@ from engine.result import BenchResult
 ENGINE_START, GENERATE = "engine start", "generate"  # as db/read/timeline.py names them
 MARK_COLUMN = "gpu_mark"  # a results frame's column of gpu_mark
 MARK_TITLE = "GPU mark"  # its heading where it is shown
-MARK_HELP = ("throttled: the GPU's clocks were held down (power cap, thermal, hardware "
-             "slowdown) during the timed generate; shared GPU: a compute process not the "
-             "job's was on it before, during or after the job")
+MARK_HELP = ("throttled: the GPU's clocks were held down (heat, a hardware slowdown, a "
+             "power brake; not the power cap a loaded card runs at) during the timed "
+             "generate; shared GPU: a compute process not the job's was on it before, "
+             "during or after the job")
 
 
 def gpu_mark(result: BenchResult, tel: Telemetry | None) -> str:

@@ -85,8 +85,12 @@ def logs(
     if not follow:
         lines.end()
         return
-    with StopRequest() as stop:
-        outcome = _follow(store, log, lines, stop)
+    try:
+        with StopRequest() as stop:
+            outcome = _follow(store, log, lines, stop)
+    except KeyboardInterrupt:  # a second signal, while the first one was being noted
+        lines.end()
+        raise typer.Exit(130) from None
     lines.end()
     if outcome is None:
         raise typer.Exit(stop.exit_code)

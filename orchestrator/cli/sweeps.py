@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from datetime import datetime
@@ -17,6 +16,7 @@ from engine.errors import UserError
 from orchestrator.cli.common import DbOpt, err, open_store, out
 from orchestrator.cli.output import Format, FormatOpt, emit
 from orchestrator.spec import MAX_JOBS
+from orchestrator.stop_request import exit_code
 
 
 def sweep(
@@ -67,7 +67,7 @@ def sweep(
     if summary.stopped_by:  # exit as the signal's default action would: 128 + its number
         raise UserError(f"interrupted ({summary.stopped_by}): running jobs cancelled; run the "
                         f"same command again to resume",
-                        128 + signal.Signals[summary.stopped_by].value)
+                        exit_code(summary.stopped_by))
     if summary.failed_jobs:
         raise UserError(f"{summary.failed_jobs} job(s) failed; `orchestrate status {spec.name}` "
                    f"shows them, --rerun-failed runs them again")

@@ -3,7 +3,8 @@ one, at most READ_MAX_BYTES (the newest; what it skips is counted), decoded as U
 reads (a character split between two reads comes whole in the second), and cut into its jobs'
 chunks where each job's start line is (engine/job.py): a job's chunk runs from its start line
 to the next one's, the first job's from the process's start. The log says where a job ends,
-however the reads fall; a line still being written that may be a start line waits for the
+however the reads fall (unless a read skips a start line: a job writing over READ_MAX_BYTES
+between two reads); a line still being written that may be a start line waits for the
 next read."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class LogReader:
         """What was written since the last read, a chunk per job it belongs to (none if
         nothing was). `final`: the process has ended, nothing is held back."""
         skipped, text = self._read()
-        text = self._held + text
+        text = (self._held if not skipped else "") + text  # a gap: the line it began is cut
         line_start = text.rfind("\n") + 1
         held = "" if final else text[line_start:]
         self._held = held if held and may_start_a_job(held) else ""

@@ -143,6 +143,19 @@ def test_the_nvml_reader_reads_every_field(monkeypatch, old_name: bool) -> None:
                         temp_c=64, throttle=0x5, pids=[11, 12])
 
 
+def test_a_driver_older_than_its_pynvml_is_asked_the_old_name(monkeypatch) -> None:
+    """pynvml has the clocks-event call, the driver's NVML (before 535) does not answer it."""
+    m = fake_pynvml(set(), old_name=True)
+
+    def not_found(*_args):
+        raise m.NVMLError("Function Not Found")
+
+    m.nvmlDeviceGetCurrentClocksEventReasons = not_found
+    monkeypatch.setitem(sys.modules, "pynvml", m)
+    with gpu_telemetry.nvml_reader("0") as read:
+        assert read().throttle == 0x5
+
+
 def test_a_field_nvml_cannot_read_is_none(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml",
                         fake_pynvml({"power", "reasons", "procs", "clock"}))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from db.models import Attempt, Job
+from db.models import Attempt, Job, Sweep
 from db.read.logs import attempt_log, dropped_note
 from db.store import Store, as_utc
 from orchestrator.executors.base import Executor, LogChunk, Outcome, Slot
@@ -252,4 +252,19 @@ def test_each_attempt_keeps_the_telemetry_its_outcome_carried(tmp_path: Path) ->
     got = telemetry_of(store, [r.id for r in rows])
     assert [(r.outcome, got[r.id].gpu_pct if r.id in got else None) for r in rows] == [
         ("failed", [7]), ("succeeded", [1]), ("succeeded", [2]), ("succeeded", None)]
+    store.close()
+
+
+def test_the_executor_starts_before_the_lease_is_taken(tmp_path: Path) -> None:
+    """Starting an executor can take minutes (hosts reached one by one) while nothing
+    heartbeats the lease: it starts first, then the sweep takes the lease."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    owners = []
+
+    def start() -> Scripted:
+        with store.session() as s:
+            owners.append(s.scalar(select(Sweep.owner)))
+        return Scripted(lambda specs, _: [ok() for _ in specs])
+
+    assert run_sweep(parse(SWEEP), store, start).ok and owners == [None]
     store.close()
