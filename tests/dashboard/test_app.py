@@ -46,7 +46,7 @@ def test_sweep_page_shows_the_result_grid(demo_db, monkeypatch):
     heat, bars, lines, pareto, timeline = charts(at)
     assert {r["part"] for rows in timeline["datasets_rows"] for r in rows} == {
         "attempt", "engine start", "generate"}
-    assert heat["facet"]["column"]["field"] == "label"
+    assert heat["facet"]["field"] == "label"  # one card: the panels wrap
     assert {m["mark"]["type"] for m in heat["spec"]["layer"]} == {"rect", "text"}
     cells = heat["rows"]
     assert len(cells) == 8 and {c["label"] for c in cells} == {"nano", "nano-sync"}
