@@ -30,7 +30,8 @@ COMPARABLE = (("model", "different model"), ("workload_fingerprint", "different 
               ("gpu_name", "different GPU"))
 GREY = "#a0a0a0"
 GREY_LIGHT = "#d0d0d0"
-START_PHASES = (("load_s", "load"), ("profile_s", "profile"), ("compile_s", "compile"),
+START_PHASES = (("imports_s", "imports"), ("load_s", "load"), ("profile_s", "profile"),
+                ("compile_s", "compile"),
                 ("capture_s", "capture"), ("warmup_s", "warm-up"))
 
 
@@ -212,7 +213,8 @@ def _differences(ra: pd.Series, rb: pd.Series) -> list[str]:
 
 
 def start_breakdown(record: dict) -> pd.DataFrame:
-    """A BenchResult's start-up time by phase (load, profile, compile, capture, warm-up)."""
+    """A BenchResult's start-up time by phase: the process's start and imports (not part of
+    its start_s), then load, profile, compile, capture, warm-up."""
     return pd.DataFrame([{"phase": label, "seconds": float(record.get(key) or 0.0)}
                          for key, label in START_PHASES], columns=["phase", "seconds"])
 

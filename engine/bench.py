@@ -337,7 +337,19 @@ def self_check() -> str:
     return line + (f"; skipped {', '.join(skipped)}" if skipped else "")
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started, from /proc (Linux); None elsewhere."""
+    try:
+        # Field 22, starttime in clock ticks after boot, counted from after the command's ")".
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    imports_s = process_age_s()
     p = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.split("\n")[0])
     p.add_argument("--job", help="job JSON file, or - for stdin")
     p.add_argument("--out", help="where to write the result JSON")
@@ -376,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 report.line(Failure(one_line(e), classify(e)).to_json())
                 return 1
+            result.imports_s = imports_s if i == 0 or imports_s is None else 0.0
             report.line(result.to_json())
     finally:
         group.close()

@@ -30,6 +30,9 @@ class Conditions:
     gpu_processes_after: list[dict] | None = None
     cpu_s: float | None = None  # CPU time (user + system) of the job and the children it reaped
     wall_s: float | None = None  # the job process's lifetime, which cpu_s is spent over
+    # When the job's result line came, in seconds since its process started (the runner's
+    # reading, within a poll): the process's teardown is wall_s less its last job's.
+    result_at_s: float | None = None
 
     def disturbances(self) -> list[str]:
         """Why a figure taken under these conditions may not be the engine's alone: the
@@ -112,6 +115,10 @@ class BenchResult:
     requested_output_tokens: int
     output_tokens: int  # measured: tokens the engine actually returned
     elapsed_s: float  # monotonic clock around generate, after a device synchronise
+    # The job process's start to the bench's own code: the interpreter and its imports (the
+    # engine's own imports at load are load_s). The first of a process's jobs only (the
+    # others: 0); None where /proc cannot tell.
+    imports_s: float | None = None
     load_s: float = 0.0  # weights from disk to device
     profile_s: float = 0.0  # KV-cache sizing pass
     compile_s: float = 0.0  # torch.compile and similar

@@ -122,10 +122,17 @@ if result:
     mark = gpu_mark(bench, telemetry_of(db, [result["attempt_id"]]).get(result["attempt_id"]))
     if mark:
         st.warning(md(f"{MARK_TITLE}: {mark}. {MARK_HELP}."), icon=":material/warning:")
-    st.subheader("Start-up time")
+    st.subheader("Start-up time, from the process's start")
     breakdown = charts.start_breakdown(rec)
     st.altair_chart(charts.start_chart(breakdown), width="stretch")
-    st.caption("  ·  ".join(f"{r.phase} {r.seconds:.2f} s" for r in breakdown.itertuples()))
+    st.caption("  ·  ".join(f"{r.phase} {r.seconds:.2f} s" for r in breakdown.itertuples())
+               + " (imports: the job process's start and its imports, before the engine's "
+                 "start-up; 0 for a repeat that shared an earlier one's process)")
+    cond = bench.conditions
+    if bench.engine_shared is None and cond.wall_s is not None and cond.result_at_s is not None:
+        st.caption(f"After its result line the job process ran on for "
+                   f"{max(0.0, cond.wall_s - cond.result_at_s):.2f} s: the engine's teardown "
+                   f"(the runner's GPU checks come after it).")
 
     st.subheader("Roofline and kernels")
     line = bench.roofline

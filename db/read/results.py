@@ -28,8 +28,9 @@ from engine.gpu_telemetry import Telemetry
 from engine.result import BenchResult
 
 # The figures of a BenchResult that a results row carries besides the Result's columns.
-RECORD_FIELDS = ("prompt_tokens", "requested_output_tokens", "load_s", "profile_s", "compile_s",
-                 "capture_s", "warmup_s", "kv_tokens", "compile_cache_warm", "device")
+RECORD_FIELDS = ("prompt_tokens", "requested_output_tokens", "imports_s", "load_s", "profile_s",
+                 "compile_s", "capture_s", "warmup_s", "kv_tokens", "compile_cache_warm",
+                 "device")
 # Latency figures a results row carries in milliseconds, from the record's seconds; NaN where
 # the engine reported none.
 LATENCY_MS = {f"{kind}_p{q}_ms": f"{kind}_p{q}_s" for kind in ("ttft", "tpot")

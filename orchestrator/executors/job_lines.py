@@ -32,6 +32,7 @@ class ResultLines:
     path: Path
     records: list[dict | None] = field(default_factory=list)  # None: not JSON
     seen_at: list[float] = field(default_factory=list)
+    started: float | None = None  # when the job process started (monotonic)
     loads: list[float | None] = field(default_factory=list)
     _stamp: tuple = field(default=(), init=False, repr=False)
 

@@ -168,7 +168,7 @@ def job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str, timeout
             own = out.result.conditions
             out.result.conditions = dataclasses.replace(
                 seen, nice=own.nice, cpu_affinity=own.cpu_affinity, load_before=loads[i],
-                load_after=loads[i + 1])
+                load_after=loads[i + 1], result_at_s=round(lines.seen_at[i] - lines.started, 3))
         if notes:
             told = "".join(f"\n[benchsweep worker] {n}" for n in notes)
             out.log_tail += told
@@ -199,7 +199,7 @@ def _run(jobs: list[str], host: str, gpu: str, cuda_visible_devices: str, timeou
 
         with gpu_telemetry.sampling(cuda_visible_devices, gpu_read) as sampler, \
                 log_path.open("wb") as log:
-            started = time.monotonic()
+            started = lines.started = time.monotonic()
             proc = subprocess.Popen(
                 [python, "-m", "engine.bench", "--job", str(job_path), "--out", str(out_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,

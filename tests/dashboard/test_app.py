@@ -140,7 +140,8 @@ def test_job_page_of_a_succeeded_job(demo_db, monkeypatch):
     assert "output_tok_s" in figures and "workload_fingerprint" in figures
     (breakdown,) = charts(at)
     phases = [r["phase"] for r in breakdown["rows"]]
-    assert phases == ["load", "profile", "compile", "capture", "warm-up"]
+    assert phases == ["imports", "load", "profile", "compile", "capture", "warm-up"]
+    assert {r["phase"]: r["seconds"] for r in breakdown["rows"]}["imports"] > 0
     env = at.dataframe[2].value.set_index("name")["value"]
     assert env["torch"] and env["python"]
     assert "output_tok_s" in at.code[0].value  # the log tail ends with the result line
@@ -162,6 +163,8 @@ def test_job_page_without_or_with_a_wrong_job(demo_db, monkeypatch):
     at.button[0].click().run()
     assert at.query_params["job"] == str(picked)
     assert at.title[0].value == f"Job #{picked}"
+    # A job with a process of its own: its teardown, after its result line.
+    assert "After its result line the job process ran on for" in texts(at.caption)
 
 
 def test_compare_two_sweeps_greys_out_other_workloads(demo_db, monkeypatch):

@@ -170,9 +170,10 @@ def test_metric_lines_and_start_breakdown():
         assert layer["encoding"]["color"]["field"] == "label"  # a colour per variant
         assert layer["encoding"]["y"]["scale"]["domainMin"] == 0
     assert _marks(charts.metric_lines(s).to_dict()) == ["errorbar", "line"]
-    b = charts.start_breakdown({"load_s": 1.5, "capture_s": 2.0, "warmup_s": None})
-    assert b["phase"].tolist() == ["load", "profile", "compile", "capture", "warm-up"]
-    assert b["seconds"].tolist() == [1.5, 0.0, 0.0, 2.0, 0.0]
+    b = charts.start_breakdown({"imports_s": 2.5, "load_s": 1.5, "capture_s": 2.0,
+                                "warmup_s": None})
+    assert b["phase"].tolist() == ["imports", "load", "profile", "compile", "capture", "warm-up"]
+    assert b["seconds"].tolist() == [2.5, 1.5, 0.0, 0.0, 2.0, 0.0]
     assert charts.start_chart(b).to_dict()["mark"]["type"] == "bar"
 
 

@@ -212,6 +212,16 @@ def fake_bench(tmp_path: Path, body: str) -> str:
     return str(script)
 
 
+def test_a_result_says_when_its_line_came_so_the_teardown_shows(tmp_path: Path) -> None:
+    """The process's time after the job's result line (the engine's teardown) is wall_s less
+    result_at_s."""
+    py = fake_bench(tmp_path, 'sleep 0.5; put "$R"; sleep 1.5')
+    (out,) = run_job_process(["{}"], gpu="cpu", cuda_visible_devices="", timeout_s=60,
+                             python=py)
+    c = out.result.conditions
+    assert 0.4 < c.result_at_s < 1.5 and c.wall_s - c.result_at_s > 1.2
+
+
 FAILED = '{"error": "RuntimeError: CUDA error: out of memory", "error_kind": "oom"}'
 
 
