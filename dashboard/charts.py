@@ -16,8 +16,8 @@ from db.read.job_columns import DEFAULT, OPTION_PREFIX, option_columns, plain
 from db.read.metrics import OUTPUT_TOK_S, Metric
 from db.read.results import BASELINE, MISSING, sample, speedup_text, spread_text
 from db.read.sweeps import LOST_ATTEMPT, duration_text
-from db.read.telemetry import ENGINE_START, GENERATE, MARK_COLUMN, MARK_TITLE
-from db.read.timeline import Bar, Efficiency
+from db.read.telemetry import MARK_COLUMN, MARK_TITLE
+from db.read.timeline import ENGINE_START, GENERATE, Bar, Efficiency
 from engine.gpu_telemetry import SLOWDOWNS, Telemetry, throttle_reasons
 
 # The matrix axes every sweep has; engine options that vary become axes too.

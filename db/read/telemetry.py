@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from db.models import Attempt, AttemptTelemetry, Result
+from db.read.timeline import ENGINE_START, GENERATE
 from db.store import Store
 from engine.gpu_telemetry import Summary, Telemetry, generate_window, summarize
 from engine.result import BenchResult
 
-ENGINE_START, GENERATE = "engine start", "generate"  # as db/read/timeline.py names them
 MARK_COLUMN = "gpu_mark"  # a results frame's column of gpu_mark
 MARK_TITLE = "GPU mark"  # its heading where it is shown
 MARK_HELP = ("throttled: the GPU's clocks were held down (heat, a hardware slowdown, a "

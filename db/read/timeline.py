@@ -33,6 +33,7 @@ from db.store import Store, as_utc
 
 ALL = "all"  # the overall row of efficiency()
 EFFICIENCY = "efficiency (timed generate ÷ GPU time held)"  # its name where it is shown
+ENGINE_START, GENERATE = "engine start", "generate"  # a result's phases, wherever placed
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,12 @@ class Bar:
         return self.outcome not in ("running", LOST_ATTEMPT)
 
     def phases(self) -> list[tuple[str, datetime, datetime]]:
-        """("engine start" | "generate", from, to), placed as the module says."""
+        """(ENGINE_START | GENERATE, from, to), placed as the module says."""
         if self.generate_s is None:
             return []
         gen_from = max(self.start, self.end - timedelta(seconds=self.generate_s))
         start_from = max(self.start, gen_from - timedelta(seconds=self.start_s or 0.0))
-        return [("engine start", start_from, gen_from), ("generate", gen_from, self.end)]
+        return [(ENGINE_START, start_from, gen_from), (GENERATE, gen_from, self.end)]
 
 
 @dataclass(frozen=True)
