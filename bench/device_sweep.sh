@@ -12,6 +12,9 @@
 # when $OUT has none (commit the one that comes back there), and only the jobs not yet
 # succeeded run. The sweep gets SIGINT after $BUDGET_S seconds (default 540, so the table
 # still comes back inside one 10-minute call); it records what finished.
+# REUSE=repeats runs the same file as its own sweep, "$NAME" (say phase2-reuse), with
+# `reuse: repeats` for every variant, optionally only the variants in $VARIANTS: the
+# fresh-process and the shared-engine figures of one sweep file side by side (issue 18).
 set -uo pipefail
 : "${OUT:?set OUT to the directory that comes back}"
 BUDGET_S=${BUDGET_S:-540}
@@ -29,6 +32,20 @@ if [ ! -e "$OUT/$NAME.db" ] && [ -e "bench/results/$NAME/$NAME.db" ]; then
     cp "bench/results/$NAME/$NAME.db" "$OUT/$NAME.db"
 fi
 T0=$SECONDS
+if [ -n "${REUSE:-}" ]; then
+    python3 - "$SWEEP" "$NAME" "$REUSE" "$OUT/$NAME.yaml" ${VARIANTS:-} <<'EOF' || exit 3
+import sys, yaml
+src, name, reuse, dst, *keep = sys.argv[1:]
+spec = yaml.safe_load(open(src))
+spec.update(name=name, reuse=reuse)
+if keep:
+    spec["variants"] = {k: v for k, v in spec["variants"].items() if k in keep}
+    spec["matrix"]["variant"] = [v for v in spec["matrix"]["variant"] if v in keep]
+    spec["exclude"] = [e for e in spec.get("exclude", []) if e.get("variant") in keep]
+yaml.safe_dump(spec, open(dst, "w"), sort_keys=False)
+EOF
+    SWEEP="$OUT/$NAME.yaml"
+fi
 
 VLLM=$(grep -q "kind: vllm" "$SWEEP" && echo vllm)
 python3 - $VLLM <<'EOF' || exit 3

@@ -33,6 +33,11 @@ class Conditions:
     # When the job's result line came, in seconds since its process started (the runner's
     # reading, within a poll): the process's teardown is wall_s less its last job's.
     result_at_s: float | None = None
+    # The runner's GPU-idle checks around the job process (engine.gpu_hygiene): the wait for an
+    # idle GPU before it started and for its memory to come back after it ended; 0.0 where
+    # nothing was checked (a CPU slot, no NVML, the checks off).
+    gpu_wait_before_s: float | None = None
+    gpu_wait_after_s: float | None = None
 
     def disturbances(self) -> list[str]:
         """Why a figure taken under these conditions may not be the engine's alone: the

@@ -151,13 +151,15 @@ def job_process(jobs: list[str], *, gpu: str, cuda_visible_devices: str, timeout
         notes.append(f"waited {before.waited_s:.1f} s for the GPU to become idle")
     seen = Conditions(nice_asked=own_nice() if nice is None else nice,
                       cpu_count=os.cpu_count(), load_before=load(),
-                      gpu_processes_before=gpu_hygiene.processes(cuda_visible_devices))
+                      gpu_processes_before=gpu_hygiene.processes(cuda_visible_devices),
+                      gpu_wait_before_s=round(before.waited_s, 3))
     outcomes, lines = yield from _run(jobs, host, gpu, cuda_visible_devices,
                                       timeout_s - before.waited_s, threads, python, seen,
                                       gpu_read)
     seen.load_after = load()
     after = gpu_hygiene.after_job(cuda_visible_devices)
     seen.gpu_processes_after = gpu_hygiene.processes(cuda_visible_devices)
+    seen.gpu_wait_after_s = round(after.waited_s, 3)
     if not after.ok:
         notes.append(f"warning: the GPU is not idle after the job: {after.message}")
     # What each job read of itself, with what the runner saw: the load as the job started

@@ -126,6 +126,9 @@ def test_waits_for_idle_and_warns_when_not_released(tmp_path: Path,
     assert cond.gpu_processes_before == []
     assert cond.gpu_processes_after == [{"pid": 888, "used_bytes": 9 * GIB}]
     assert "1 other GPU process(es) after (pid 888)" in out.result.disturbed
+    # The runner's waits, where the attempt's time went: three busy reads before, the whole
+    # wait after (the leak never left).
+    assert 0.5 < cond.gpu_wait_before_s < 1.0 and cond.gpu_wait_after_s >= 0.3
 
 
 def test_worker_cli_writes_the_outcome_and_its_log(tmp_path: Path) -> None:
@@ -193,6 +196,7 @@ def test_a_result_records_its_conditions(tmp_path: Path) -> None:
     assert c.nice_asked == 2 and c.cpu_count == os.cpu_count()
     assert c.load_before is not None and c.load_after is not None
     assert c.gpu_processes_before is None and c.gpu_processes_after is None  # a CPU slot
+    assert c.gpu_wait_before_s == c.gpu_wait_after_s == 0.0  # nothing to wait for
     assert 0.2 < c.cpu_s <= c.wall_s * (os.cpu_count() or 1)
     busy = c.load_before > c.cpu_count or c.load_after - c.cpu_s / c.wall_s > c.cpu_count
     assert busy == any(r.startswith("load ") for r in out.result.disturbed)
