@@ -94,6 +94,9 @@ class Group:
     engine: Engine
     model_dir: Path
     card: CardFigures | None  # for the roofline; None where it could not be measured
+    # The process's age as its engine began to start: the interpreter, torch, the workload,
+    # the job's checks and the host's figures (BenchResult.imports_s). None without /proc.
+    before_engine_s: float | None
 
     @classmethod
     def start(cls, jobs: list[BenchJob]) -> Group:
@@ -106,8 +109,9 @@ class Group:
         _set_threads()
         env = envinfo.collect()  # before the engine starts: clocks at start, an idle GPU
         card = _card(env)  # measured (once per host) before the engine starts, in a child
+        before_engine_s = process_age_s()
         return cls(jobs, options, workload, env, variants.start(first, model_dir), model_dir,
-                   card)
+                   card, before_engine_s)
 
     def measure(self, i: int) -> BenchResult:
         """Run job i: reset the engine, warm up, time the generate."""
@@ -349,7 +353,6 @@ def process_age_s() -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    imports_s = process_age_s()
     p = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.split("\n")[0])
     p.add_argument("--job", help="job JSON file, or - for stdin")
     p.add_argument("--out", help="where to write the result JSON")
@@ -388,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 report.line(Failure(one_line(e), classify(e)).to_json())
                 return 1
+            imports_s = group.before_engine_s
             result.imports_s = imports_s if i == 0 or imports_s is None else 0.0
             report.line(result.to_json())
     finally:

@@ -120,9 +120,10 @@ class BenchResult:
     requested_output_tokens: int
     output_tokens: int  # measured: tokens the engine actually returned
     elapsed_s: float  # monotonic clock around generate, after a device synchronise
-    # The job process's start to the bench's own code: the interpreter and its imports (the
-    # engine's own imports at load are load_s). The first of a process's jobs only (the
-    # others: 0); None where /proc cannot tell.
+    # The job process's start to its engine's start: the interpreter, torch and the bench's
+    # imports, the workload, the job's checks, the host's figures (the engine's own package
+    # is imported in load_s). The first of a process's jobs only (the others: 0); None where
+    # /proc cannot tell.
     imports_s: float | None = None
     load_s: float = 0.0  # weights from disk to device
     profile_s: float = 0.0  # KV-cache sizing pass

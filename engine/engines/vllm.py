@@ -212,6 +212,7 @@ def start(job: BenchJob, model_dir: str | Path) -> VllmEngine:
         # vLLM's sampler would import FlashInfer otherwise.
         os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
 
+    t0 = time.monotonic()  # load_s begins with vLLM's own imports (seconds of them)
     import vllm
     from vllm.engine.arg_utils import EngineArgs
 
@@ -228,7 +229,6 @@ def start(job: BenchJob, model_dir: str | Path) -> VllmEngine:
           file=sys.stderr, flush=True)
 
     log = vllm_log.LogCapture()
-    t0 = time.monotonic()
     try:
         with log:
             llm = vllm.LLM(**kwargs)

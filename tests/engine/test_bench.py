@@ -177,8 +177,9 @@ def test_repeats_share_one_engine_start(cache: Path, tmp_path: Path) -> None:
     shared, (alone,) = lines(tmp_path / "group.out"), lines(tmp_path / "one.out")
     assert [r["engine_shared"] for r in shared] == [0, 1, 2] and alone["engine_shared"] is None
     assert shared[0]["load_s"] > 0 and alone["load_s"] > 0
-    # The process's start and imports are the first job's.
-    assert shared[0]["imports_s"] > 0 and alone["imports_s"] > 0
+    # The process's start until its engine starts (imports, torch's among them: over half a
+    # second here, where the interpreter alone takes a tenth) is the first job's.
+    assert shared[0]["imports_s"] > 0.5 and alone["imports_s"] > 0.5
     assert [r["imports_s"] for r in shared[1:]] == [0, 0]
     for r in shared[1:]:  # the start is the first repeat's
         assert r["load_s"] == r["profile_s"] == r["compile_s"] == r["capture_s"] == 0
