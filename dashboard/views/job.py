@@ -133,6 +133,11 @@ if result:
         st.caption(f"After its result line the job process ran on for "
                    f"{max(0.0, cond.wall_s - cond.result_at_s):.2f} s: the engine's teardown "
                    f"(the runner's GPU checks come after it).")
+    if cond.gpu_wait_before_s is not None and cond.gpu_wait_after_s is not None:
+        st.caption(f"The runner's GPU-idle checks: {cond.gpu_wait_before_s:.2f} s before the "
+                   f"job process started, {cond.gpu_wait_after_s:.2f} s after it ended"
+                   + (" (one process for this configuration's repeats)"
+                      if bench.engine_shared is not None else "") + ".")
 
     st.subheader("Roofline and kernels")
     line = bench.roofline

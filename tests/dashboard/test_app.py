@@ -165,6 +165,9 @@ def test_job_page_without_or_with_a_wrong_job(demo_db, monkeypatch):
     assert at.title[0].value == f"Job #{picked}"
     # A job with a process of its own: its teardown, after its result line.
     assert "After its result line the job process ran on for" in texts(at.caption)
+    # and the runner's checks around it (none to wait for on a CPU slot).
+    assert ("The runner's GPU-idle checks: 0.00 s before the job process started, 0.00 s "
+            "after it ended." in texts(at.caption))
 
 
 def test_compare_two_sweeps_greys_out_other_workloads(demo_db, monkeypatch):
