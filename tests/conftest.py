@@ -1,5 +1,6 @@
 import itertools
 import os
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("demo_db"))
         elif item.nodeid.split("::")[0] in NETNS_MODULES:
             item.add_marker(pytest.mark.xdist_group("netns"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """One BENCHSWEEP_CACHE for the session with the tiny random checkpoint written once
+    (seconds each time: torch and transformers' imports, then the write), for every test
+    that runs tiny jobs but does not test the cache itself."""
+    from engine.checkpoints import ModelRef, resolve
+
+    root = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("BENCHSWEEP_CACHE")
+    os.environ["BENCHSWEEP_CACHE"] = str(root)
+    try:
+        resolve(ModelRef(arch="tiny"))
+    finally:
+        if old is None:
+            del os.environ["BENCHSWEEP_CACHE"]
+        else:
+            os.environ["BENCHSWEEP_CACHE"] = old
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -59,14 +59,14 @@ SWEEPS = {
 
 
 @pytest.fixture(scope="session")
-def demo_db(tmp_path_factory) -> str:
+def demo_db(tmp_path_factory, tiny_cache) -> str:
     """A real SQLite file filled by running real sweeps. BENCHSWEEP_TEST_DASHBOARD_DB names
     one built earlier (by this fixture) to skip the few minutes this takes."""
     if os.environ.get("BENCHSWEEP_TEST_DASHBOARD_DB"):
         return os.environ["BENCHSWEEP_TEST_DASHBOARD_DB"]
     tmp = tmp_path_factory.mktemp("dashboard-demo")
     url = f"sqlite:///{tmp / 'demo.db'}"
-    env = dict(os.environ, BENCHSWEEP_CACHE=str(tmp / "cache"), BENCHSWEEP_DB=url,
+    env = dict(os.environ, BENCHSWEEP_CACHE=str(tiny_cache), BENCHSWEEP_DB=url,
                RAY_USAGE_STATS_ENABLED="0", COLUMNS="200")
     for name, body in SWEEPS.items():
         spec = tmp / f"{name}.yaml"

@@ -17,9 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    # One checkpoint cache for the session: the tiny model is written once.
-    return tmp_path_factory.mktemp("cache")
+def cache_dir(tiny_cache):
+    return tiny_cache
 
 
 def sweep_file(tmp_path: Path, name: str = "e2e", *, repeats: int = 1, extra: str = "",

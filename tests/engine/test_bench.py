@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from engine.bench import BadInput, classify, main
-from engine.checkpoints import resolve
 from engine.job import BenchJob, ModelRef
 from engine.workload import WorkloadSpec, build
 
@@ -19,14 +18,8 @@ SPEC = WorkloadSpec(num_seqs=5, input_len=(4, 24), output_len=(2, 6), seed=3)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cache")
-    os.environ["BENCHSWEEP_CACHE"] = str(root)
-    try:
-        resolve(ModelRef(arch="tiny"))  # written once here, not in every subprocess
-    finally:
-        del os.environ["BENCHSWEEP_CACHE"]
-    return root
+def cache(tiny_cache: Path) -> Path:
+    return tiny_cache
 
 
 def env(cache: Path) -> dict[str, str]:

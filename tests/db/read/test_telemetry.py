@@ -26,7 +26,6 @@ from db.read.telemetry import (
     telemetry_of,
 )
 from db.store import Store
-from engine.checkpoints import resolve
 from engine.gpu_telemetry import Reading, Telemetry
 from engine.job import BenchJob, ModelRef
 from engine.workload import WorkloadSpec
@@ -71,15 +70,13 @@ class Counting:
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory) -> dict[str, Outcome]:
+def ran(tiny_cache) -> dict[str, Outcome]:
     """The two jobs run once, each in a job process of its own, on GPU "0" (this machine has
     none: the engine runs on CPU, the reader stands in for NVML). Their Outcomes as they come
     back over the wire (JSON)."""
-    cache = tmp_path_factory.mktemp("cache")
     old = os.environ.get("BENCHSWEEP_CACHE")
-    os.environ["BENCHSWEEP_CACHE"] = str(cache)
+    os.environ["BENCHSWEEP_CACHE"] = str(tiny_cache)
     try:
-        resolve(ModelRef(arch="tiny"))
         outs = {}
         for name, job in (("ok", NANO), ("bad", BAD)):
             (out,) = run_job_process([job.to_json()], gpu="0", cuda_visible_devices="0",
