@@ -582,9 +582,9 @@ def efficiency_table(rows: list[Efficiency]) -> pd.DataFrame:
     """The efficiency per variant and overall, as the Sweep page shows it."""
     return pd.DataFrame([{"variant": e.variant, "attempts": e.attempts,
                           "GPU time held (s)": e.held_s, "timed generate (s)": e.generate_s,
-                          "efficiency": e.ratio} for e in rows],
+                          "efficiency": e.ratio, "engine starts": e.start_share} for e in rows],
                         columns=["variant", "attempts", "GPU time held (s)",
-                                 "timed generate (s)", "efficiency"])
+                                 "timed generate (s)", "efficiency", "engine starts"])
 
 
 def category_chart(categories: pd.DataFrame) -> alt.Chart:

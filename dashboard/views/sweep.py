@@ -228,7 +228,10 @@ def _timeline() -> None:
                  column_config={
                      "GPU time held (s)": st.column_config.NumberColumn(format="%.1f"),
                      "timed generate (s)": st.column_config.NumberColumn(format="%.1f"),
-                     "efficiency": st.column_config.NumberColumn(format="percent")})
+                     "efficiency": st.column_config.NumberColumn(format="percent"),
+                     "engine starts": st.column_config.NumberColumn(
+                         format="percent", help="share of the GPU time held spent starting "
+                         "engines (load, profile, compile, capture, warm-up)")})
 
 
 def _config(row) -> str:

@@ -79,15 +79,21 @@ class Efficiency:
     attempts: int
     held_s: float
     generate_s: float
+    start_s: float  # engine starts (load, profile, compile, capture, warm-up): what reuse saves
 
     @property
     def ratio(self) -> float | None:
         return self.generate_s / self.held_s if self.held_s > 0 else None
 
+    @property
+    def start_share(self) -> float | None:
+        return self.start_s / self.held_s if self.held_s > 0 else None
+
     def text(self) -> str:
         pct = "—" if self.ratio is None else f"{self.ratio:.0%}"
+        start = "" if self.start_share is None else f", engine starts {self.start_share:.0%}"
         return (f"{self.variant}: {pct} ({self.generate_s:,.1f} s timed generate of "
-                f"{self.held_s:,.1f} s GPU time held, {self.attempts} attempt(s))")
+                f"{self.held_s:,.1f} s GPU time held, {self.attempts} attempt(s){start})")
 
 
 def attempt_bars(store: Store, sweep: str, *, every: bool = False) -> list[Bar]:
@@ -128,7 +134,8 @@ def efficiency(bars: list[Bar]) -> list[Efficiency]:
 
     def of(name: str, group: list[Bar]) -> Efficiency:
         return Efficiency(name, len(group), sum(b.held_s for b in group),
-                          sum(b.generate_s or 0.0 for b in group))
+                          sum(b.generate_s or 0.0 for b in group),
+                          sum(b.start_s or 0.0 for b in group))
 
     variants = list(dict.fromkeys(b.variant for b in done))
     return [*(of(v, [b for b in done if b.variant == v]) for v in variants), of(ALL, done)]

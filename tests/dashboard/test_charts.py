@@ -250,6 +250,7 @@ def test_gantt_draws_a_lane_per_gpu_a_bar_per_attempt_and_its_phases(tmp_path):
     table = charts.efficiency_table(efficiency(attempt_bars(store, "s")))
     assert table["variant"].tolist() == ["vllm", "nano", "all"]
     assert table["efficiency"].round(2).tolist() == [0.06, 0.2, 0.11]
+    assert table["engine starts"].round(2).tolist() == [0.6, 0.2, 0.47]
 
 
 TTFT = METRICS["ttft_p50_ms"]

@@ -273,9 +273,9 @@ def test_status_of_a_sweep_shows_its_efficiency(tmp_path):
     lines = [ln for ln in text.splitlines() if ln.startswith("efficiency")]
     assert lines == [
         "efficiency (timed generate ÷ GPU time held) vllm: 6% (6.0 s timed generate of "
-        "100.0 s GPU time held, 1 attempt(s))",
+        "100.0 s GPU time held, 1 attempt(s), engine starts 60%)",
         "efficiency (timed generate ÷ GPU time held) nano: 20% (10.0 s timed generate of "
-        "50.0 s GPU time held, 3 attempt(s))",
+        "50.0 s GPU time held, 3 attempt(s), engine starts 20%)",
         "efficiency (timed generate ÷ GPU time held) all: 11% (16.0 s timed generate of "
-        "150.0 s GPU time held, 4 attempt(s))"]
+        "150.0 s GPU time held, 4 attempt(s), engine starts 47%)"]
     assert "efficiency" not in cli(db, "status")[1]  # only of one sweep

@@ -75,8 +75,11 @@ def test_efficiency_per_variant_and_overall(tmp_path):
     # the failed attempt's 10 s count as held time with no generate
     assert eff["nano"].ratio == pytest.approx(10 / 50) and eff["nano"].attempts == 3
     assert eff[ALL].ratio == pytest.approx(16 / 150)
+    # the engine starts' share: what reuse: repeats would save
+    assert eff["vllm"].start_share == pytest.approx(0.6)
+    assert eff["nano"].start_share == pytest.approx(10 / 50)
     assert eff[ALL].text() == ("all: 11% (16.0 s timed generate of 150.0 s GPU time held, "
-                               "4 attempt(s))")
+                               "4 attempt(s), engine starts 47%)")
     assert efficiency([]) == []
 
 
